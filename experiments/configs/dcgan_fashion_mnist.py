@@ -1,0 +1,17 @@
+"""DCGAN on Fashion-MNIST at 32x32 (28 padded), pytorch/examples hyper-parameters."""
+
+from genjax.config import base_config
+
+
+def get_config():
+  c = base_config("dcgan")
+  c.dataset.name = "fashion_mnist"
+  c.dataset.image_size = 32
+  c.model.latent_dim = 100
+  c.model.ngf = 64
+  c.model.ndf = 64
+  c.batch_size = 64
+  c.num_steps = 3000
+  c.optimizer.learning_rate = 2e-4
+  c.optimizer.b1 = 0.5
+  return c

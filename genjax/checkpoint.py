@@ -1,0 +1,100 @@
+"""The one checkpoint path: an Orbax ``CheckpointManager`` over ``<workdir>/checkpoints``.
+
+Each step directory holds two items: ``state`` (the whole TrainState: params, optimizer states,
+EMA, BatchNorm statistics, step and RNG) and ``meta`` (JSON: data position, the model's signature
+and the config). Saves are asynchronous and atomic (Orbax writes to a temporary directory and
+renames it), keep the newest ``keep``, and restore onto any device count: arrays are restored
+straight into the shardings the current launcher asks for.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from genjax.errors import CheckpointError
+
+
+def signature(state: Any) -> dict[str, list]:
+  """``{path: [shape, dtype]}`` of every array of a (possibly abstract) state."""
+  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+  return {jax.tree_util.keystr(path): [list(np.shape(x)), str(np.dtype(x.dtype))]
+          for path, x in leaves}
+
+
+def describe_mismatch(saved: dict[str, list], wanted: dict[str, list]) -> str | None:
+  """The first difference between two signatures, in words; None if they match."""
+  for path, spec in wanted.items():
+    if path not in saved:
+      return f"the checkpoint has no {path}"
+    if saved[path] != spec:
+      return f"{path} is {saved[path][1]}{saved[path][0]} there but {spec[1]}{spec[0]} here"
+  extra = sorted(set(saved) - set(wanted))
+  return f"the checkpoint has {extra[0]}, which the configured model lacks" if extra else None
+
+
+class Checkpointer:
+  """Saves and restores ``(state, meta)`` pairs by step."""
+
+  def __init__(self, directory: str, *, every: int, keep: int, asynchronous: bool = True):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=every, max_to_keep=keep, create=True,
+        enable_async_checkpointing=asynchronous)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state: Any, meta: dict, *, force: bool = False) -> bool:
+    """Starts saving (in the background when asynchronous); False if the interval says skip."""
+    return self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+
+  def read_meta(self, step: int) -> dict:
+    try:
+      return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+          "meta"]
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"cannot read the metadata of checkpoint step {step} in "
+                            f"{self.directory}: {_first_line(e)}") from None
+
+  def restore(self, step: int, abstract_state: Any, *, model: str) -> tuple[Any, dict]:
+    """Restores step ``step`` into the shardings of ``abstract_state`` (ShapeDtypeStructs).
+
+    Raises CheckpointError, touching nothing on disk, if the checkpoint belongs to a different
+    model or architecture, or cannot be read.
+    """
+    meta = self.read_meta(step)
+    problem = None
+    if meta.get("model") != model:
+      problem = f"it is a {meta.get('model')!r} checkpoint but the config asks for {model!r}"
+    else:
+      problem = describe_mismatch(meta.get("signature", {}), signature(abstract_state))
+    if problem:
+      raise CheckpointError(
+          f"{self.directory} holds step {step} of a different model ({problem}); refusing to "
+          f"resume or overwrite it: use another --workdir or delete that directory")
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state)))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"checkpoint step {step} in {self.directory} is unreadable "
+                            f"({_first_line(e)}); delete it to resume from an earlier one")
+    return restored["state"], meta
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.close()
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0] if text else ''}"

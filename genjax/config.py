@@ -1,0 +1,152 @@
+"""The configuration schema: defaults for every knob, and start-up validation.
+
+An experiment config (``experiments/configs/<family>_<dataset>.py``) starts from
+``base_config(family)``, which holds every valid key with its default (the family's model
+arguments in ``config.model`` and its training method's options in ``config.method``), and
+changes what it needs. The result is locked, so a misspelt key fails at once; :func:`validate`
+then checks names and values and raises a one-line :class:`ConfigError` that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ml_collections
+
+from genjax import data
+from genjax import methods
+from genjax import models
+from genjax import parallel
+from genjax.errors import ConfigError
+
+DTYPES = ("float32", "bfloat16")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+def base_config(family: str) -> ml_collections.ConfigDict:
+  """All keys with their defaults for model family ``family``; locked against new keys."""
+  module = models.get(family)
+  c = ml_collections.ConfigDict()
+  c.model = ml_collections.ConfigDict({"name": family, **models.defaults(family)})
+  c.method = ml_collections.ConfigDict(methods.get(module.METHOD).DEFAULTS)
+
+  c.dataset = ml_collections.ConfigDict(dict(
+      name="fashion_mnist",
+      split="train",
+      local_dir="",  # IDX directory for mnist/fashion_mnist ("" = env var / defaults)
+      data_dir="",  # TFDS data_dir ("" = TFDS default)
+      download=True,  # let TFDS download missing data where a network exists
+      image_size=0,  # 0 keeps the native size; e.g. 32 pads 28->32 or resizes
+      resize="pad",  # how to reach image_size: 'pad' (centred) or 'resize' (bilinear)
+      value_range=(-1.0, 1.0),
+  ))
+  c.seed = 0
+  c.batch_size = 64  # global batch, over all devices and processes
+  c.num_steps = 1000
+  c.parallel = "mesh"  # 'mesh' (jit + NamedSharding) or 'pmap'
+  c.dtype = "float32"  # compute dtype; parameters and optimizer states stay float32
+
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="adam", learning_rate=2e-4, b1=0.5, b2=0.999, eps=1e-8, weight_decay=0.0,
+      schedule="constant", warmup_steps=0, grad_clip_norm=0.0))
+  c.ema_decay = 0.0  # EMA of the sampling network's params (0 = off); used for samples
+
+  c.log_every = 50  # console line + TensorBoard scalars (the only host syncs)
+  c.sample_every = 500  # PNG + TensorBoard sample grids
+  c.num_samples = 64
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 3
+  c.async_checkpoints = True
+  c.compilation_cache_dir = "~/.cache/genjax/xla"  # persistent XLA cache ('' = off)
+  c.lock()
+  return c
+
+
+def _fail(msg: str):
+  raise ConfigError(msg)
+
+
+def _check_keys(section: str, given: dict[str, Any], valid: dict[str, Any]) -> None:
+  for key, value in given.items():
+    if key not in valid:
+      _fail(f"unknown key config.{section}.{key}; valid keys: {', '.join(sorted(valid))}")
+    default = valid[key]
+    if default is not None and not isinstance(value, type(default)) and not (
+        isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+      _fail(f"config.{section}.{key} must be of type {type(default).__name__}, got "
+            f"{value!r} ({type(value).__name__})")
+
+
+def _positive_int(config, key: str, minimum: int = 1) -> None:
+  value = config[key]
+  if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    _fail(f"config.{key} must be an integer >= {minimum}, got {value!r}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises a one-line ConfigError for the first problem found in ``config``."""
+  name = config.model.get("name", "")
+  models.get(name)  # unknown family -> lists the valid names
+  model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
+  _check_keys("model", model_kwargs, models.defaults(name))
+  method = methods.get(models.get(name).METHOD)
+  _check_keys("method", dict(config.method), method.DEFAULTS)
+
+  ds = config.dataset
+  if ds.name not in data.DATASETS:
+    _fail(f"unknown dataset {ds.name!r}; valid names: {', '.join(data.DATASETS)}")
+  if ds.split not in ("train", "test"):
+    _fail(f"config.dataset.split must be 'train' or 'test', got {ds.split!r}")
+  if ds.resize not in ("pad", "resize"):
+    _fail(f"config.dataset.resize must be 'pad' or 'resize', got {ds.resize!r}")
+  if not isinstance(ds.image_size, int) or ds.image_size < 0:
+    _fail(f"config.dataset.image_size must be 0 (native) or a positive size, got "
+          f"{ds.image_size!r}")
+  native = data.DATASETS[ds.name].shape[0]
+  if ds.resize == "pad" and 0 < ds.image_size < native:
+    _fail(f"cannot pad {ds.name} ({native}px) to image_size={ds.image_size}; use "
+          f"--config.dataset.resize=resize or a size >= {native}")
+  vr = tuple(ds.value_range)
+  if len(vr) != 2 or not vr[0] < vr[1]:
+    _fail(f"config.dataset.value_range must be (lo, hi) with lo < hi, got {vr}")
+
+  for key in ("batch_size", "num_steps", "log_every", "sample_every", "checkpoint_every",
+              "keep_checkpoints", "num_samples"):
+    _positive_int(config, key)
+  _positive_int(config, "seed", minimum=0)
+  if config.parallel not in parallel.STRATEGIES:
+    _fail(f"config.parallel must be one of {', '.join(parallel.STRATEGIES)}, got "
+          f"{config.parallel!r}")
+  if config.dtype not in DTYPES:
+    _fail(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
+  if not 0.0 <= config.ema_decay < 1.0:
+    _fail(f"config.ema_decay must be in [0, 1) (0 disables EMA), got {config.ema_decay}")
+
+  opt = config.optimizer
+  if opt.name not in OPTIMIZERS:
+    _fail(f"config.optimizer.name must be one of {', '.join(OPTIMIZERS)}, got {opt.name!r}")
+  if opt.schedule not in SCHEDULES:
+    _fail(f"config.optimizer.schedule must be one of {', '.join(SCHEDULES)}, got "
+          f"{opt.schedule!r}")
+  if not opt.learning_rate > 0:
+    _fail(f"config.optimizer.learning_rate must be > 0, got {opt.learning_rate}")
+  if not (0 <= opt.b1 < 1 and 0 <= opt.b2 < 1):
+    _fail(f"config.optimizer.b1 and b2 must be in [0, 1), got {opt.b1}, {opt.b2}")
+  if opt.warmup_steps < 0 or (opt.warmup_steps and opt.warmup_steps >= config.num_steps):
+    _fail(f"config.optimizer.warmup_steps must be in [0, num_steps), got {opt.warmup_steps}")
+  method.validate(config)
+
+
+def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """The (H, W, C) the models see, after padding/resizing."""
+  h, w, c = data.DATASETS[config.dataset.name].shape
+  s = config.dataset.image_size
+  return (s, s, c) if s else (h, w, c)
+
+
+def compilation_cache_dir(config) -> str | None:
+  path = config.compilation_cache_dir
+  return os.path.expanduser(path) if path else None
+

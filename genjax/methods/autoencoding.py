@@ -1,0 +1,128 @@
+"""Autoencoding: plain, denoising and variational autoencoders trained by likelihood.
+
+The loss per example is ``-log p(x | decoder(z)) + beta * KL`` (the KL only where the model
+returns one, i.e. for VAEs, where this is the negative ELBO at ``beta=1``). A denoising
+autoencoder encodes a corrupted input (``corruption``) and reconstructs the clean image.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import data
+from genjax import losses
+from genjax.errors import ConfigError
+from genjax.methods.base import Method
+from genjax.methods.base import TrainState
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+class Autoencoding(Method):
+  DEFAULTS = dict(
+      likelihood="bernoulli",  # 'bernoulli' (decoder gives logits; data in [0, 1]) or 'gaussian'
+      sigma=0.1,  # std of the Gaussian likelihood, in value_range units
+      beta=1.0,  # KL weight (beta-VAE); unused by models without a KL
+      binarize=False,  # dynamic binarisation of the [0, 1] inputs each step
+      corruption="none",  # denoising: none, gaussian, salt_pepper, mask, dropout
+      corruption_level=0.0,  # noise std / pixel probability / patch side fraction
+  )
+  SAMPLE_NET = "model"
+
+  @classmethod
+  def validate(cls, config) -> None:
+    m = config.method
+    vr = tuple(config.dataset.value_range)
+    if m.likelihood not in LIKELIHOODS:
+      raise ConfigError(f"config.method.likelihood must be one of {', '.join(LIKELIHOODS)}, got "
+                        f"{m.likelihood!r}")
+    if (m.likelihood == "bernoulli" or m.binarize) and vr != (0.0, 1.0):
+      raise ConfigError("a Bernoulli likelihood or binarize=True needs pixels in [0, 1]: set "
+                        "--config.dataset.value_range='(0., 1.)'")
+    if m.corruption not in data.CORRUPTIONS:
+      raise ConfigError(f"config.method.corruption must be one of "
+                        f"{', '.join(data.CORRUPTIONS)}, got {m.corruption!r}")
+    limit = np.inf if m.corruption == "gaussian" else 1.0
+    if not 0.0 <= m.corruption_level <= limit:
+      raise ConfigError(f"config.method.corruption_level must be in [0, {limit}] for "
+                        f"{m.corruption!r}, got {m.corruption_level}")
+    if m.sigma <= 0 or m.beta < 0:
+      raise ConfigError(f"config.method.sigma must be > 0 and beta >= 0, got {m.sigma}, "
+                        f"{m.beta}")
+
+  def nll(self, recon: jax.Array, x: jax.Array) -> jax.Array:
+    if self.mc.likelihood == "bernoulli":
+      return losses.bernoulli_nll(recon, x)
+    return losses.gaussian_nll(recon, x, self.mc.sigma)
+
+  def mean(self, recon: jax.Array) -> jax.Array:
+    """The decoder's output as an image (the likelihood's mean)."""
+    recon = recon.astype(jnp.float32)
+    if self.mc.likelihood == "bernoulli":
+      return jax.nn.sigmoid(recon)
+    return jnp.clip(recon, *self.value_range)
+
+  def inputs(self, images: jax.Array, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(target, encoder input): binarised if configured, and corrupted for denoising."""
+    bin_key, noise_key = jax.random.split(rng)
+    x = self.images(images)
+    if self.mc.binarize:
+      x = data.binarize(x, bin_key, self.axis_name)
+    x_in = data.corrupt(x, noise_key, kind=self.mc.corruption, level=self.mc.corruption_level,
+                        value_range=self.value_range, axis_name=self.axis_name)
+    return x, x_in
+
+  def step(self, state: TrainState, batch) -> tuple[TrainState, dict]:
+    data_key, model_key = jax.random.split(self.step_key(state))
+    x, x_in = self.inputs(batch["image"], data_key)
+    buffers = state.buffers["model"]
+
+    def loss_fn(params):
+      model = self.net("model", params, buffers)
+      out = model(x_in, model_key)
+      nll = self.nll(out["recon"], x)
+      terms = {"nll": jnp.mean(nll)}
+      loss = nll
+      if "kl" in out:
+        terms["kl"] = jnp.mean(out["kl"])
+        loss = nll + self.mc.beta * out["kl"]
+      loss = jnp.mean(loss)
+      terms["loss"] = loss
+      return loss, (terms, self.buffers_of(model))
+
+    grads, (metrics, new_buffers) = jax.grad(loss_fn, has_aux=True)(state.params["model"])
+    params, opt_state = self.update(state, "model", grads)
+    return self.finish(state, {"model": params}, {"model": new_buffers},
+                       {"model": opt_state}, metrics)
+
+  def sample_grids(self, state, images, rng):
+    model = self.sampler_net(state)
+    prior_key, noise_key = jax.random.split(rng)
+    x, x_in = self.inputs(images, noise_key)
+    n = x.shape[0]
+    cols = int(np.sqrt(n)) if n >= 4 else n
+    rows = max(1, n // cols)
+    n = rows * cols
+    x, x_in = x[:n], x_in[:n]
+    z = model.encode(x_in)
+    variational = isinstance(z, tuple)
+    z = z[0] if variational else z  # VAE: reconstruct from the posterior mean
+    recon = self.mean(model.decode(z))
+    # Groups of rows: the clean input, the corrupted input (denoising only), the reconstruction.
+    shape = x.shape[1:]
+    shown = [x, x_in, recon] if self.mc.corruption != "none" else [x, recon]
+    pairs = jnp.stack([v.reshape(rows, cols, *shape) for v in shown], 1)
+    grids = {"reconstructions": pairs.reshape(len(shown) * rows, cols, *shape)}
+    if variational:
+      zp = jax.random.normal(prior_key, (n, z.shape[-1]))
+      grids["prior_samples"] = self.mean(model.decode(zp)).reshape(rows, cols, *shape)
+      # Latent interpolation between consecutive pairs of posterior means.
+      t = jnp.linspace(0.0, 1.0, cols)[None, :, None]
+      za, zb = z[0:2 * rows:2][:rows], z[1:2 * rows:2][:rows]
+      if za.shape[0] == rows and zb.shape[0] == rows:
+        zi = (1 - t) * za[:, None] + t * zb[:, None]
+        grids["interpolation"] = self.mean(model.decode(zi.reshape(-1, z.shape[-1]))).reshape(
+            rows, cols, *shape)
+    return grids

@@ -1,0 +1,194 @@
+"""What every training method shares: the train state, networks, optimizers, EMA and inputs.
+
+A method builds its family's networks and defines one pure update,
+``step(state, batch) -> (state, metrics)``, written for the global batch. It never loops and never
+places data: the launcher (``genjax.parallel``) jits or pmaps it. Under pmap ``self.axis_name`` is
+set and gradients/metrics are averaged with ``parallel.pmean``; under jit that is a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from genjax import data
+from genjax import models
+from genjax import parallel
+from genjax.errors import ConfigError
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run needs to continue exactly; one pytree, saved whole by checkpoints.
+
+  Attributes:
+    step: int32 scalar, updates done so far.
+    rng: uint32[2] base key; the key of update ``s`` is ``fold_in(rng, s)``.
+    params: trainable parameters per network role (``nnx.State``).
+    buffers: the other variables per role: BatchNorm statistics, power-iteration vectors, ...
+    opt_state: optax state per role.
+    ema: EMA parameters of the sampling network (empty when ``config.ema_decay == 0``).
+  """
+  step: Array
+  rng: Array
+  params: dict[str, Any]
+  buffers: dict[str, Any]
+  opt_state: dict[str, Any]
+  ema: dict[str, Any]
+
+
+def make_schedule(opt, num_steps: int, learning_rate: float) -> optax.Schedule:
+  if opt.schedule == "constant":
+    main = optax.constant_schedule(learning_rate)
+  elif opt.schedule == "cosine":
+    main = optax.cosine_decay_schedule(learning_rate, max(1, num_steps - opt.warmup_steps))
+  else:  # linear decay to 0, as pix2pix/CycleGAN
+    main = optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - opt.warmup_steps))
+  if opt.warmup_steps:
+    warm = optax.linear_schedule(0.0, learning_rate, opt.warmup_steps)
+    return optax.join_schedules([warm, main], [opt.warmup_steps])
+  return main
+
+
+def make_optimizer(opt, schedule: optax.Schedule) -> optax.GradientTransformation:
+  if opt.name == "adam":
+    tx = optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+  elif opt.name == "adamw":
+    tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
+  else:
+    tx = optax.sgd(schedule, momentum=opt.b1 or None)
+  if opt.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
+  return tx
+
+
+def inference(module: nnx.Module) -> nnx.Module:
+  """A view of ``module`` that normalises with running statistics (no-op without BatchNorm)."""
+  has_bn = any(isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_graph(module))
+  return nnx.view(module, use_running_average=True) if has_bn else module
+
+
+class Method:
+  """Base class. Subclasses set DEFAULTS (their ``config.method`` keys), SAMPLE_NET, and define
+  ``step`` and ``sample_grids``."""
+
+  DEFAULTS: dict[str, Any] = {}
+  SAMPLE_NET = "model"  # the role whose EMA is kept and which draws samples
+
+  @classmethod
+  def validate(cls, config) -> None:
+    """Method-specific checks; raise ConfigError."""
+
+  def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int,
+               axis_name: str | None = None):
+    self.config = config
+    self.mc = config.method
+    self.image_shape = image_shape
+    self.num_classes = num_classes
+    self.axis_name = axis_name
+    self.value_range = tuple(float(v) for v in config.dataset.value_range)
+    family = models.get(config.model.name)
+    kwargs = {k: v for k, v in config.model.items() if k != "name"}
+    dtype = jnp.bfloat16 if config.dtype == "bfloat16" else None
+    self._build = lambda rngs: family.build(image_shape, rngs=rngs, axis_name=axis_name,
+                                            dtype=dtype, **kwargs)
+    try:
+      abstract = nnx.eval_shape(lambda: self._build(nnx.Rngs(0)))
+    except ValueError as e:  # e.g. an image size the architecture cannot produce
+      raise ConfigError(f"model {config.model.name!r} cannot be built for images of shape "
+                        f"{image_shape}: {e}") from None
+    self.graphdefs = {role: nnx.split(net, nnx.Param, ...)[0] for role, net in abstract.items()}
+    self.schedules = {role: make_schedule(config.optimizer, config.num_steps,
+                                          self.learning_rate(role)) for role in self.graphdefs}
+    self.tx = {role: make_optimizer(config.optimizer, self.schedules[role])
+               for role in self.graphdefs}
+
+  # --- state --------------------------------------------------------------------------------
+
+  def learning_rate(self, role: str) -> float:
+    """Peak learning rate of network ``role`` (methods override for per-network rates)."""
+    del role
+    return self.config.optimizer.learning_rate
+
+  def init(self, rng: Array) -> TrainState:
+    init_key, state_key = jax.random.split(rng)
+    nets = self._build(nnx.Rngs(params=init_key))
+    params, buffers = {}, {}
+    for role, net in nets.items():
+      _, params[role], buffers[role] = nnx.split(net, nnx.Param, ...)
+    ema = {self.SAMPLE_NET: params[self.SAMPLE_NET]} if self.config.ema_decay else {}
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=state_key, params=params,
+                      buffers=buffers,
+                      opt_state={r: self.tx[r].init(p) for r, p in params.items()}, ema=ema)
+
+  def net(self, role: str, params, buffers, *, train: bool = True) -> nnx.Module:
+    module = nnx.merge(self.graphdefs[role], params, buffers, copy=True)
+    return module if train else inference(module)
+
+  def sampler_net(self, state: TrainState) -> nnx.Module:
+    """The sampling network in inference mode, with EMA weights where kept."""
+    role = self.SAMPLE_NET
+    params = state.ema.get(role, state.params[role])
+    return self.net(role, params, state.buffers[role], train=False)
+
+  @staticmethod
+  def buffers_of(module: nnx.Module):
+    return nnx.split(module, nnx.Param, ...)[2]
+
+  def step_key(self, state: TrainState) -> Array:
+    return jax.random.fold_in(state.rng, state.step)
+
+  def update(self, state: TrainState, role: str, grads, params=None, opt_state=None):
+    """One optimizer update of network ``role``: (new params, new optimizer state).
+
+    Gradients are averaged over the pmap axis first (under jit they are already global).
+    """
+    grads = parallel.pmean(grads, self.axis_name)
+    params = state.params[role] if params is None else params
+    opt_state = state.opt_state[role] if opt_state is None else opt_state
+    updates, opt_state = self.tx[role].update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  def finish(self, state: TrainState, params, buffers, opt_state, metrics) -> tuple[TrainState,
+                                                                                    dict]:
+    """Advances the step, updates the EMA and averages the metrics over devices."""
+    ema = state.ema
+    if ema:
+      d = self.config.ema_decay
+      ema = {r: jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, e_, params[r])
+             for r, e_ in ema.items()}
+    state = state.replace(step=state.step + 1, params=params, buffers=buffers,
+                          opt_state=opt_state, ema=ema)
+    metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    return state, parallel.pmean(metrics, self.axis_name)
+
+  # --- inputs -------------------------------------------------------------------------------
+
+  def images(self, images_uint8: Array) -> Array:
+    """uint8 NHWC -> float32 in ``dataset.value_range`` at the model's size."""
+    ds = self.config.dataset
+    return data.to_float(images_uint8, value_range=self.value_range,
+                         image_size=self.image_shape[:2], resize=ds.resize)
+
+  def compute(self, x: Array) -> Array:
+    """Casts model inputs to the compute dtype."""
+    return x.astype(jnp.bfloat16) if self.config.dtype == "bfloat16" else x
+
+  # --- interface ----------------------------------------------------------------------------
+
+  def step(self, state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict]:
+    raise NotImplementedError
+
+  def sample_grids(self, state: TrainState, images: Array, rng: Array) -> dict[str, Array]:
+    """Named image grids ``[rows, cols, H, W, C]`` in ``value_range`` for PNGs and TensorBoard.
+
+    ``images`` are uint8 real examples (``config.num_samples`` of them).
+    """
+    raise NotImplementedError

@@ -1,0 +1,32 @@
+"""Model families. A family is one module with ``METHOD`` (how it trains) and
+``build(image_shape, *, rngs, axis_name, dtype, **kwargs) -> {role: nnx.Module}``; its
+keyword arguments with defaults are the family's ``config.model`` keys."""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+from typing import Any
+
+from genjax.errors import ConfigError
+from genjax.models import ae
+from genjax.models import dcgan
+from genjax.models import vae
+
+FAMILIES: dict[str, ModuleType] = {"ae": ae, "vae": vae, "dcgan": dcgan}
+
+# Arguments of build() supplied by the launcher rather than by config.model.
+_LAUNCHER_ARGS = ("rngs", "axis_name", "dtype")
+
+
+def get(name: str) -> ModuleType:
+  if name not in FAMILIES:
+    raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(FAMILIES)}")
+  return FAMILIES[name]
+
+
+def defaults(name: str) -> dict[str, Any]:
+  """The family's config.model keys and their default values."""
+  params = inspect.signature(get(name).build).parameters.values()
+  return {p.name: p.default for p in params
+          if p.kind == p.KEYWORD_ONLY and p.name not in _LAUNCHER_ARGS}

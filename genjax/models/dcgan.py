@@ -1,0 +1,54 @@
+"""DCGAN (Radford et al. 2016), exactly the pytorch/examples architecture.
+
+At ``image_size=64`` with ``latent_dim=100``, ``ngf=ndf=64`` and 3 channels the generator has
+3,576,704 and the discriminator 2,765,568 parameters, as in PyTorch. Other sizes (32 for
+MNIST-sized data padded 28->32) drop or add one stride-2 stage per factor of two.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from genjax.models import layers
+
+METHOD = "adversarial"
+
+
+class Generator(nnx.Module):
+  """z (B, latent_dim) -> image (B, S, S, C) in [-1, 1]."""
+
+  def __init__(self, latent_dim: int, channels: int, image_size: int, width: int, *,
+               norm: str = "batch", axis_name=None, dtype=None, rngs: nnx.Rngs):
+    self.latent_dim = latent_dim
+    self.body = layers.ConvDecoder(latent_dim, channels, image_size, width, norm=norm,
+                                   axis_name=axis_name, dtype=dtype, rngs=rngs)
+
+  def __call__(self, z: jax.Array) -> jax.Array:
+    return jnp.tanh(self.body(z))
+
+
+class Discriminator(nnx.Module):
+  """image (B, S, S, C) -> real/fake logit (B,). The sigmoid lives in the loss."""
+
+  def __init__(self, channels: int, image_size: int, width: int, *, norm: str = "batch",
+               axis_name=None, dtype=None, rngs: nnx.Rngs):
+    self.body = layers.ConvEncoder(channels, 1, image_size, width, norm=norm,
+                                   axis_name=axis_name, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.body(x)[:, 0]
+
+
+def build(image_shape: tuple[int, int, int], *, rngs: nnx.Rngs, axis_name=None, dtype=None,
+          latent_dim: int = 100, ngf: int = 64, ndf: int = 64,
+          norm: str = "batch") -> dict[str, nnx.Module]:
+  """The networks of the family, by role."""
+  size, _, channels = image_shape
+  return {
+      "generator": Generator(latent_dim, channels, size, ngf, norm=norm, axis_name=axis_name,
+                             dtype=dtype, rngs=rngs),
+      "discriminator": Discriminator(channels, size, ndf, norm=norm, axis_name=axis_name,
+                                     dtype=dtype, rngs=rngs),
+  }

@@ -1,0 +1,51 @@
+"""Variational autoencoder (Kingma & Welling 2014) with a diagonal Gaussian encoder.
+
+β-VAE is the same model trained with ``config.method.beta != 1``. The decoder's output is read
+by the method's likelihood (Bernoulli logits or Gaussian means).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from genjax import losses
+from genjax import parallel
+from genjax.models import layers
+
+METHOD = "autoencoding"
+
+
+class VAE(nnx.Module):
+
+  def __init__(self, image_shape, latent_dim: int, width: int, *, norm: str = "batch",
+               axis_name=None, dtype=None, rngs: nnx.Rngs):
+    size, _, channels = image_shape
+    self.latent_dim = latent_dim
+    self.axis_name = axis_name
+    self.encoder = layers.ConvEncoder(channels, 2 * latent_dim, size, width, norm=norm,
+                                      out_bias=True, axis_name=axis_name, dtype=dtype, rngs=rngs)
+    self.decoder = layers.ConvDecoder(latent_dim, channels, size, width, norm=norm,
+                                      out_bias=True, axis_name=axis_name, dtype=dtype, rngs=rngs)
+
+  def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Posterior mean and log-variance, float32."""
+    h = self.encoder(x).astype(jnp.float32)
+    return h[:, :self.latent_dim], h[:, self.latent_dim:]
+
+  def decode(self, z: jax.Array) -> jax.Array:
+    return self.decoder(z)
+
+  def __call__(self, x: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
+    mu, logvar = self.encode(x)
+    eps = parallel.batch_random(jax.random.normal, rng, mu.shape, self.axis_name)
+    z = mu + jnp.exp(0.5 * logvar) * eps  # reparameterisation
+    return {"recon": self.decode(z), "z": z, "mu": mu, "logvar": logvar,
+            "kl": losses.gaussian_kl(mu, logvar)}
+
+
+def build(image_shape, *, rngs: nnx.Rngs, axis_name=None, dtype=None, latent_dim: int = 16,
+          width: int = 32, norm: str = "batch") -> dict[str, nnx.Module]:
+  return {"model": VAE(image_shape, latent_dim, width, norm=norm, axis_name=axis_name,
+                       dtype=dtype, rngs=rngs)}

@@ -1,0 +1,150 @@
+"""Data parallelism, owned by the launcher: the same step runs on one device, on a mesh or under pmap.
+
+- ``mesh`` (default): ``jax.jit`` with ``NamedSharding``; the global batch is sharded over the
+  ``data`` axis of a 1-D mesh of all devices (all processes), state is replicated. XLA's SPMD
+  partitioner inserts the gradient all-reduce, and BatchNorm statistics are global automatically.
+- ``pmap``: ``jax.pmap`` over the local devices with an explicit ``pmean`` (``axis_name='batch'``,
+  passed to models so that BatchNorm reduces over it).
+
+Either way the semantics are those of single-device training on the global batch: losses are
+means over the global batch and per-example noise is a slice of one global sample
+(:func:`batch_random`), so results do not depend on the device count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from genjax.errors import ConfigError
+
+STRATEGIES = ("mesh", "pmap")
+PMAP_AXIS = "batch"
+MESH_AXIS = "data"
+
+
+def pmean(tree: Any, axis_name: str | None) -> Any:
+  """Mean over the pmap axis; identity outside pmap (jit/mesh reduces implicitly)."""
+  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def batch_random(sampler: Callable[..., jax.Array], key: jax.Array, shape: tuple[int, ...],
+                 axis_name: str | None = None, **kwargs) -> jax.Array:
+  """``sampler(key, shape)`` for this shard's part of a global batch.
+
+  Under pmap every shard draws the global sample (leading dim times the axis size) and keeps its
+  own slice, so the noise each example gets is the same as in single-device training on the
+  global batch. Under jit the global array is drawn once and partitioned by XLA.
+  """
+  if axis_name is None:
+    return sampler(key, shape, **kwargs)
+  n, i = jax.lax.axis_size(axis_name), jax.lax.axis_index(axis_name)
+  full = sampler(key, (shape[0] * n, *shape[1:]), **kwargs)
+  return jax.lax.dynamic_slice_in_dim(full, i * shape[0], shape[0])
+
+
+class Strategy:
+  """Places state and batches on devices and compiles ``step(state, batch) -> (state, metrics)``."""
+
+  name: str
+  axis_name: str | None
+
+  def __init__(self):
+    self.num_devices = jax.device_count()
+    self.num_local_devices = jax.local_device_count()
+    self.process_index, self.process_count = jax.process_index(), jax.process_count()
+
+  def check_batch(self, global_batch: int) -> None:
+    if global_batch % self.num_devices:
+      raise ConfigError(
+          f"batch_size={global_batch} is not divisible by the {self.num_devices} devices; use a "
+          f"multiple of {self.num_devices} (e.g. --config.batch_size="
+          f"{max(1, round(global_batch / self.num_devices)) * self.num_devices})")
+
+  def put_state(self, state: Any) -> Any:
+    raise NotImplementedError
+
+  def get_state(self, state: Any) -> Any:
+    """The state as one replicated copy (what checkpoints and samplers see)."""
+    raise NotImplementedError
+
+  def state_sharding(self) -> jax.sharding.Sharding:
+    """Sharding of one un-replicated copy of the state, for restoring checkpoints."""
+    return NamedSharding(self.mesh, P())
+
+  def put_batch(self, batch: dict[str, np.ndarray]) -> Any:
+    raise NotImplementedError
+
+  def compile(self, step: Callable) -> Callable:
+    raise NotImplementedError
+
+  def fetch(self, tree: Any) -> Any:
+    """Host copy of replicated values (metrics)."""
+    return jax.device_get(self.get_state(tree))
+
+
+class MeshStrategy(Strategy):
+  name, axis_name = "mesh", None
+
+  def __init__(self):
+    super().__init__()
+    self.mesh = jax.make_mesh((self.num_devices,), (MESH_AXIS,))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.batch_sharding = NamedSharding(self.mesh, P(MESH_AXIS))
+
+  def put_state(self, state):
+    return jax.device_put(state, self.replicated)
+
+  def get_state(self, state):
+    return state
+
+  def put_batch(self, batch):
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), batch)
+
+  def compile(self, step):
+    return jax.jit(step, in_shardings=(self.replicated, self.batch_sharding),
+                   out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+
+
+class PmapStrategy(Strategy):
+  name, axis_name = "pmap", PMAP_AXIS
+
+  def __init__(self):
+    super().__init__()
+    self.local_devices = jax.local_devices()
+    self.mesh = jax.sharding.Mesh(np.array(jax.devices()), (PMAP_AXIS,))
+    self.stacked = NamedSharding(self.mesh, P(PMAP_AXIS))
+
+  def put_state(self, state):
+    def replicate(x):
+      x = jnp.asarray(x)
+      shards = [jax.device_put(x[None], d) for d in self.local_devices]
+      return jax.make_array_from_single_device_arrays((self.num_devices, *x.shape), self.stacked,
+                                                      shards)
+    return jax.tree.map(replicate, state)
+
+  def get_state(self, state):
+    return jax.tree.map(lambda x: x.addressable_shards[0].data[0], state)
+
+  def put_batch(self, batch):
+    def put(x):
+      x = x.reshape(self.num_local_devices, x.shape[0] // self.num_local_devices, *x.shape[1:])
+      return jax.make_array_from_process_local_data(self.stacked, x)
+    return jax.tree.map(put, batch)
+
+  def compile(self, step):
+    return jax.pmap(step, axis_name=PMAP_AXIS, donate_argnums=0)
+
+
+def make_strategy(name: str) -> Strategy:
+  if name == "mesh":
+    return MeshStrategy()
+  if name == "pmap":
+    return PmapStrategy()
+  raise ConfigError(f"unknown parallel strategy {name!r}; valid: {', '.join(STRATEGIES)}")

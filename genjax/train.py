@@ -1,0 +1,210 @@
+"""The one training loop: ``train_and_evaluate(config, workdir)`` runs every model family.
+
+Per step the host only enqueues work: the batch was gathered and transferred ahead of time by a
+prefetch thread, the jitted step takes donated state, and metrics stay on device until the next
+log, sample or checkpoint boundary, which are the only host syncs. The loop resumes from the
+newest checkpoint in ``workdir``, refuses checkpoints of another model, stops on a non-finite
+loss keeping the last good checkpoint, and on SIGTERM/SIGINT saves a checkpoint and returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from genjax import checkpoint
+from genjax import config as config_lib
+from genjax import data
+from genjax import methods
+from genjax import models
+from genjax import parallel
+from genjax import reporting
+from genjax.errors import NonFiniteError
+
+
+@dataclasses.dataclass
+class Result:
+  """What a run ended with."""
+  step: int  # updates done
+  state: Any  # final TrainState (one replicated copy, on device)
+  metrics: dict[str, float]  # means over the last logging interval
+  signal: int | None = None  # the signal that stopped the run early, if any
+  sample_paths: list[str] = dataclasses.field(default_factory=list)
+
+
+class _StopRequest:
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps (main thread only)."""
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.signum is not None:  # a second signal: stop now, without saving
+      raise KeyboardInterrupt
+    self.signum = signum
+    logging.warning("received %s: finishing this step, saving a checkpoint, then exiting",
+                    signal.Signals(signum).name)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _enable_compilation_cache(path: str | None) -> None:
+  if path and jax.config.jax_compilation_cache_dir != path:
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def train_and_evaluate(config, workdir: str) -> Result:
+  """Trains ``config``'s model in ``workdir``, resuming from its newest checkpoint."""
+  config_lib.validate(config)
+  _enable_compilation_cache(config_lib.compilation_cache_dir(config))
+  strategy = parallel.make_strategy(config.parallel)
+  strategy.check_batch(config.batch_size)
+  ds = config.dataset
+  arrays = data.load(ds.name, ds.split, local_dir=ds.local_dir or None,
+                     data_dir=ds.data_dir or None, download=ds.download)
+  image_shape = config_lib.image_shape(config)
+  method_cls = methods.get(models.get(config.model.name).METHOD)
+  method = method_cls(config, image_shape, data.DATASETS[ds.name].num_classes,
+                      strategy.axis_name)
+
+  os.makedirs(workdir, exist_ok=True)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), every=1,
+                                 keep=config.keep_checkpoints,
+                                 asynchronous=config.async_checkpoints)
+  rng = jax.random.PRNGKey(config.seed)
+  abstract = jax.eval_shape(method.init, rng)
+  latest = ckpt.latest_step()
+  if latest is None:
+    state, position = method.init(rng), 0
+  else:
+    sharding = strategy.state_sharding()
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                          abstract)
+    state, meta = ckpt.restore(latest, target, model=config.model.name)
+    position = meta["data_position"]
+    if meta.get("global_batch") != config.batch_size:  # keep the number of examples seen
+      position = meta["examples_seen"] // config.batch_size
+    logging.info("resumed from %s at step %d", ckpt.directory, latest)
+  start = latest or 0
+  state = strategy.put_state(state)
+
+  report = reporting.Reporter(workdir, num_steps=config.num_steps, batch_size=config.batch_size,
+                              value_range=config.dataset.value_range,
+                              process_index=strategy.process_index,
+                              process_count=strategy.process_count)
+  if start == 0:
+    report.text(0, "config", "```\n" + str(config) + "\n```")
+  sig = checkpoint.signature(abstract)
+
+  def save(step: int, state) -> None:
+    one = strategy.get_state(state)
+    if not bool(_all_finite(one)):
+      raise NonFiniteError(f"the parameters became non-finite by step {step}; stopped without "
+                           f"saving them, the last good checkpoint ({ckpt.latest_step()}) is "
+                           f"kept in {ckpt.directory}")
+    meta = {"model": config.model.name, "step": step, "data_position": position + step - start,
+            "global_batch": config.batch_size,
+            "examples_seen": (position + step - start) * config.batch_size,
+            "signature": sig, "config": config.to_json()}
+    ckpt.save(step, one, meta, force=True)
+
+  sample_fn = jax.jit(method.sample_grids)
+  sample_images = arrays["image"][:config.num_samples]
+  sample_key = jax.random.fold_in(rng, 0x7FFFFFFF)
+
+  def write_samples(step: int, state) -> list[str]:
+    grids = jax.device_get(sample_fn(strategy.get_state(state), sample_images, sample_key))
+    return report.images(step, grids)
+
+  iterator = data.BatchIterator(arrays, config.batch_size, seed=config.seed, position=position,
+                                process_index=strategy.process_index,
+                                process_count=strategy.process_count)
+  step_fn = strategy.compile(method.step)
+  pending: list[tuple[int, dict]] = []
+  last_metrics: dict[str, float] = {}
+  sample_paths: list[str] = []
+
+  def flush(step: int, since: float, steps: int) -> None:
+    """Fetches pending metrics (a host sync), checks them and logs their means and speed."""
+    nonlocal last_metrics
+    host = strategy.fetch([m for _, m in pending])
+    elapsed = time.perf_counter() - since
+    for (s, _), values in zip(pending, host):
+      bad = {k: float(v) for k, v in values.items() if not np.isfinite(v)}
+      if bad:
+        ckpt.wait()
+        raise NonFiniteError(
+            f"non-finite loss at step {s} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+            f"stopped, the last good checkpoint (step {ckpt.latest_step()}) is kept in "
+            f"{ckpt.directory}: lower the learning rate or check the data")
+    last_metrics = {k: float(np.mean([v[k] for v in host])) for k in host[0]}
+    lrs = {role: float(fn(step)) for role, fn in method.schedules.items()}
+    report.scalars(step, last_metrics, steps_per_sec=steps / max(elapsed, 1e-9),
+                   learning_rates=lrs)
+    pending.clear()
+
+  batches = data.prefetch(iterator, strategy.put_batch, size=2)
+  step = start
+  try:
+    with _StopRequest() as stop:
+      if start >= config.num_steps:
+        logging.info("already at step %d of %d: nothing to train", start, config.num_steps)
+      t_interval, n_interval = time.perf_counter(), 0
+      for step in range(start + 1, config.num_steps + 1):
+        state, metrics = step_fn(state, next(batches))
+        pending.append((step, metrics))
+        n_interval += 1
+        if step == start + 1:  # one sync to report compile time, then steady-state timing
+          jax.block_until_ready(metrics)
+          logging.info("compiled and ran the first step in %.1fs", time.perf_counter() -
+                       t_interval)
+          t_interval, n_interval = time.perf_counter(), 0
+        last = step == config.num_steps or stop.signum is not None
+        if step % config.log_every == 0 or step % config.checkpoint_every == 0 or last:
+          flush(step, t_interval, max(n_interval, 1))
+          t_interval, n_interval = time.perf_counter(), 0
+        if step % config.sample_every == 0 or last:
+          sample_paths = write_samples(step, state)
+        if step % config.checkpoint_every == 0 or last:
+          save(step, state)
+        if stop.signum is not None:
+          break
+      if pending:
+        flush(step, t_interval, max(n_interval, 1))
+      ckpt.wait()
+  finally:
+    batches.close()
+    ckpt.close()
+    report.close()
+  if stop.signum is not None:
+    logging.warning("stopped by %s at step %d; checkpoint saved in %s",
+                    signal.Signals(stop.signum).name, step, ckpt.directory)
+  return Result(step=step, state=strategy.get_state(state), metrics=last_metrics,
+                signal=stop.signum, sample_paths=sample_paths)
