@@ -11,6 +11,7 @@ print one line and exit with status 2; SIGTERM/SIGINT save a checkpoint and exit
 from __future__ import annotations
 
 import logging as pylogging
+import re
 import sys
 
 from absl import app
@@ -39,14 +40,40 @@ def main(argv) -> None:
   logging.get_absl_handler().addFilter(_quiet_libraries)
   from genjax import train  # pylint: disable=g-import-not-at-top
   try:
-    result = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    config = FLAGS.config
+    config.get("model")  # the config is loaded lazily: touch it
+  except OSError as e:  # config_flags defers file errors to the first access
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    _exit_with(f"cannot load --config={FLAGS['config'].config_filename}: {lines[-1]}")
+  try:
+    result = train.train_and_evaluate(config, FLAGS.workdir)
   except GenjaxError as e:
     logging.flush()
-    print(f"genjax: error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    _exit_with(str(e))
   if result.signal is not None:
     sys.exit(128 + result.signal)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with bad flags and config overrides reported in one line."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _exit_with(str(e))
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections rejects unknown keys with "'key'\nDid you mean "k" instead of "key"?".
+    text = " ".join(str(e).replace("\\n", " ").split()).replace("\\'", "'").strip("'\" ")
+    match = re.search(r'Did you mean "(.+?)" instead of "(.+?)"', text)
+    if match:
+      text = f"unknown config key {match[2]!r} (did you mean {match[1]!r}?)"
+    _exit_with(f"bad --config or --config.* override: {text}")
+
+
+def _exit_with(message: str) -> None:
+  print(f"genjax: error: {message.splitlines()[0] if message else ''}", file=sys.stderr,
+        flush=True)
+  sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

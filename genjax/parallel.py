@@ -93,7 +93,8 @@ class MeshStrategy(Strategy):
 
   def __init__(self):
     super().__init__()
-    self.mesh = jax.make_mesh((self.num_devices,), (MESH_AXIS,))
+    self.mesh = jax.make_mesh((self.num_devices,), (MESH_AXIS,),
+                              axis_types=(jax.sharding.AxisType.Auto,))
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(MESH_AXIS))
 

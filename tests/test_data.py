@@ -12,14 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # Lets a bare `pytest tests/test_data.py` find genjax.
-  sys.path.insert(0, str(REPO_ROOT))
+from genjax import data
+from genjax.data import sources
+from genjax.errors import ConfigError
+from genjax.errors import DataError
 
-from genjax import data  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genjax.data import sources  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genjax.errors import ConfigError  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genjax.errors import DataError  # pylint: disable=g-import-not-at-top,wrong-import-position
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 FASHION_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 

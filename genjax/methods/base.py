@@ -123,7 +123,9 @@ class Method:
     params, buffers = {}, {}
     for role, net in nets.items():
       _, params[role], buffers[role] = nnx.split(net, nnx.Param, ...)
-    ema = {self.SAMPLE_NET: params[self.SAMPLE_NET]} if self.config.ema_decay else {}
+    # A copy: the state is donated to the step, and one buffer must not be donated twice.
+    ema = ({self.SAMPLE_NET: jax.tree.map(jnp.copy, params[self.SAMPLE_NET])}
+           if self.config.ema_decay else {})
     return TrainState(step=jnp.zeros((), jnp.int32), rng=state_key, params=params,
                       buffers=buffers,
                       opt_state={r: self.tx[r].init(p) for r, p in params.items()}, ema=ema)

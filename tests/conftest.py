@@ -1,0 +1,70 @@
+"""Test set-up: 8 virtual CPU devices (before jax is imported) and tiny configs."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NUM_DEVICES = 8
+
+
+def tiny_config(family: str, **overrides):
+  """A config small enough for a CPU test: synthetic 28px data padded to 32, narrow nets."""
+  from genjax.config import base_config  # pylint: disable=g-import-not-at-top
+  c = base_config(family)
+  c.dataset.name = "synthetic"
+  c.dataset.image_size = 32
+  if family in ("ae", "vae"):
+    c.dataset.value_range = (0.0, 1.0)
+    c.model.width = 8
+    c.model.latent_dim = 8
+  else:
+    c.model.ngf = c.model.ndf = 8
+    c.model.latent_dim = 16
+  c.batch_size = 16
+  c.num_steps = 4
+  c.log_every = 2
+  c.sample_every = 4
+  c.checkpoint_every = 2
+  c.num_samples = 16
+  c.compilation_cache_dir = ""
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split(".")
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return c
+
+
+def run_main(workdir, *overrides, config="experiments/configs/dcgan_fashion_mnist.py",
+             devices: int = 1, timeout: float = 300, **popen):
+  """Runs ``python -m genjax.main`` in a fresh process (returns CompletedProcess or Popen)."""
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+  cmd = [sys.executable, "-m", "genjax.main", f"--config={config}", f"--workdir={workdir}",
+         *overrides]
+  if popen:
+    return subprocess.Popen(cmd, cwd=REPO, env=env, text=True, **popen)
+  return subprocess.run(cmd, cwd=REPO, env=env, text=True, capture_output=True, timeout=timeout)
+
+
+# Command-line overrides that make a subprocess run tiny (the dcgan config).
+TINY_DCGAN_FLAGS = ("--config.dataset.name=synthetic", "--config.model.ngf=8",
+                    "--config.model.ndf=8", "--config.model.latent_dim=16",
+                    "--config.batch_size=16", "--config.num_samples=16",
+                    "--config.compilation_cache_dir=")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _check_devices():
+  assert jax.device_count() == NUM_DEVICES, "XLA_FLAGS must be set before jax is imported"

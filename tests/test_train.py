@@ -1,0 +1,116 @@
+"""End to end through train_and_evaluate: every family trains, logs, samples and checkpoints."""
+
+import glob
+import logging
+import os
+import struct
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboardX.proto import event_pb2
+
+from genjax import checkpoint
+from genjax import train
+from tests.conftest import tiny_config
+
+FAMILIES = {
+    "ae": ("ae", {}),
+    "dae": ("ae", {"method.corruption": "mask", "method.corruption_level": 0.4}),
+    "vae": ("vae", {"method.binarize": True}),
+    "dcgan": ("dcgan", {}),
+}
+
+
+def read_events(workdir):
+  """(scalar tags with their steps, image tags) from the TensorBoard event files of a run."""
+  scalars, images = {}, set()
+  for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
+    with open(path, "rb") as f:
+      while header := f.read(12):
+        (length,) = struct.unpack("<Q", header[:8])
+        event = event_pb2.Event.FromString(f.read(length))
+        f.read(4)
+        for value in event.summary.value:
+          if value.HasField("image"):
+            images.add(value.tag)
+          else:
+            scalars.setdefault(value.tag, []).append(event.step)
+  return scalars, images
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_family_trains_end_to_end(tmp_path, caplog, name):
+  family, overrides = FAMILIES[name]
+  c = tiny_config(family, **overrides)
+  caplog.set_level(logging.INFO)
+  result = train.train_and_evaluate(c, str(tmp_path))
+
+  assert result.step == 4 and int(result.state.step) == 4 and result.signal is None
+  assert result.metrics and all(np.isfinite(v) for v in result.metrics.values())
+  # Parameters moved away from their initial values.
+  from genjax import methods, models, config as config_lib  # pylint: disable=g-import-not-at-top
+  method = methods.get(models.get(family).METHOD)(c, config_lib.image_shape(c), 10)
+  init = method.init(jax.random.PRNGKey(c.seed))
+  moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(result.state.params),
+                                                 jax.tree.leaves(init.params))]
+  assert sum(moved) >= len(moved) // 2
+
+  # Console: step, losses, steps/s, images/s and ETA every log_every steps.
+  lines = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
+  assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
+  assert all("img/s" in line and "ETA" in line and "loss" in line for line in lines)
+  # PNG grids at the sample interval and the end; TensorBoard scalars and images.
+  pngs = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "samples" / "*.png")))
+  assert pngs, "no sample grid written"
+  grid = np.asarray(Image.open(tmp_path / "samples" / pngs[0]))
+  assert grid.ndim == 2 and grid.std() > 0  # grayscale, not blank
+  assert result.sample_paths and all(os.path.exists(p) for p in result.sample_paths)
+  scalars, images = read_events(str(tmp_path))
+  assert {"perf/steps_per_sec", "perf/images_per_sec"} <= set(scalars)
+  assert any(tag.startswith("learning_rate/") for tag in scalars)
+  assert scalars["train/" + ("loss_d" if family == "dcgan" else "loss")] == [2, 4]
+  assert images and all(tag.startswith("samples/") for tag in images)
+  # Checkpoints every 2 steps, keeping the last 3; the final one holds the returned state.
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4"]
+
+
+def test_vae_logs_reconstruction_and_kl_and_draws_prior_samples(tmp_path):
+  result = train.train_and_evaluate(tiny_config("vae"), str(tmp_path))
+  assert {"nll", "kl", "loss"} <= set(result.metrics)
+  assert result.metrics["loss"] == pytest.approx(result.metrics["nll"] + result.metrics["kl"],
+                                                 rel=1e-4)
+  for grid in ("reconstructions", "prior_samples", "interpolation"):
+    assert os.path.exists(tmp_path / "samples" / f"{grid}.png")
+
+
+def test_bf16_compute_keeps_float32_params_and_ema(tmp_path):
+  c = tiny_config("dcgan", dtype="bfloat16", ema_decay=0.9)
+  result = train.train_and_evaluate(c, str(tmp_path))
+  assert all(np.isfinite(v) for v in result.metrics.values())
+  dtypes = {x.dtype for x in jax.tree.leaves(result.state.params)}
+  assert dtypes == {jnp.dtype("float32")}
+  ema, params = result.state.ema["generator"], result.state.params["generator"]
+  assert jax.tree.structure(ema) == jax.tree.structure(params)
+  assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(ema), jax.tree.leaves(params)))
+  # The EMA weights are part of the checkpoint.
+  sig = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), every=1, keep=1).read_meta(4)[
+      "signature"]
+  assert any(path.startswith(".ema['generator']") for path in sig)
+
+
+def test_pmap_strategy_end_to_end_on_real_data(tmp_path):
+  c = tiny_config("dcgan", parallel="pmap", **{"dataset.name": "fashion_mnist"})
+  result = train.train_and_evaluate(c, str(tmp_path))
+  assert result.step == 4 and all(np.isfinite(v) for v in result.metrics.values())
+
+
+def test_finished_run_is_not_retrained(tmp_path, caplog):
+  c = tiny_config("ae")
+  first = train.train_and_evaluate(c, str(tmp_path))
+  caplog.set_level(logging.INFO)
+  again = train.train_and_evaluate(c, str(tmp_path))
+  assert again.step == first.step == 4
+  assert "already at step 4 of 4" in caplog.text
