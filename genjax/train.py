@@ -101,10 +101,10 @@ def train_and_evaluate(config, workdir: str) -> Result:
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(method.init, rng)
   latest = ckpt.latest_step()
-  if latest is None:
-    state, position = method.init(rng), 0
+  sharding = strategy.state_sharding()
+  if latest is None:  # one compiled init is much faster than op-by-op random initialisers
+    state, position = jax.jit(method.init, out_shardings=sharding)(rng), 0
   else:
-    sharding = strategy.state_sharding()
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                           abstract)
     state, meta = ckpt.restore(latest, target, model=config.model.name)
@@ -186,7 +186,8 @@ def train_and_evaluate(config, workdir: str) -> Result:
           logging.info("compiled and ran the first step in %.1fs", time.perf_counter() -
                        t_interval)
           t_interval, n_interval = time.perf_counter(), 0
-        last = step == config.num_steps or stop.signum is not None
+        stopping = stop.signum is not None  # read once: a signal may land at any point below
+        last = step == config.num_steps or stopping
         if step % config.log_every == 0 or step % config.checkpoint_every == 0 or last:
           flush(step, t_interval, max(n_interval, 1))
           t_interval, n_interval = time.perf_counter(), 0
@@ -194,7 +195,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
           sample_paths = write_samples(step, state)
         if step % config.checkpoint_every == 0 or last:
           save(step, state)
-        if stop.signum is not None:
+        if stopping:
           break
       if pending:
         flush(step, t_interval, max(n_interval, 1))

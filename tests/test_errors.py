@@ -1,0 +1,138 @@
+"""Bad input gets one clear line and loses nothing."""
+
+import os
+import signal
+import subprocess
+
+import jax
+import numpy as np
+import pytest
+
+from genjax import train
+from genjax.errors import CheckpointError
+from genjax.errors import DataError
+from genjax.errors import NonFiniteError
+from tests.conftest import TINY_DCGAN_FLAGS
+from tests.conftest import run_main
+from tests.conftest import tiny_config
+from tests.test_resume import committed_steps
+from tests.test_resume import saved_state
+
+
+def snapshot(directory):
+  """{relative path: (size, mtime)} of every file below ``directory``."""
+  out = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      st = os.stat(path)
+      out[os.path.relpath(path, directory)] = (st.st_size, st.st_mtime_ns)
+  return out
+
+
+def error_lines(stderr: str) -> list[str]:
+  return [line for line in stderr.splitlines() if line.startswith("genjax: error:")]
+
+
+@pytest.mark.parametrize("args,devices,message", [
+    (["--config.model.name=foo"], 1, "unknown model 'foo'; valid names: ae, vae, dcgan"),
+    (["--config.dataset.name=foo"], 1, "unknown dataset 'foo'; valid names: mnist, "
+                                       "fashion_mnist, cifar10"),
+    (["--config.batch_size=12"], 8, "batch_size=12 is not divisible by the 8 devices; use a "
+                                    "multiple of 8 (e.g. --config.batch_size=16)"),
+    (["--config.bach_size=3"], 1, "unknown config key 'bach_size' (did you mean 'batch_size'?)"),
+    (["--config.batch_size=abc"], 1, "flag --config.batch_size=abc: invalid literal for int()"),
+    (["--config.parallel=spmd"], 1, "config.parallel must be one of mesh, pmap, got 'spmd'"),
+])
+def test_command_line_errors_are_one_line(tmp_path, args, devices, message):
+  workdir = tmp_path / "run"
+  out = run_main(workdir, *TINY_DCGAN_FLAGS, *args, devices=devices)
+  assert out.returncode == 2
+  lines = error_lines(out.stderr)
+  assert len(lines) == 1 and message in lines[0], out.stderr[-2000:]
+  assert "Traceback" not in out.stderr
+  assert not (workdir / "checkpoints").exists()
+
+
+def test_missing_config_file(tmp_path):
+  out = run_main(tmp_path, config="experiments/configs/nope.py")
+  assert out.returncode == 2
+  assert error_lines(out.stderr) == [
+      "genjax: error: cannot load --config=experiments/configs/nope.py: [Errno 2] No such file "
+      "or directory: 'experiments/configs/nope.py'"]
+
+
+def test_dataset_missing_offline_says_how_to_get_it(tmp_path, monkeypatch):
+  monkeypatch.delenv("GENJAX_MNIST_DIR", raising=False)
+  (tmp_path / "empty").mkdir()
+  c = tiny_config("dcgan", **{"dataset.name": "mnist", "dataset.local_dir": str(tmp_path /
+                                                                                 "empty"),
+                              "dataset.data_dir": str(tmp_path / "tfds"),
+                              "dataset.download": False})
+  with pytest.raises(DataError) as info:
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+  msg = str(info.value)
+  assert "\n" not in msg and "not available offline" in msg and "GENJAX_MNIST_DIR" in msg
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("other,match", [
+    (("vae", {}), "it is a 'ae' checkpoint but the config asks for 'vae'"),
+    (("ae", {"model.width": 16}), r"\.params\['model'\].*is float32\[.*\] there but float32"),
+])
+def test_checkpoint_of_another_model_is_refused_and_kept(tmp_path, other, match):
+  train.train_and_evaluate(tiny_config("ae", num_steps=2), str(tmp_path))
+  before = snapshot(tmp_path / "checkpoints")
+  family, overrides = other
+  with pytest.raises(CheckpointError, match=match) as info:
+    train.train_and_evaluate(tiny_config(family, num_steps=4, **overrides), str(tmp_path))
+  assert "\n" not in str(info.value) and "use another --workdir" in str(info.value)
+  assert snapshot(tmp_path / "checkpoints") == before
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+  train.train_and_evaluate(tiny_config("ae", num_steps=2), str(tmp_path))
+  for root, _, files in os.walk(tmp_path / "checkpoints" / "2" / "state"):
+    for name in files:
+      if "ocdbt" in root or name.startswith("d"):
+        with open(os.path.join(root, name), "wb") as f:
+          f.write(b"garbage")
+  before = snapshot(tmp_path / "checkpoints")
+  with pytest.raises(CheckpointError, match="checkpoint step 2 in .* is unreadable") as info:
+    train.train_and_evaluate(tiny_config("ae", num_steps=4), str(tmp_path))
+  assert "\n" not in str(info.value)
+  assert snapshot(tmp_path / "checkpoints") == before
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  c = tiny_config("ae", num_steps=20, log_every=1, checkpoint_every=1, keep_checkpoints=50,
+                  **{"optimizer.name": "sgd", "optimizer.learning_rate": 1e30,
+                     "optimizer.b1": 0.0})
+  with pytest.raises(NonFiniteError, match=r"non-finite .* at step (\d+)") as info:
+    train.train_and_evaluate(c, str(tmp_path))
+  msg = str(info.value)
+  assert "\n" not in msg and "last good checkpoint" in msg
+  steps = committed_steps(tmp_path)
+  assert steps and steps[-1] < 20
+  assert f"(step {steps[-1]})" in msg or f"({steps[-1]})" in msg
+  last = saved_state(tmp_path, steps[-1])
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(last) if np.asarray(x).dtype.kind ==
+             "f")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_then_exits(tmp_path, sig):
+  proc = run_main(tmp_path, *TINY_DCGAN_FLAGS, "--config.num_steps=100000",
+                  "--config.log_every=1", "--config.checkpoint_every=100000",
+                  stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+  for line in proc.stderr:
+    if " step 3/100000 " in line:
+      proc.send_signal(sig)
+      break
+  rest = proc.stderr.read()
+  proc.wait(timeout=120)
+  assert proc.returncode == 128 + sig, rest[-2000:]
+  steps = committed_steps(tmp_path)
+  assert len(steps) == 1 and 3 <= steps[0] < 100000
+  assert f"stopped by {signal.Signals(sig).name} at step {steps[0]}; checkpoint saved" in rest
+  assert int(saved_state(tmp_path, steps[0])["step"]) == steps[0]
