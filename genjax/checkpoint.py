@@ -85,7 +85,8 @@ class Checkpointer:
           state=ocp.args.StandardRestore(abstract_state)))
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"checkpoint step {step} in {self.directory} is unreadable "
-                            f"({_first_line(e)}); delete it to resume from an earlier one")
+                            f"({_first_line(e)}); delete it to resume from an earlier one"
+                            ) from None
     return restored["state"], meta
 
   def wait(self) -> None:
@@ -95,6 +96,7 @@ class Checkpointer:
     self.manager.close()
 
 
-def _first_line(e: BaseException) -> str:
+def _first_line(e: BaseException, limit: int = 160) -> str:
   text = str(e).strip().splitlines()
-  return f"{type(e).__name__}: {text[0] if text else ''}"
+  line = text[0] if text else ""
+  return f"{type(e).__name__}: {line if len(line) <= limit else line[:limit] + '...'}"

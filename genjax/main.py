@@ -11,6 +11,7 @@ print one line and exit with status 2; SIGTERM/SIGINT save a checkpoint and exit
 from __future__ import annotations
 
 import logging as pylogging
+import os
 import re
 import sys
 
@@ -72,7 +73,10 @@ def parse_flags(argv: list[str]) -> list[str]:
 def _exit_with(message: str) -> None:
   print(f"genjax: error: {message.splitlines()[0] if message else ''}", file=sys.stderr,
         flush=True)
-  sys.exit(2)
+  # Exit at once: everything worth keeping is already closed, and a failed Orbax restore leaves
+  # reads in flight whose late errors would otherwise print tracebacks after this line.
+  logging.flush()
+  os._exit(2)  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ loss keeping the last good checkpoint, and on SIGTERM/SIGINT saves a checkpoint 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -95,9 +96,16 @@ def train_and_evaluate(config, workdir: str) -> Result:
                       strategy.axis_name)
 
   os.makedirs(workdir, exist_ok=True)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), every=1,
-                                 keep=config.keep_checkpoints,
-                                 asynchronous=config.async_checkpoints)
+  with contextlib.ExitStack() as cleanup:
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), every=1,
+                                   keep=config.keep_checkpoints,
+                                   asynchronous=config.async_checkpoints)
+    cleanup.callback(ckpt.close)
+    return _train(config, workdir, strategy, arrays, method, ckpt, cleanup)
+
+
+def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
+  """The loop proper; ``cleanup`` closes what it opens, whatever way it exits."""
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(method.init, rng)
   latest = ckpt.latest_step()
@@ -119,6 +127,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
                               value_range=config.dataset.value_range,
                               process_index=strategy.process_index,
                               process_count=strategy.process_count)
+  cleanup.callback(report.close)
   if start == 0:
     report.text(0, "config", "```\n" + str(config) + "\n```")
   sig = checkpoint.signature(abstract)
@@ -171,39 +180,35 @@ def train_and_evaluate(config, workdir: str) -> Result:
     pending.clear()
 
   batches = data.prefetch(iterator, strategy.put_batch, size=2)
+  cleanup.callback(batches.close)
   step = start
-  try:
-    with _StopRequest() as stop:
-      if start >= config.num_steps:
-        logging.info("already at step %d of %d: nothing to train", start, config.num_steps)
-      t_interval, n_interval = time.perf_counter(), 0
-      for step in range(start + 1, config.num_steps + 1):
-        state, metrics = step_fn(state, next(batches))
-        pending.append((step, metrics))
-        n_interval += 1
-        if step == start + 1:  # one sync to report compile time, then steady-state timing
-          jax.block_until_ready(metrics)
-          logging.info("compiled and ran the first step in %.1fs", time.perf_counter() -
-                       t_interval)
-          t_interval, n_interval = time.perf_counter(), 0
-        stopping = stop.signum is not None  # read once: a signal may land at any point below
-        last = step == config.num_steps or stopping
-        if step % config.log_every == 0 or step % config.checkpoint_every == 0 or last:
-          flush(step, t_interval, max(n_interval, 1))
-          t_interval, n_interval = time.perf_counter(), 0
-        if step % config.sample_every == 0 or last:
-          sample_paths = write_samples(step, state)
-        if step % config.checkpoint_every == 0 or last:
-          save(step, state)
-        if stopping:
-          break
-      if pending:
+  with _StopRequest() as stop:
+    if start >= config.num_steps:
+      logging.info("already at step %d of %d: nothing to train", start, config.num_steps)
+    t_interval, n_interval = time.perf_counter(), 0
+    for step in range(start + 1, config.num_steps + 1):
+      state, metrics = step_fn(state, next(batches))
+      pending.append((step, metrics))
+      n_interval += 1
+      if step == start + 1:  # one sync to report compile time, then steady-state timing
+        jax.block_until_ready(metrics)
+        logging.info("compiled and ran the first step in %.1fs", time.perf_counter() -
+                     t_interval)
+        t_interval, n_interval = time.perf_counter(), 0
+      stopping = stop.signum is not None  # read once: a signal may land at any point below
+      last = step == config.num_steps or stopping
+      if step % config.log_every == 0 or step % config.checkpoint_every == 0 or last:
         flush(step, t_interval, max(n_interval, 1))
-      ckpt.wait()
-  finally:
-    batches.close()
-    ckpt.close()
-    report.close()
+        t_interval, n_interval = time.perf_counter(), 0
+      if step % config.sample_every == 0 or last:
+        sample_paths = write_samples(step, state)
+      if step % config.checkpoint_every == 0 or last:
+        save(step, state)
+      if stopping:
+        break
+    if pending:
+      flush(step, t_interval, max(n_interval, 1))
+    ckpt.wait()
   if stop.signum is not None:
     logging.warning("stopped by %s at step %d; checkpoint saved in %s",
                     signal.Signals(stop.signum).name, step, ckpt.directory)

@@ -1,0 +1,42 @@
+# genjax: the README's commands. `make demo` and `make test` do all the set-up they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: demo test setup data clean
+
+# A virtual environment with genjax and its dependencies (python3-venv comes from Debian if the
+# interpreter lacks it).
+$(BIN)/.genjax: pyproject.toml
+	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv python3-pip)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.genjax-test: $(BIN)/.genjax
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(BIN)/.genjax
+
+# Fashion-MNIST, the default dataset, from Debian's dataset-fashion-mnist where it is missing.
+data:
+	@[ -e $(FASHION_MNIST) ] || ($(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq dataset-fashion-mnist)
+
+# A few minutes of DCGAN on Fashion-MNIST on CPU; the sample grid ends up in runs/demo/samples/.
+demo: $(BIN)/.genjax data
+	$(BIN)/python -m genjax.main --config=experiments/configs/dcgan_fashion_mnist.py \
+	  --workdir=runs/demo --config.num_steps=1000 --config.sample_every=250 \
+	  --config.checkpoint_every=250 --config.log_every=50
+	@echo "sample grid: runs/demo/samples/samples.png"
+
+test: $(BIN)/.genjax-test data
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf runs/demo
