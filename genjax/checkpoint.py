@@ -40,10 +40,11 @@ def describe_mismatch(saved: dict[str, list], wanted: dict[str, list]) -> str | 
 class Checkpointer:
   """Saves and restores ``(state, meta)`` pairs by step."""
 
-  def __init__(self, directory: str, *, every: int, keep: int, asynchronous: bool = True):
+  def __init__(self, directory: str, *, keep: int, asynchronous: bool = True):
+    """The training loop decides when to save (every N steps, at the end, on a signal)."""
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=every, max_to_keep=keep, create=True,
+        save_interval_steps=1, max_to_keep=keep, create=True,
         enable_async_checkpointing=asynchronous)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "meta"))
@@ -51,10 +52,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state: Any, meta: dict, *, force: bool = False) -> bool:
-    """Starts saving (in the background when asynchronous); False if the interval says skip."""
-    return self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+  def save(self, step: int, state: Any, meta: dict) -> None:
+    """Starts saving (in the background when asynchronous); atomic once finished."""
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
   def read_meta(self, step: int) -> dict:
     try:

@@ -44,11 +44,6 @@ def gaussian_kl(mu: Array, logvar: Array) -> Array:
   return _sum_per_example(0.5 * (jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar))
 
 
-def squared_error(pred: Array, x: Array) -> Array:
-  pred, x = _f32(pred, x)
-  return _sum_per_example(jnp.square(pred - x))
-
-
 # --- GAN objectives ----------------------------------------------------------------------------
 # Each loss is a pair (discriminator_loss(real_logits, fake_logits), generator_loss(fake_logits)),
 # both returning scalars (batch means). Adding a loss is adding one entry to GAN_LOSSES.

@@ -97,7 +97,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
 
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as cleanup:
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), every=1,
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                    keep=config.keep_checkpoints,
                                    asynchronous=config.async_checkpoints)
     cleanup.callback(ckpt.close)
@@ -142,7 +142,7 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
             "global_batch": config.batch_size,
             "examples_seen": (position + step - start) * config.batch_size,
             "signature": sig, "config": config.to_json()}
-    ckpt.save(step, one, meta, force=True)
+    ckpt.save(step, one, meta)
 
   sample_fn = jax.jit(method.sample_grids)
   sample_images = arrays["image"][:config.num_samples]

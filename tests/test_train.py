@@ -96,7 +96,7 @@ def test_bf16_compute_keeps_float32_params_and_ema(tmp_path):
   assert jax.tree.structure(ema) == jax.tree.structure(params)
   assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(ema), jax.tree.leaves(params)))
   # The EMA weights are part of the checkpoint.
-  sig = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), every=1, keep=1).read_meta(4)[
+  sig = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), keep=1).read_meta(4)[
       "signature"]
   assert any(path.startswith(".ema['generator']") for path in sig)
 

@@ -179,10 +179,6 @@ class Method:
     return data.to_float(images_uint8, value_range=self.value_range,
                          image_size=self.image_shape[:2], resize=ds.resize)
 
-  def compute(self, x: Array) -> Array:
-    """Casts model inputs to the compute dtype."""
-    return x.astype(jnp.bfloat16) if self.config.dtype == "bfloat16" else x
-
   # --- interface ----------------------------------------------------------------------------
 
   def step(self, state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict]:

@@ -16,13 +16,18 @@ METHOD = "autoencoding"
 
 
 class Autoencoder(nnx.Module):
+  """Deterministic code ``z = encode(x)``; subclasses may read the encoder output differently."""
+
+  CODE_WIDTH = 1  # encoder outputs per latent dimension
 
   def __init__(self, image_shape, latent_dim: int, width: int, *, norm: str = "batch",
                axis_name=None, dtype=None, rngs: nnx.Rngs):
     size, _, channels = image_shape
     self.latent_dim = latent_dim
-    self.encoder = layers.ConvEncoder(channels, latent_dim, size, width, norm=norm,
-                                      out_bias=True, axis_name=axis_name, dtype=dtype, rngs=rngs)
+    self.axis_name = axis_name
+    self.encoder = layers.ConvEncoder(channels, self.CODE_WIDTH * latent_dim, size, width,
+                                      norm=norm, out_bias=True, axis_name=axis_name, dtype=dtype,
+                                      rngs=rngs)
     self.decoder = layers.ConvDecoder(latent_dim, channels, size, width, norm=norm,
                                       out_bias=True, axis_name=axis_name, dtype=dtype, rngs=rngs)
 

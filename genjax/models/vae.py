@@ -12,30 +12,20 @@ from flax import nnx
 
 from genjax import losses
 from genjax import parallel
-from genjax.models import layers
+from genjax.models.ae import Autoencoder
 
 METHOD = "autoencoding"
 
 
-class VAE(nnx.Module):
+class VAE(Autoencoder):
+  """The autoencoder's networks; the encoder gives the posterior's mean and log-variance."""
 
-  def __init__(self, image_shape, latent_dim: int, width: int, *, norm: str = "batch",
-               axis_name=None, dtype=None, rngs: nnx.Rngs):
-    size, _, channels = image_shape
-    self.latent_dim = latent_dim
-    self.axis_name = axis_name
-    self.encoder = layers.ConvEncoder(channels, 2 * latent_dim, size, width, norm=norm,
-                                      out_bias=True, axis_name=axis_name, dtype=dtype, rngs=rngs)
-    self.decoder = layers.ConvDecoder(latent_dim, channels, size, width, norm=norm,
-                                      out_bias=True, axis_name=axis_name, dtype=dtype, rngs=rngs)
+  CODE_WIDTH = 2
 
   def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior mean and log-variance, float32."""
     h = self.encoder(x).astype(jnp.float32)
     return h[:, :self.latent_dim], h[:, self.latent_dim:]
-
-  def decode(self, z: jax.Array) -> jax.Array:
-    return self.decoder(z)
 
   def __call__(self, x: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
     mu, logvar = self.encode(x)
