@@ -9,6 +9,7 @@ straight into the shardings the current launcher asks for.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -24,6 +25,16 @@ def signature(state: Any) -> dict[str, list]:
   leaves = jax.tree_util.tree_flatten_with_path(state)[0]
   return {jax.tree_util.keystr(path): [list(np.shape(x)), str(np.dtype(x.dtype))]
           for path, x in leaves}
+
+
+def fingerprint(state: Any) -> str:
+  """sha256 of this process's copy of every (replicated) array of ``state``, in tree order."""
+  digest = hashlib.sha256()
+  for path, x in jax.tree_util.tree_flatten_with_path(state)[0]:
+    local = x.addressable_shards[0].data if isinstance(x, jax.Array) else x
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(np.ascontiguousarray(np.asarray(local)).tobytes())
+  return digest.hexdigest()[:16]
 
 
 def describe_mismatch(saved: dict[str, list], wanted: dict[str, list]) -> str | None:

@@ -25,6 +25,15 @@ from genjax.errors import GenjaxError
 config_flags.DEFINE_config_file("config", None, "Experiment config file (a get_config() module).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and samples.")
+flags.DEFINE_string("coordinator_address", None,
+                    "Multi-process: host:port of process 0's coordinator (jax.distributed).")
+flags.DEFINE_integer("num_processes", None, "Multi-process: the number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-process: this process's index in [0, N).")
+flags.DEFINE_bool("distributed", False,
+                  "Multi-process with the cluster's settings auto-detected by jax.distributed "
+                  "(SLURM, Open MPI, TPU pods, ...).")
+flags.DEFINE_integer("distributed_timeout", 60,
+                     "Seconds after which the other processes stop if one stops responding.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -35,11 +44,34 @@ def _quiet_libraries(record) -> bool:
       part in record.pathname for part in ("/orbax/", "/jax/_src/"))
 
 
+class _ProcessTag(pylogging.Filter):
+  """Prefixes every console line with the process index in multi-process runs."""
+
+  def __init__(self, index: int):
+    super().__init__()
+    self.tag = f"[process {index}] "
+
+  def filter(self, record) -> bool:
+    if not str(record.msg).startswith(self.tag):
+      record.msg = self.tag + str(record.msg)
+    return True
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_quiet_libraries)
-  from genjax import train  # pylint: disable=g-import-not-at-top
+  from genjax import parallel, train  # pylint: disable=g-import-not-at-top
+  try:
+    parallel.initialize_distributed(
+        coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id, auto_detect=FLAGS.distributed,
+        heartbeat_timeout_s=FLAGS.distributed_timeout)
+  except GenjaxError as e:
+    _exit_with(str(e))
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    logging.get_absl_handler().addFilter(_ProcessTag(jax.process_index()))
   try:
     config = FLAGS.config
     config.get("model")  # the config is loaded lazily: touch it

@@ -118,20 +118,25 @@ class PmapStrategy(Strategy):
 
   def __init__(self):
     super().__init__()
-    self.local_devices = jax.local_devices()
     self.mesh = jax.sharding.Mesh(np.array(jax.devices()), (PMAP_AXIS,))
-    self.stacked = NamedSharding(self.mesh, P(PMAP_AXIS))
+    self.stacked = NamedSharding(self.mesh, P(PMAP_AXIS))  # one copy per device, stacked
+    self.replicated = NamedSharding(self.mesh, P())
 
   def put_state(self, state):
-    def replicate(x):
-      x = jnp.asarray(x)
-      shards = [jax.device_put(x[None], d) for d in self.local_devices]
-      return jax.make_array_from_single_device_arrays((self.num_devices, *x.shape), self.stacked,
-                                                      shards)
-    return jax.tree.map(replicate, state)
+    """Replicated arrays (as init and restore make them) -> pmap's stacked per-device copies."""
+    def stack(x):
+      x = jax.device_put(x, self.replicated)  # no-op for what init/restore give
+      return jax.make_array_from_single_device_arrays(
+          (self.num_devices, *x.shape), self.stacked,
+          [shard.data[None] for shard in x.addressable_shards])
+    return jax.tree.map(stack, state)
 
   def get_state(self, state):
-    return jax.tree.map(lambda x: x.addressable_shards[0].data[0], state)
+    """Stacked per-device copies -> one replicated array (no copy across devices or hosts)."""
+    def unstack(x):
+      return jax.make_array_from_single_device_arrays(
+          x.shape[1:], self.replicated, [shard.data[0] for shard in x.addressable_shards])
+    return jax.tree.map(unstack, state)
 
   def put_batch(self, batch):
     def put(x):
@@ -141,6 +146,35 @@ class PmapStrategy(Strategy):
 
   def compile(self, step):
     return jax.pmap(step, axis_name=PMAP_AXIS, donate_argnums=0)
+
+
+def initialize_distributed(*, coordinator_address: str | None = None,
+                           num_processes: int | None = None, process_id: int | None = None,
+                           auto_detect: bool = False, heartbeat_timeout_s: int = 60) -> None:
+  """Joins the multi-controller runtime (``jax.distributed``) before any device is touched.
+
+  With explicit arguments all three must be given; with ``auto_detect`` JAX reads them from the
+  cluster (SLURM, Open MPI, TPU pod slices, Kubernetes where supported). With neither, this is a
+  single process and nothing happens. CPU processes exchange collectives over gloo. If a process
+  dies, the others fail within about ``heartbeat_timeout_s`` instead of waiting forever.
+  """
+  explicit = (coordinator_address, num_processes, process_id)
+  if all(v is None for v in explicit) and not auto_detect:
+    return
+  if not auto_detect and any(v is None for v in explicit):
+    raise ConfigError("multi-process training needs all of --coordinator_address, "
+                      "--num_processes and --process_id (or --distributed to auto-detect them)")
+  if num_processes is not None and not 0 <= (process_id or 0) < num_processes:
+    raise ConfigError(f"--process_id={process_id} must be in [0, --num_processes="
+                      f"{num_processes})")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  try:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                               heartbeat_timeout_seconds=heartbeat_timeout_s)
+  except (RuntimeError, ValueError) as e:
+    first = (str(e).strip().splitlines() or [""])[0]
+    raise ConfigError(f"could not join the distributed runtime at {coordinator_address} as "
+                      f"process {process_id} of {num_processes}: {first[:200]}") from None
 
 
 def make_strategy(name: str) -> Strategy:

@@ -1,7 +1,7 @@
 """Run outputs: the console line, TensorBoard event files and PNG sample grids.
 
-Only process 0 writes files; every process may print (the console line shows its index when
-there is more than one).
+Only process 0 writes files; every process prints (``genjax.main`` tags each line with the
+process index when there is more than one).
 """
 
 from __future__ import annotations
@@ -45,13 +45,12 @@ class Reporter:
   """Writes scalars and image grids for one run."""
 
   def __init__(self, workdir: str, *, num_steps: int, batch_size: int, value_range,
-               process_index: int = 0, process_count: int = 1):
+               process_index: int = 0):
     self.workdir = workdir
     self.num_steps = num_steps
     self.batch_size = batch_size
     self.value_range = tuple(value_range)
     self.writes = process_index == 0
-    self.prefix = f"[process {process_index}] " if process_count > 1 else ""
     self.sample_dir = os.path.join(workdir, "samples")
     self.tb = None
     if self.writes:
@@ -64,7 +63,7 @@ class Reporter:
     images_per_sec = steps_per_sec * self.batch_size
     eta = (self.num_steps - step) / steps_per_sec if steps_per_sec > 0 else float("nan")
     losses = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-    logging.info("%sstep %d/%d | %s | %.2f steps/s, %.0f img/s | ETA %s", self.prefix, step,
+    logging.info("step %d/%d | %s | %.2f steps/s, %.0f img/s | ETA %s", step,
                  self.num_steps, losses, steps_per_sec, images_per_sec,
                  _duration(eta) if np.isfinite(eta) else "?")
     if self.tb is None:

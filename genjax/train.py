@@ -125,8 +125,7 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
 
   report = reporting.Reporter(workdir, num_steps=config.num_steps, batch_size=config.batch_size,
                               value_range=config.dataset.value_range,
-                              process_index=strategy.process_index,
-                              process_count=strategy.process_count)
+                              process_index=strategy.process_index)
   cleanup.callback(report.close)
   if start == 0:
     report.text(0, "config", "```\n" + str(config) + "\n```")
@@ -212,5 +211,8 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
   if stop.signum is not None:
     logging.warning("stopped by %s at step %d; checkpoint saved in %s",
                     signal.Signals(stop.signum).name, step, ckpt.directory)
-  return Result(step=step, state=strategy.get_state(state), metrics=last_metrics,
-                signal=stop.signum, sample_paths=sample_paths)
+  state = strategy.get_state(state)
+  # Every process prints the digest of its own copy: equal digests mean consistent replicas.
+  logging.info("final state at step %d: sha256 %s", step, checkpoint.fingerprint(state))
+  return Result(step=step, state=state, metrics=last_metrics, signal=stop.signum,
+                sample_paths=sample_paths)

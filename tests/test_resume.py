@@ -19,9 +19,14 @@ def committed_steps(workdir):
 
 
 def saved_state(workdir, step):
+  """The saved TrainState as a tree of arrays on this process's first device, whatever
+  topology wrote it."""
   path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   with ocp.StandardCheckpointer() as ckptr:
-    return ckptr.restore(path)
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          ckptr.metadata(path).item_metadata.tree)
+    return ckptr.restore(path, target)
 
 
 def assert_bit_identical(a, b):

@@ -1,0 +1,18 @@
+"""Evaluation metrics: sample statistics (FID, KID, IS, PRDC), likelihood bounds, image
+similarity and anomaly-detection ranking metrics."""
+
+from genjax.metrics.anomaly import auprc, auroc
+from genjax.metrics.image import l1, l2, psnr, ssim
+from genjax.metrics.likelihood import (LikelihoodBounds, bits_per_dim, elbo,
+                                       estimate_log_likelihood, gaussian_log_density, iwae_bound,
+                                       log_importance_weights)
+from genjax.metrics.statistics import (FeatureStats, density_coverage, feature_statistics, fid,
+                                       frechet_distance, inception_score, kid, kid_subset_indices,
+                                       polynomial_mmd2, precision_recall)
+
+__all__ = [
+    "FeatureStats", "LikelihoodBounds", "auprc", "auroc", "bits_per_dim", "density_coverage",
+    "elbo", "estimate_log_likelihood", "feature_statistics", "fid", "frechet_distance",
+    "gaussian_log_density", "inception_score", "iwae_bound", "kid", "kid_subset_indices", "l1",
+    "l2", "log_importance_weights", "polynomial_mmd2", "precision_recall", "psnr", "ssim",
+]
