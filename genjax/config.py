@@ -53,6 +53,7 @@ def base_config(family: str) -> ml_collections.ConfigDict:
       schedule="constant", warmup_steps=0, grad_clip_norm=0.0))
   c.ema_decay = 0.0  # EMA of the sampling network's params (0 = off); used for samples
 
+  c.max_steps_in_flight = -1  # bound on queued steps: -1 auto (1 for multi-process CPU), 0 none
   c.log_every = 50  # console line + TensorBoard scalars (the only host syncs)
   c.sample_every = 500  # PNG + TensorBoard sample grids
   c.num_samples = 64
@@ -116,6 +117,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
               "keep_checkpoints", "num_samples"):
     _positive_int(config, key)
   _positive_int(config, "seed", minimum=0)
+  _positive_int(config, "max_steps_in_flight", minimum=-1)
   if config.parallel not in parallel.STRATEGIES:
     _fail(f"config.parallel must be one of {', '.join(parallel.STRATEGIES)}, got "
           f"{config.parallel!r}")

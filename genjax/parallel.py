@@ -66,6 +66,19 @@ class Strategy:
           f"multiple of {self.num_devices} (e.g. --config.batch_size="
           f"{max(1, round(global_batch / self.num_devices)) * self.num_devices})")
 
+  def max_steps_in_flight(self, configured: int) -> int:
+    """How many dispatched steps may be unfinished (0: no bound).
+
+    ``configured`` < 0 chooses: 1 for several CPU processes, else no bound. XLA:CPU runs the
+    per-device programs of queued steps on a small thread pool, and with gloo collectives across
+    processes a long queue can starve a device's program of the thread it needs to reach the
+    collective its peers wait in (seen as a hang after ~50 queued steps, 2 processes x 2 devices
+    on 2 cores). Elsewhere the queue is what keeps the devices busy.
+    """
+    if configured >= 0:
+      return configured
+    return 1 if self.process_count > 1 and jax.default_backend() == "cpu" else 0
+
   def put_state(self, state: Any) -> Any:
     raise NotImplementedError
 

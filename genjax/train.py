@@ -185,7 +185,10 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
     if start >= config.num_steps:
       logging.info("already at step %d of %d: nothing to train", start, config.num_steps)
     t_interval, n_interval = time.perf_counter(), 0
+    max_in_flight = strategy.max_steps_in_flight(config.max_steps_in_flight)
     for step in range(start + 1, config.num_steps + 1):
+      if max_in_flight and len(pending) >= max_in_flight:
+        jax.block_until_ready(pending[-max_in_flight][1])  # bound the dispatch queue
       state, metrics = step_fn(state, next(batches))
       pending.append((step, metrics))
       n_interval += 1

@@ -1,0 +1,117 @@
+"""The benchmark harness: a dry run end to end, and the PyTorch peers against genjax.
+
+No timing is asserted: only that the harness runs, writes what it promises, and that the peers
+are the same models doing the same update.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+from benchmarks import report
+from benchmarks import torch_peers
+from benchmarks import workloads
+from genjax import config as config_lib
+from genjax import models
+from genjax.models import layers
+from tests.conftest import REPO
+
+POSITIVE = ("images_per_sec", "peer_images_per_sec", "ratio", "compile_s", "compile_warm_s",
+            "flops_per_step", "mfu", "peer_mfu", "step_ms_median", "peer_step_ms_median",
+            "peak_mem_mb", "peer_peak_mem_mb", "pipeline_images_per_sec", "peak_flops",
+            "peer_flops_per_step")
+
+
+def test_dry_run_writes_records_markdown_and_readme(tmp_path):
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = ""  # one CPU device, as the benchmarks run (conftest sets 8 for the tests)
+  env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+  cmd = [sys.executable, "-m", "benchmarks.run", "--dry-run", "--models", "dcgan32",
+         "--dtypes", "float32,bfloat16", "--out", str(tmp_path)]
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                        check=False)
+  assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+  (json_path,) = tmp_path.glob("*_cpu_dryrun.json")
+  records = json.loads(json_path.read_text())
+  assert [(r["model"], r["dtype"]) for r in records] == [("dcgan32", "float32"),
+                                                         ("dcgan32", "bfloat16")]
+  for r in records:
+    assert list(r)[:len(report.REQUIRED_FIELDS)] == list(report.REQUIRED_FIELDS)
+    for key in POSITIVE:
+      assert isinstance(r[key], (int, float)) and r[key] > 0, (key, r[key])
+    assert r["ratio"] == pytest.approx(r["images_per_sec"] / r["peer_images_per_sec"])
+    assert r["images_per_sec"] == pytest.approx(r["batch"] * 1e3 / r["step_ms_median"])
+    assert r["step_ms_spread"] >= 0 and r["peer_step_ms_spread"] >= 0
+    assert r["batch"] == 8 and r["backend"] == "cpu" and r["dry_run"] and r["tiny"]
+    assert r["steps_timed"] == 2 and r["num_devices"] == 1
+    assert r["params"] == r["peer_params"]
+    assert r["jax_version"] == jax.__version__ and r["torch_version"] == torch.__version__
+    assert set(r["compile_detail"]) == {"cold", "warm"}
+
+  md = json_path.with_suffix(".md").read_text()
+  assert report.TABLE_HEADER in md
+  rows = [line for line in md.splitlines() if line.startswith("| dcgan32 |")]
+  assert len(rows) == 2 and all(row.count("|") == report.TABLE_HEADER.count("|") // 2
+                                for row in rows)
+  readme = (tmp_path / "README.md").read_text()
+  assert "## How to run" in readme and "## Latest results" in readme
+  assert all(row in readme for row in rows) and json_path.name in readme
+
+
+def test_readme_keeps_its_notes(tmp_path):
+  record = {k: 1.0 for k in report.REQUIRED_FIELDS}
+  record.update(model="vae", batch=8, backend="cpu", device="cpu", dtype="float32",
+                date="2026-01-02T03:04:05+00:00", jax_version="x", torch_version="y",
+                suite="default", dry_run=False, num_devices=1, peer="PyTorch eager",
+                peer_device="cpu", threads=2, steps=2, warmup=1, block=1, steps_timed=2,
+                peak_flops=1e9, peak_source="test")
+  report.write_run([record], str(tmp_path))
+  readme = tmp_path / "README.md"
+  readme.write_text(f"# old\n{report.NOTES_START}\nhand-written\n{report.NOTES_END}\nstale\n")
+  text = open(report.write_readme(str(tmp_path))).read()
+  assert "hand-written" in text and "stale" not in text and "| vae | 8 | float32 |" in text
+
+
+def _genjax_param_counts(config) -> dict[str, int]:
+  kwargs = {k: v for k, v in config.model.items() if k != "name"}
+  family = models.get(config.model.name)
+  nets = nnx.eval_shape(lambda: family.build(config_lib.image_shape(config), rngs=nnx.Rngs(0),
+                                             **kwargs))
+  return {role: layers.count_params(net) for role, net in nets.items()}
+
+
+@pytest.mark.parametrize("name", sorted(workloads.WORKLOADS))
+@pytest.mark.parametrize("tiny", [False, True])
+def test_peer_parameter_counts_equal_genjax(name, tiny):
+  config = workloads.make_config(workloads.get(name), 8, "float32", tiny=tiny)
+  peer = workloads.build_peer(config, "float32")
+  assert peer.num_params() == _genjax_param_counts(config)
+  if name == "dcgan64" and not tiny:
+    assert peer.num_params() == {"generator": 3_576_704, "discriminator": 2_765_568}
+
+
+@pytest.mark.parametrize("name", sorted(workloads.WORKLOADS))
+def test_one_peer_step_gives_genjax_losses_from_the_same_weights(name):
+  config = workloads.make_config(workloads.get(name), 8, "float32", tiny=True)
+  host_batch = workloads.make_batch(config)
+  setup = workloads.build_genjax(config, host_batch)
+  peer = workloads.build_peer(config, "float32")
+  torch_peers.load_genjax(peer, workloads.networks(setup))
+  # The step's own noise: fold_in(rng, step), split for the VAE's reparameterisation.
+  key = jax.random.fold_in(setup.state.rng, setup.state.step)
+  if config.model.name == "vae":
+    key = jax.random.split(key)[1]
+  noise = np.asarray(jax.random.normal(key, (8, config.model.latent_dim)))
+  _, metrics = setup.step(setup.state, setup.batch)
+  theirs = peer.step(workloads.peer_batch(host_batch), torch.from_numpy(noise))
+  assert set(theirs) == set(metrics)
+  for k, v in metrics.items():
+    np.testing.assert_allclose(float(v), float(theirs[k]), rtol=2e-4, atol=1e-5, err_msg=k)
