@@ -185,9 +185,13 @@ def initialize_distributed(*, coordinator_address: str | None = None,
     jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                heartbeat_timeout_seconds=heartbeat_timeout_s)
   except (RuntimeError, ValueError) as e:
-    first = (str(e).strip().splitlines() or [""])[0]
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    if all(v is None for v in explicit):
+      raise ConfigError(f"--distributed found no cluster to join (SLURM, Open MPI, TPU pod, "
+                        f"Kubernetes): {first}; give --coordinator_address, --num_processes "
+                        f"and --process_id instead") from None
     raise ConfigError(f"could not join the distributed runtime at {coordinator_address} as "
-                      f"process {process_id} of {num_processes}: {first[:200]}") from None
+                      f"process {process_id} of {num_processes}: {first}") from None
 
 
 def make_strategy(name: str) -> Strategy:

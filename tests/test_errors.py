@@ -43,6 +43,9 @@ def error_lines(stderr: str) -> list[str]:
     (["--config.bach_size=3"], 1, "unknown config key 'bach_size' (did you mean 'batch_size'?)"),
     (["--config.batch_size=abc"], 1, "flag --config.batch_size=abc: invalid literal for int()"),
     (["--config.parallel=spmd"], 1, "config.parallel must be one of mesh, pmap, got 'spmd'"),
+    (["--num_processes=2"], 1, "multi-process training needs all of --coordinator_address, "
+                               "--num_processes and --process_id"),
+    (["--distributed"], 1, "--distributed found no cluster to join (SLURM, Open MPI"),
 ])
 def test_command_line_errors_are_one_line(tmp_path, args, devices, message):
   workdir = tmp_path / "run"
