@@ -15,6 +15,7 @@ from typing import Any
 import ml_collections
 
 from genjax import data
+from genjax import evaluation
 from genjax import methods
 from genjax import models
 from genjax import parallel
@@ -53,6 +54,7 @@ def base_config(family: str) -> ml_collections.ConfigDict:
       schedule="constant", warmup_steps=0, grad_clip_norm=0.0))
   c.ema_decay = 0.0  # EMA of the sampling network's params (0 = off); used for samples
 
+  c.eval = ml_collections.ConfigDict(evaluation.defaults())  # sample-quality metrics
   c.max_steps_in_flight = -1  # bound on queued steps: -1 auto (1 for multi-process CPU), 0 none
   c.log_every = 50  # console line + TensorBoard scalars (the only host syncs)
   c.sample_every = 500  # PNG + TensorBoard sample grids
@@ -139,6 +141,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if opt.warmup_steps < 0 or (opt.warmup_steps and opt.warmup_steps >= config.num_steps):
     _fail(f"config.optimizer.warmup_steps must be in [0, num_steps), got {opt.warmup_steps}")
   method.validate(config)
+  evaluation.validate(config)
 
 
 def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:

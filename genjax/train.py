@@ -25,6 +25,7 @@ from absl import logging
 from genjax import checkpoint
 from genjax import config as config_lib
 from genjax import data
+from genjax import evaluation
 from genjax import methods
 from genjax import models
 from genjax import parallel
@@ -143,6 +144,13 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
             "signature": sig, "config": config.to_json()}
     ckpt.save(step, one, meta)
 
+  evaluator = evaluation.Evaluator(config, method) if config.eval.every else None
+  eval_key = jax.random.fold_in(rng, 0x7FFFFFFE)
+
+  def evaluate(step: int, state) -> None:
+    results = evaluator(strategy.get_state(state), eval_key)
+    evaluation.record(workdir, step, results, report.tb)
+
   sample_fn = jax.jit(method.sample_grids)
   sample_images = arrays["image"][:config.num_samples]
   sample_key = jax.random.fold_in(rng, 0x7FFFFFFF)
@@ -204,6 +212,8 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
         t_interval, n_interval = time.perf_counter(), 0
       if step % config.sample_every == 0 or last:
         sample_paths = write_samples(step, state)
+      if evaluator and (step % config.eval.every == 0 or last):
+        evaluate(step, state)
       if step % config.checkpoint_every == 0 or last:
         save(step, state)
       if stopping:

@@ -79,10 +79,16 @@ class Adversarial(Method):
                        {"generator": g_buffers, "discriminator": d_buffers},
                        {"generator": g_opt, "discriminator": d_opt}, metrics)
 
+  def eval_inputs(self, rng, n, real):
+    del real
+    return jax.random.normal(rng, (n, self.config.model.latent_dim))
+
+  def eval_generate(self, state, z):
+    return self.sampler_net(state)(z).astype(jnp.float32)
+
   def sample_grids(self, state, images, rng):
     n = images.shape[0]
     cols = int(np.sqrt(n))
     rows = max(1, n // cols)
-    z = jax.random.normal(rng, (rows * cols, self.config.model.latent_dim))
-    fake = self.sampler_net(state)(z).astype(jnp.float32)
+    fake = self.eval_generate(state, self.eval_inputs(rng, rows * cols, None))
     return {"samples": fake.reshape(rows, cols, *fake.shape[1:])}

@@ -97,6 +97,23 @@ class Autoencoding(Method):
     return self.finish(state, {"model": params}, {"model": new_buffers},
                        {"model": opt_state}, metrics)
 
+  @property
+  def EVAL_NEEDS_REAL(self) -> bool:  # pylint: disable=invalid-name
+    """Models with a prior (VAEs) are scored on prior samples, the others on reconstructions."""
+    return not getattr(self.family, "HAS_PRIOR", False)
+
+  def eval_inputs(self, rng, n, real):
+    if self.EVAL_NEEDS_REAL:
+      return real
+    return jax.random.normal(rng, (n, self.config.model.latent_dim))
+
+  def eval_generate(self, state, inputs):
+    model = self.sampler_net(state)
+    if self.EVAL_NEEDS_REAL:
+      _, x_in = self.inputs(inputs, jax.random.PRNGKey(0))
+      return self.mean(model.decode(model.encode(x_in)))
+    return self.mean(model.decode(inputs))
+
   def sample_grids(self, state, images, rng):
     model = self.sampler_net(state)
     prior_key, noise_key = jax.random.split(rng)

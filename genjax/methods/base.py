@@ -94,7 +94,7 @@ class Method:
     self.num_classes = num_classes
     self.axis_name = axis_name
     self.value_range = tuple(float(v) for v in config.dataset.value_range)
-    family = models.get(config.model.name)
+    self.family = family = models.get(config.model.name)
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else None
     self._build = lambda rngs: family.build(image_shape, rngs=rngs, axis_name=axis_name,
@@ -183,6 +183,17 @@ class Method:
 
   def step(self, state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict]:
     raise NotImplementedError
+
+  # What genjax.evaluation scores: ``eval_generate(state, eval_inputs(rng, n, real))`` gives
+  # ``n`` images in ``value_range``; ``real`` (uint8, from the evaluation split) is passed only
+  # to methods that set EVAL_NEEDS_REAL (e.g. to score reconstructions).
+  EVAL_NEEDS_REAL = False
+
+  def eval_inputs(self, rng: Array, n: int, real: Array | None) -> Array:
+    raise NotImplementedError(f"{type(self).__name__} has no sample-quality evaluation")
+
+  def eval_generate(self, state: TrainState, inputs: Array) -> Array:
+    raise NotImplementedError(f"{type(self).__name__} has no sample-quality evaluation")
 
   def sample_grids(self, state: TrainState, images: Array, rng: Array) -> dict[str, Array]:
     """Named image grids ``[rows, cols, H, W, C]`` in ``value_range`` for PNGs and TensorBoard.

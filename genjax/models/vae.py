@@ -15,6 +15,7 @@ from genjax import parallel
 from genjax.models.ae import Autoencoder
 
 METHOD = "autoencoding"
+HAS_PRIOR = True  # samples come from decoding N(0, I)
 
 
 class VAE(Autoencoder):

@@ -1,0 +1,243 @@
+"""Sample-quality evaluation, in the training loop (``config.eval``) and from ``genjax.evaluate``.
+
+The method generates ``eval.num_samples`` images; a feature extractor (the genjax-trained domain
+classifier, or the FID InceptionV3 from a user-supplied weight file) embeds them with the batch
+split over all devices; the real split's features are extracted once and cached per (dataset,
+split, image preprocessing, extractor). Results are labelled with the extractor and the sample
+counts, written to ``<workdir>/metrics.jsonl`` and TensorBoard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from genjax import data
+from genjax.errors import ConfigError
+from genjax.metrics import statistics
+
+EXTRACTORS = ("classifier", "inception")
+METRICS = ("fid", "kid", "is", "pr", "dc")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CLASSIFIER_DIR = REPO / "experiments" / "classifiers"
+
+
+def defaults() -> dict[str, Any]:
+  """The ``config.eval`` section."""
+  return dict(
+      every=0,  # evaluate every N steps and at the end (0 = only with genjax.evaluate)
+      metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc
+      num_samples=2048,  # generated samples per evaluation
+      num_real=10000,  # real examples (at most the split's size)
+      split="test",
+      extractor="classifier",  # 'classifier' (MNIST-like data) or 'inception'
+      weights="",  # classifier workdir or Inception .pth/.npz ('' = the committed classifier)
+      batch_size=256,  # extraction/generation batch, rounded up to the device count
+      allow_rank_deficient=False,  # FID with fewer samples than feature dimensions
+      cache_dir="~/.cache/genjax/stats",
+  )
+
+
+def parse_metrics(spec: str) -> list[str]:
+  names = [m.strip() for m in spec.split(",") if m.strip()]
+  for name in names:
+    if name not in METRICS:
+      raise ConfigError(f"unknown metric {name!r} in config.eval.metrics; valid: "
+                        f"{', '.join(METRICS)}")
+  return names
+
+
+def validate(config) -> None:
+  ec = config.eval
+  parse_metrics(ec.metrics)
+  if ec.extractor not in EXTRACTORS:
+    raise ConfigError(f"config.eval.extractor must be one of {', '.join(EXTRACTORS)}, got "
+                      f"{ec.extractor!r}")
+  for key in ("every", "num_samples", "num_real", "batch_size"):
+    if ec[key] < (0 if key == "every" else 2):
+      raise ConfigError(f"config.eval.{key} must be >= {0 if key == 'every' else 2}, got "
+                        f"{ec[key]}")
+
+
+@dataclasses.dataclass
+class Extractor:
+  """``fn(images in [0, 1], NHWC) -> {"features": [B, d], "logits": [B, C]}``."""
+  name: str  # what results are labelled with, e.g. "classifier:fashion_mnist"
+  fn: Callable[[jax.Array], dict[str, jax.Array]]
+  fingerprint: str  # identifies the weights, for the real-statistics cache
+
+
+def _file_fingerprint(path: pathlib.Path) -> str:
+  files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+  h = hashlib.sha256()
+  for f in files:
+    st = f.stat()
+    h.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{st.st_size}:"
+             f"{st.st_mtime_ns}".encode())
+  return h.hexdigest()[:12]
+
+
+def make_extractor(ec, dataset: str) -> Extractor:
+  if ec.extractor == "classifier":
+    path = pathlib.Path(ec.weights or CLASSIFIER_DIR / dataset).expanduser()
+    if not path.exists():
+      raise ConfigError(f"no domain classifier at {path}: train one with experiments/configs/"
+                        f"classifier_{dataset}.py (see README) or set --config.eval.weights")
+  elif not ec.weights:
+    raise ConfigError("the inception extractor needs the weight file: set "
+                      "--config.eval.weights=/path/to/pt_inception-2015-12-05-6726825d.pth "
+                      "(pytorch-fid's) or a converted .npz")
+  else:
+    path = pathlib.Path(ec.weights).expanduser()
+  from genjax.metrics import features  # pylint: disable=g-import-not-at-top
+  if ec.extractor == "classifier":
+    fn = features.load_classifier(str(path))
+  else:
+    inception = features.InceptionFeatures(str(path))
+
+    def fn(x):
+      out = inception(x)
+      return {"features": out["pool3"], "logits": out["logits"]}
+  return Extractor(f"{ec.extractor}:{path.name}", fn, _file_fingerprint(path))
+
+
+class Evaluator:
+  """Computes ``config.eval.metrics`` for a method's samples against the real split."""
+
+  def __init__(self, config, method, extractor: Extractor | None = None):
+    self.config, self.method, self.ec = config, method, config.eval
+    self.metrics = parse_metrics(self.ec.metrics)
+    self.extractor = extractor or make_extractor(self.ec, config.dataset.name)
+    n = jax.device_count()
+    self.batch = -(-self.ec.batch_size // n) * n
+    self.sharding = NamedSharding(jax.make_mesh((n,), ("eval",), axis_types=(
+        jax.sharding.AxisType.Auto,)), P("eval"))
+    self._generate = jax.jit(method.eval_generate)
+    self._real: dict[str, np.ndarray] | None = None
+
+  # --- features --------------------------------------------------------------------------
+
+  def _to_unit(self, images: jax.Array) -> jax.Array:
+    lo, hi = self.method.value_range
+    return jnp.clip((images.astype(jnp.float32) - lo) / (hi - lo), 0.0, 1.0)
+
+  def _gather(self, x: jax.Array) -> np.ndarray:
+    if jax.process_count() > 1:
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+  def _embed(self, batches) -> dict[str, np.ndarray]:
+    """Concatenated extractor outputs for an iterable of (images in value_range, count)."""
+    out: dict[str, list[np.ndarray]] = {"features": [], "logits": []}
+    for images, count in batches:
+      result = self.extractor.fn(self._to_unit(images))
+      for k in out:
+        out[k].append(self._gather(result[k])[:count].astype(np.float32))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+  def _padded(self, x: np.ndarray) -> tuple[jax.Array, int]:
+    count = x.shape[0]
+    if count < self.batch:
+      x = np.concatenate([x, np.repeat(x[-1:], self.batch - count, 0)])
+    return jax.device_put(x, self.sharding), count
+
+  def real_features(self) -> dict[str, np.ndarray]:
+    """The real split's features, from the cache or extracted once."""
+    if self._real is not None:
+      return self._real
+    ds = self.config.dataset
+    key = json.dumps([ds.name, self.ec.split, self.method.image_shape, ds.resize,
+                      list(self.method.value_range), self.ec.num_real, self.extractor.name,
+                      self.extractor.fingerprint])
+    cache = pathlib.Path(self.ec.cache_dir).expanduser() / (
+        f"{ds.name}_{self.ec.split}_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
+    if cache.exists():
+      with np.load(cache) as f:
+        self._real = {k: f[k] for k in ("features", "logits")}
+      return self._real
+    arrays = data.load(ds.name, self.ec.split, local_dir=ds.local_dir or None,
+                       data_dir=ds.data_dir or None, download=ds.download)
+    images = arrays["image"][:self.ec.num_real]
+    to_float = jax.jit(self.method.images)
+    self._real = self._embed(
+        (to_float(x), c) for x, c in (self._padded(images[i:i + self.batch])
+                                      for i in range(0, len(images), self.batch)))
+    if jax.process_index() == 0:
+      cache.parent.mkdir(parents=True, exist_ok=True)
+      tmp = cache.with_suffix(".tmp.npz")
+      np.savez(tmp, **self._real)
+      os.replace(tmp, cache)
+    return self._real
+
+  def fake_features(self, state, rng: jax.Array, n: int) -> dict[str, np.ndarray]:
+    """Features of ``n`` images made by the method (samples, or reconstructions of the split)."""
+    real = None
+    if self.method.EVAL_NEEDS_REAL:
+      ds = self.config.dataset
+      real = data.load(ds.name, self.ec.split, local_dir=ds.local_dir or None,
+                       data_dir=ds.data_dir or None, download=ds.download)["image"]
+
+    def batches():
+      for i in range(0, n, self.batch):
+        real_batch = None if real is None else real[np.arange(i, i + self.batch) % len(real)]
+        inputs = self.method.eval_inputs(jax.random.fold_in(rng, i), self.batch, real_batch)
+        yield self._generate(state, jax.device_put(inputs, self.sharding)), min(self.batch,
+                                                                                 n - i)
+    return self._embed(batches())
+
+  # --- metrics ---------------------------------------------------------------------------
+
+  def __call__(self, state, rng: jax.Array) -> dict[str, Any]:
+    """Metrics for ``state`` (one replicated copy); keys like ``fid``, ``kid_mean``."""
+    t0 = time.perf_counter()
+    real = self.real_features()
+    fake = self.fake_features(state, rng, self.ec.num_samples)
+    r, f = real["features"], fake["features"]
+    out: dict[str, Any] = {"extractor": self.extractor.name, "num_samples": int(f.shape[0]),
+                           "num_real": int(r.shape[0]), "split": self.ec.split}
+    if "fid" in self.metrics:
+      out["fid"] = statistics.fid(r, f, allow_rank_deficient=self.ec.allow_rank_deficient)
+    if "kid" in self.metrics:
+      size = min(1000, r.shape[0], f.shape[0])
+      out["kid_mean"], out["kid_std"] = statistics.kid(r, f, subset_size=size,
+                                                       seed=self.config.seed)
+    if "is" in self.metrics:
+      probs = jax.nn.softmax(jnp.asarray(fake["logits"], jnp.float32), axis=-1)
+      out["is_mean"], out["is_std"] = statistics.inception_score(np.asarray(probs))
+    if "pr" in self.metrics:
+      out["precision"], out["recall"] = statistics.precision_recall(r, f)
+    if "dc" in self.metrics:
+      out["density"], out["coverage"] = statistics.density_coverage(r, f)
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def record(workdir: str, step: int, results: dict[str, Any], tb=None, source: str = "train"
+           ) -> None:
+  """Appends results to ``<workdir>/metrics.jsonl`` (and TensorBoard); process 0 only."""
+  if jax.process_index() != 0:
+    return
+  line = {"step": step, "source": source, **results}
+  with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+    f.write(json.dumps(line) + "\n")
+  label = results["extractor"].split(":")[0]
+  logging.info("eval step %d (%s, %d samples): %s", step, results["extractor"],
+               results["num_samples"], " ".join(
+                   f"{k}={v:.4g}" for k, v in results.items() if isinstance(v, float)))
+  if tb is not None:
+    for k, v in results.items():
+      if isinstance(v, float) and k != "seconds":
+        tb.add_scalar(f"eval_{label}/{k}", v, step)

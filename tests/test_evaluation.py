@@ -1,0 +1,106 @@
+"""Evaluation plumbing: sample generation, sharded extraction, cached real statistics, records.
+
+The extractor here is a fixed random projection (the real ones are tested in test_features.py),
+so these tests check what the evaluator does with features, not the features themselves.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax import config as config_lib
+from genjax import evaluation
+from genjax import methods
+from genjax import models
+from genjax import train
+from genjax.errors import ConfigError
+from genjax.metrics import statistics
+from tests.conftest import tiny_config
+
+
+def projection_extractor(dim=16):
+  w = jax.random.normal(jax.random.PRNGKey(42), (32 * 32, dim))
+
+  def fn(x01):
+    assert float(jnp.min(x01)) >= 0.0 and float(jnp.max(x01)) <= 1.0
+    f = x01.mean(-1).reshape(x01.shape[0], -1) @ w
+    return {"features": f, "logits": f[:, :10]}
+  return evaluation.Extractor("projection:test", fn, "fixed")
+
+
+def make(family, tmp_path, **overrides):
+  c = tiny_config(family, **{"eval.cache_dir": str(tmp_path / "cache"), "eval.num_samples": 64,
+                             "eval.num_real": 128, "eval.batch_size": 24,
+                             "eval.metrics": "fid,kid,is,pr,dc", "dataset.split": "train",
+                             "eval.split": "test", **overrides})
+  config_lib.validate(c)
+  method = methods.get(models.get(family).METHOD)(c, config_lib.image_shape(c), 10)
+  return c, method, method.init(jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize("family", ["dcgan", "vae", "ae"])
+def test_evaluator_reports_every_metric_with_its_counts(tmp_path, family):
+  c, method, state = make(family, tmp_path)
+  ev = evaluation.Evaluator(c, method, projection_extractor())
+  out = ev(state, jax.random.PRNGKey(1))
+  assert out["extractor"] == "projection:test" and out["num_samples"] == 64
+  assert out["num_real"] == 128 and out["split"] == "test"
+  for key in ("fid", "kid_mean", "kid_std", "is_mean", "precision", "recall", "density",
+              "coverage"):
+    assert np.isfinite(out[key]), key
+  # The real features are cached on disk and reused.
+  assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+  again = evaluation.Evaluator(c, method, projection_extractor())
+  np.testing.assert_array_equal(again.real_features()["features"],
+                                ev.real_features()["features"])
+
+
+def test_real_against_itself_scores_perfectly(tmp_path):
+  c, method, _ = make("ae", tmp_path)
+  ev = evaluation.Evaluator(c, method, projection_extractor())
+  real = ev.real_features()["features"]
+  assert real.shape == (128, 16)
+  assert statistics.fid(real, real) == pytest.approx(0.0, abs=1e-6)
+  # The batch is padded to a multiple of the device count; padding never reaches the results.
+  assert ev.batch % jax.device_count() == 0 and ev.batch >= 24
+
+
+def test_rank_deficient_fid_is_refused_unless_allowed(tmp_path):
+  c, method, state = make("dcgan", tmp_path, **{"eval.num_samples": 8, "eval.metrics": "fid"})
+  with pytest.raises(ConfigError, match="rank-deficient"):
+    evaluation.Evaluator(c, method, projection_extractor())(state, jax.random.PRNGKey(0))
+  c.eval.allow_rank_deficient = True
+  out = evaluation.Evaluator(c, method, projection_extractor())(state, jax.random.PRNGKey(0))
+  assert np.isfinite(out["fid"])
+
+
+def test_in_loop_evaluation_writes_jsonl_and_tensorboard(tmp_path, monkeypatch):
+  monkeypatch.setattr(evaluation, "make_extractor", lambda ec, ds: projection_extractor())
+  c = tiny_config("dcgan", **{"eval.every": 2, "eval.num_samples": 32, "eval.num_real": 64,
+                              "eval.cache_dir": str(tmp_path / "cache"),
+                              "eval.metrics": "fid,kid", "eval.allow_rank_deficient": False,
+                              "eval.split": "test"})
+  train.train_and_evaluate(c, str(tmp_path / "run"))
+  lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines] == [2, 4]
+  assert all(l["extractor"] == "projection:test" and l["num_samples"] == 32 for l in lines)
+  assert all(np.isfinite(l["fid"]) and np.isfinite(l["kid_mean"]) for l in lines)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("eval.metrics", "fid,lpips", "unknown metric 'lpips'"),
+    ("eval.extractor", "vgg", "config.eval.extractor must be one of classifier, inception"),
+    ("eval.num_samples", 1, "config.eval.num_samples must be >= 2"),
+])
+def test_eval_config_errors(key, value, match):
+  with pytest.raises(ConfigError, match=match):
+    config_lib.validate(tiny_config("dcgan", **{key: value}))
+
+
+def test_inception_without_weights_says_where_to_put_them(tmp_path):
+  c = tiny_config("dcgan", **{"eval.extractor": "inception"})
+  with pytest.raises(ConfigError, match="pt_inception-2015-12-05-6726825d.pth"):
+    evaluation.make_extractor(c.eval, c.dataset.name)
