@@ -76,12 +76,15 @@ class Checkpointer:
       raise CheckpointError(f"cannot read the metadata of checkpoint step {step} in "
                             f"{self.directory}: {_first_line(e)}") from None
 
-  def restore(self, step: int, abstract_state: Any, *, model: str) -> tuple[Any, dict]:
-    """Restores step ``step`` into the shardings of ``abstract_state`` (ShapeDtypeStructs).
+  def restore(self, step: int, abstract_state: Any, *, sharding: jax.sharding.Sharding,
+              model: str) -> tuple[Any, dict]:
+    """Restores step ``step``, shaped like ``abstract_state``, with every array in ``sharding``.
 
     Raises CheckpointError, touching nothing on disk, if the checkpoint belongs to a different
     model or architecture, or cannot be read.
     """
+    abstract_state = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract_state)
     meta = self.read_meta(step)
     problem = None
     if meta.get("model") != model:

@@ -10,6 +10,7 @@ then checks names and values and raises a one-line :class:`ConfigError` that say
 from __future__ import annotations
 
 import os
+import json
 from typing import Any
 
 import ml_collections
@@ -64,6 +65,24 @@ def base_config(family: str) -> ml_collections.ConfigDict:
   c.async_checkpoints = True
   c.compilation_cache_dir = "~/.cache/genjax/xla"  # persistent XLA cache ('' = off)
   c.lock()
+  return c
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """The config a checkpoint was written with (``meta["config"]``), on today's schema: keys added
+  since keep their defaults, keys since removed are dropped."""
+  saved = json.loads(text)
+  c = base_config(saved["model"]["name"])
+
+  def merge(node, values):
+    for key, value in values.items():
+      if key not in node:
+        continue
+      if isinstance(node[key], ml_collections.ConfigDict):
+        merge(node[key], value)
+      else:
+        node[key] = tuple(value) if isinstance(node[key], tuple) else value
+  merge(c, saved)
   return c
 
 

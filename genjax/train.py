@@ -82,6 +82,13 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def build_method(config, axis_name: str | None = None) -> methods.Method:
+  """The training method of ``config``'s model family, with its networks built."""
+  method_cls = methods.get(models.get(config.model.name).METHOD)
+  return method_cls(config, config_lib.image_shape(config),
+                    data.DATASETS[config.dataset.name].num_classes, axis_name)
+
+
 def train_and_evaluate(config, workdir: str) -> Result:
   """Trains ``config``'s model in ``workdir``, resuming from its newest checkpoint."""
   config_lib.validate(config)
@@ -91,10 +98,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
   ds = config.dataset
   arrays = data.load(ds.name, ds.split, local_dir=ds.local_dir or None,
                      data_dir=ds.data_dir or None, download=ds.download)
-  image_shape = config_lib.image_shape(config)
-  method_cls = methods.get(models.get(config.model.name).METHOD)
-  method = method_cls(config, image_shape, data.DATASETS[ds.name].num_classes,
-                      strategy.axis_name)
+  method = build_method(config, strategy.axis_name)
 
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as cleanup:
@@ -114,9 +118,7 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
   if latest is None:  # one compiled init is much faster than op-by-op random initialisers
     state, position = jax.jit(method.init, out_shardings=sharding)(rng), 0
   else:
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                          abstract)
-    state, meta = ckpt.restore(latest, target, model=config.model.name)
+    state, meta = ckpt.restore(latest, abstract, sharding=sharding, model=config.model.name)
     position = meta["data_position"]
     if meta.get("global_batch") != config.batch_size:  # keep the number of examples seen
       position = meta["examples_seen"] // config.batch_size

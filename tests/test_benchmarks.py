@@ -58,7 +58,7 @@ def test_dry_run_writes_records_markdown_and_readme(tmp_path):
 
   md = json_path.with_suffix(".md").read_text()
   assert report.TABLE_HEADER in md
-  rows = [line for line in md.splitlines() if line.startswith("| dcgan32 |")]
+  rows = [line for line in md.splitlines() if line.startswith("| dcgan32")]
   assert len(rows) == 2 and all(row.count("|") == report.TABLE_HEADER.count("|") // 2
                                 for row in rows)
   readme = (tmp_path / "README.md").read_text()

@@ -13,8 +13,6 @@ import pytest
 
 from genjax import config as config_lib
 from genjax import evaluation
-from genjax import methods
-from genjax import models
 from genjax import train
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
@@ -37,7 +35,7 @@ def make(family, tmp_path, **overrides):
                              "eval.metrics": "fid,kid,is,pr,dc", "dataset.split": "train",
                              "eval.split": "test", **overrides})
   config_lib.validate(c)
-  method = methods.get(models.get(family).METHOD)(c, config_lib.image_shape(c), 10)
+  method = train.build_method(c)
   return c, method, method.init(jax.random.PRNGKey(0))
 
 
@@ -104,3 +102,27 @@ def test_inception_without_weights_says_where_to_put_them(tmp_path):
   c = tiny_config("dcgan", **{"eval.extractor": "inception"})
   with pytest.raises(ConfigError, match="pt_inception-2015-12-05-6726825d.pth"):
     evaluation.make_extractor(c.eval, c.dataset.name)
+
+
+def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, monkeypatch):
+  from genjax import evaluate  # pylint: disable=g-import-not-at-top
+  c = tiny_config("dcgan", ema_decay=0.5)
+  train.train_and_evaluate(c, str(tmp_path / "run"))
+  monkeypatch.setattr(evaluation, "make_extractor", lambda ec, ds: projection_extractor())
+  out = evaluate.evaluate(str(tmp_path / "run"), step=2, metrics="kid,is", num_samples=40,
+                          split="test", cache_dir=str(tmp_path / "cache"))
+  assert out["step"] == 2 and out["num_samples"] == 40 and "fid" not in out
+  assert np.isfinite(out["kid_mean"]) and np.isfinite(out["is_mean"])
+  line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+  assert line["source"] == "evaluate" and line["step"] == 2
+
+
+def test_evaluate_command_without_checkpoint_is_one_line(tmp_path):
+  import subprocess, sys, os  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from tests.conftest import REPO  # pylint: disable=g-import-not-at-top
+  out = subprocess.run([sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}"],
+                       cwd=REPO, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines()[-1].startswith(
+      f"genjax: error: no checkpoint in {tmp_path}/checkpoints: train first")

@@ -13,9 +13,8 @@ import pytest
 
 from genjax import config as config_lib
 from genjax import data
-from genjax import methods
-from genjax import models
 from genjax import parallel
+from genjax import train
 from genjax.errors import ConfigError
 from tests.conftest import NUM_DEVICES
 from tests.conftest import tiny_config
@@ -33,9 +32,7 @@ def _setup(family, overrides):
                              "optimizer.b1": 0.0, **overrides})
   config_lib.validate(c)
   batch = {"image": data.load("synthetic", "train")["image"][:c.batch_size]}
-  method_cls = methods.get(models.get(family).METHOD)
-  make = lambda axis: method_cls(c, config_lib.image_shape(c), 10, axis)  # pylint: disable=unnecessary-lambda-assignment
-  return c, batch, make
+  return c, batch, lambda axis: train.build_method(c, axis)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

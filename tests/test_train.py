@@ -51,9 +51,7 @@ def test_family_trains_end_to_end(tmp_path, caplog, name):
   assert result.step == 4 and int(result.state.step) == 4 and result.signal is None
   assert result.metrics and all(np.isfinite(v) for v in result.metrics.values())
   # Parameters moved away from their initial values.
-  from genjax import methods, models, config as config_lib  # pylint: disable=g-import-not-at-top
-  method = methods.get(models.get(family).METHOD)(c, config_lib.image_shape(c), 10)
-  init = method.init(jax.random.PRNGKey(c.seed))
+  init = train.build_method(c).init(jax.random.PRNGKey(c.seed))
   moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(result.state.params),
                                                  jax.tree.leaves(init.params))]
   assert sum(moved) >= len(moved) // 2

@@ -7,8 +7,10 @@ from genjax.methods.adversarial import Adversarial
 from genjax.methods.autoencoding import Autoencoding
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
+from genjax.methods.classification import Classification
 
-METHODS: dict[str, type[Method]] = {"autoencoding": Autoencoding, "adversarial": Adversarial}
+METHODS: dict[str, type[Method]] = {"autoencoding": Autoencoding, "adversarial": Adversarial,
+                                     "classification": Classification}
 
 
 def get(name: str) -> type[Method]:

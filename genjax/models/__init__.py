@@ -10,10 +10,12 @@ from typing import Any
 
 from genjax.errors import ConfigError
 from genjax.models import ae
+from genjax.models import classifier
 from genjax.models import dcgan
 from genjax.models import vae
 
-FAMILIES: dict[str, ModuleType] = {"ae": ae, "vae": vae, "dcgan": dcgan}
+FAMILIES: dict[str, ModuleType] = {"ae": ae, "vae": vae, "dcgan": dcgan,
+                                   "classifier": classifier}
 
 # Arguments of build() supplied by the launcher rather than by config.model.
 _LAUNCHER_ARGS = ("rngs", "axis_name", "dtype")

@@ -1,0 +1,77 @@
+r"""Evaluates a checkpoint: ``python -m genjax.evaluate --workdir=DIR [--metrics=fid,kid]``.
+
+The model, data and preprocessing come from the config saved with the checkpoint; the samples
+are drawn with the EMA weights where the run kept them. Results go to stdout (one JSON line) and
+are appended to ``<workdir>/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from genjax.errors import GenjaxError
+
+flags.DEFINE_string("workdir", None, "A training run's workdir (holding checkpoints/).")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+flags.DEFINE_string("metrics", None, "Comma-separated: fid, kid, is, pr, dc (default: the "
+                    "run's config.eval.metrics).")
+flags.DEFINE_integer("num_samples", None, "Generated samples (default: config.eval.num_samples).")
+flags.DEFINE_string("extractor", None, "classifier or inception (default: the run's).")
+flags.DEFINE_string("weights", None, "Classifier workdir or Inception .pth/.npz.")
+flags.DEFINE_string("split", None, "Real split to compare with (default: the run's eval split).")
+flags.DEFINE_bool("allow_rank_deficient", None, "Compute FID with fewer samples than dimensions.")
+flags.mark_flags_as_required(["workdir"])
+FLAGS = flags.FLAGS
+
+_OVERRIDES = ("metrics", "num_samples", "extractor", "weights", "split", "allow_rank_deficient")
+
+
+def evaluate(workdir: str, step: int | None = None, **overrides) -> dict:
+  """Scores checkpoint ``step`` (newest if None) of ``workdir``; returns and records the results."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from genjax import checkpoint, config as config_lib, evaluation, parallel, train  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from genjax.errors import CheckpointError  # pylint: disable=g-import-not-at-top
+
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1_000_000)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint in {ckpt.directory}: train first with "
+                            f"python -m genjax.main --workdir={workdir} ...")
+    meta = ckpt.read_meta(step)
+    config = config_lib.from_json(meta["config"])
+    for key, value in overrides.items():
+      if value is not None:
+        config.eval[key] = value
+    config_lib.validate(config)
+    strategy = parallel.make_strategy("mesh")
+    method = train.build_method(config)
+    rng = jax.random.PRNGKey(config.seed)
+    state, _ = ckpt.restore(step, jax.eval_shape(method.init, rng),
+                            sharding=strategy.state_sharding(), model=config.model.name)
+  finally:
+    ckpt.close()
+  results = evaluation.Evaluator(config, method)(state, jax.random.fold_in(rng, 0x7FFFFFFE))
+  evaluation.record(workdir, step, results, source="evaluate")
+  return {"step": step, **results}
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    results = evaluate(FLAGS.workdir, FLAGS.step,
+                       **{k: getattr(FLAGS, k) for k in _OVERRIDES})
+  except GenjaxError as e:
+    print(f"genjax: error: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
+    os._exit(2)  # pylint: disable=protected-access
+  print(json.dumps(results), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,739 @@
+"""Feature extractors for sample-quality metrics: the FID InceptionV3 and domain classifiers.
+
+:class:`InceptionV3` is the network of pytorch-fid (``fid_inception_v3``) and TTUR in Flax NNX,
+NHWC: torchvision's InceptionV3 topology with the FID blocks (the 3x3 average pools of the A, C
+and first E blocks exclude the padding from their counts, as TensorFlow's do; the last E block
+max-pools its pool branch), BatchNorm with eps=0.001 in inference mode and a 1008-way ``fc``.
+:class:`InceptionFeatures` feeds it as pytorch-fid does: images in [0, 1] are resized bilinearly
+to 299x299 (``F.interpolate(mode='bilinear', align_corners=False)``, no antialiasing) and
+scaled to [-1, 1]; it returns the 2048-d ``pool3`` features (FID, KID, PRDC) and the 1008
+``logits`` (their softmax for the Inception Score).
+
+Weights: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (a PyTorch ``state_dict``) is
+read without PyTorch (a restricted unpickler for both PyTorch file formats: the zip archive and
+the legacy stream), or from an ``.npz`` written by :func:`convert_inception` (the same keys and
+PyTorch layouts).
+
+:func:`load_classifier` restores a ``classifier`` trained by genjax (``genjax.main``) as a
+callable with ``features`` (the penultimate layer) and ``logits``, for classifier-FID/KID/IS on
+MNIST-like data.
+
+Every extractor runs jitted with the batch split over the local devices and the weights
+replicated; calls take numpy or jax arrays and return host numpy arrays (for a jax array that
+spans several processes: the outputs of this process's rows, for the caller to gather).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import os
+import pickle
+import zipfile
+from typing import Any, Callable, Hashable, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from genjax import parallel
+from genjax.errors import CheckpointError
+from genjax.errors import ConfigError
+
+Array = jax.Array
+INCEPTION_SIZE = 299
+POOL3_DIM = 2048
+NUM_LOGITS = 1008
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+# --- the network -------------------------------------------------------------------------------
+
+def _pair(v) -> tuple[int, int]:
+  return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class BasicConv(nnx.Module):
+  """Conv (no bias) -> BatchNorm(eps=0.001, running statistics) -> ReLU."""
+
+  def __init__(self, in_features: int, out_features: int, kernel_size, stride=1, padding=0, *,
+               rngs: nnx.Rngs):
+    ph, pw = _pair(padding)
+    self.conv = nnx.Conv(in_features, out_features, _pair(kernel_size), _pair(stride),
+                         padding=((ph, ph), (pw, pw)), use_bias=False, precision=_HIGHEST,
+                         rngs=rngs)
+    self.bn = nnx.BatchNorm(out_features, epsilon=1e-3, use_running_average=True, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    return nnx.relu(self.bn(self.conv(x)))
+
+
+def _avg_pool_3x3(x: Array) -> Array:
+  """3x3/1 average pool over the valid pixels only (``count_include_pad=False``)."""
+  return nnx.avg_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=False)
+
+
+def _max_pool_3x3(x: Array, stride: int = 2, padding: int = 0) -> Array:
+  return nnx.max_pool(x, (3, 3), (stride, stride), ((padding, padding), (padding, padding)))
+
+
+class InceptionA(nnx.Module):
+  """35x35 block (Mixed_5b-d): 1x1, 5x5, double 3x3 and average-pool branches."""
+
+  def __init__(self, in_features: int, pool_features: int, *, rngs: nnx.Rngs):
+    self.branch1x1 = BasicConv(in_features, 64, 1, rngs=rngs)
+    self.branch5x5_1 = BasicConv(in_features, 48, 1, rngs=rngs)
+    self.branch5x5_2 = BasicConv(48, 64, 5, padding=2, rngs=rngs)
+    self.branch3x3dbl_1 = BasicConv(in_features, 64, 1, rngs=rngs)
+    self.branch3x3dbl_2 = BasicConv(64, 96, 3, padding=1, rngs=rngs)
+    self.branch3x3dbl_3 = BasicConv(96, 96, 3, padding=1, rngs=rngs)
+    self.branch_pool = BasicConv(in_features, pool_features, 1, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    return jnp.concatenate([
+        self.branch1x1(x),
+        self.branch5x5_2(self.branch5x5_1(x)),
+        self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+        self.branch_pool(_avg_pool_3x3(x)),
+    ], axis=-1)
+
+
+class InceptionB(nnx.Module):
+  """35 -> 17 reduction (Mixed_6a)."""
+
+  def __init__(self, in_features: int, *, rngs: nnx.Rngs):
+    self.branch3x3 = BasicConv(in_features, 384, 3, stride=2, rngs=rngs)
+    self.branch3x3dbl_1 = BasicConv(in_features, 64, 1, rngs=rngs)
+    self.branch3x3dbl_2 = BasicConv(64, 96, 3, padding=1, rngs=rngs)
+    self.branch3x3dbl_3 = BasicConv(96, 96, 3, stride=2, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    return jnp.concatenate([
+        self.branch3x3(x),
+        self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+        _max_pool_3x3(x),
+    ], axis=-1)
+
+
+class InceptionC(nnx.Module):
+  """17x17 block (Mixed_6b-e) with factorised 7x7 convolutions."""
+
+  def __init__(self, in_features: int, channels_7x7: int, *, rngs: nnx.Rngs):
+    c7 = channels_7x7
+    self.branch1x1 = BasicConv(in_features, 192, 1, rngs=rngs)
+    self.branch7x7_1 = BasicConv(in_features, c7, 1, rngs=rngs)
+    self.branch7x7_2 = BasicConv(c7, c7, (1, 7), padding=(0, 3), rngs=rngs)
+    self.branch7x7_3 = BasicConv(c7, 192, (7, 1), padding=(3, 0), rngs=rngs)
+    self.branch7x7dbl_1 = BasicConv(in_features, c7, 1, rngs=rngs)
+    self.branch7x7dbl_2 = BasicConv(c7, c7, (7, 1), padding=(3, 0), rngs=rngs)
+    self.branch7x7dbl_3 = BasicConv(c7, c7, (1, 7), padding=(0, 3), rngs=rngs)
+    self.branch7x7dbl_4 = BasicConv(c7, c7, (7, 1), padding=(3, 0), rngs=rngs)
+    self.branch7x7dbl_5 = BasicConv(c7, 192, (1, 7), padding=(0, 3), rngs=rngs)
+    self.branch_pool = BasicConv(in_features, 192, 1, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+    bd = self.branch7x7dbl_1(x)
+    for conv in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
+                 self.branch7x7dbl_5):
+      bd = conv(bd)
+    return jnp.concatenate([self.branch1x1(x), b7, bd, self.branch_pool(_avg_pool_3x3(x))],
+                           axis=-1)
+
+
+class InceptionD(nnx.Module):
+  """17 -> 8 reduction (Mixed_7a)."""
+
+  def __init__(self, in_features: int, *, rngs: nnx.Rngs):
+    self.branch3x3_1 = BasicConv(in_features, 192, 1, rngs=rngs)
+    self.branch3x3_2 = BasicConv(192, 320, 3, stride=2, rngs=rngs)
+    self.branch7x7x3_1 = BasicConv(in_features, 192, 1, rngs=rngs)
+    self.branch7x7x3_2 = BasicConv(192, 192, (1, 7), padding=(0, 3), rngs=rngs)
+    self.branch7x7x3_3 = BasicConv(192, 192, (7, 1), padding=(3, 0), rngs=rngs)
+    self.branch7x7x3_4 = BasicConv(192, 192, 3, stride=2, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    b7 = x
+    for conv in (self.branch7x7x3_1, self.branch7x7x3_2, self.branch7x7x3_3,
+                 self.branch7x7x3_4):
+      b7 = conv(b7)
+    return jnp.concatenate([self.branch3x3_2(self.branch3x3_1(x)), b7, _max_pool_3x3(x)],
+                           axis=-1)
+
+
+class InceptionE(nnx.Module):
+  """8x8 block (Mixed_7b/c). ``pool``: 'avg' (7b, padding excluded) or 'max' (7c)."""
+
+  def __init__(self, in_features: int, pool: str, *, rngs: nnx.Rngs):
+    self.pool = pool
+    self.branch1x1 = BasicConv(in_features, 320, 1, rngs=rngs)
+    self.branch3x3_1 = BasicConv(in_features, 384, 1, rngs=rngs)
+    self.branch3x3_2a = BasicConv(384, 384, (1, 3), padding=(0, 1), rngs=rngs)
+    self.branch3x3_2b = BasicConv(384, 384, (3, 1), padding=(1, 0), rngs=rngs)
+    self.branch3x3dbl_1 = BasicConv(in_features, 448, 1, rngs=rngs)
+    self.branch3x3dbl_2 = BasicConv(448, 384, 3, padding=1, rngs=rngs)
+    self.branch3x3dbl_3a = BasicConv(384, 384, (1, 3), padding=(0, 1), rngs=rngs)
+    self.branch3x3dbl_3b = BasicConv(384, 384, (3, 1), padding=(1, 0), rngs=rngs)
+    self.branch_pool = BasicConv(in_features, 192, 1, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    b3 = self.branch3x3_1(x)
+    bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+    pooled = _avg_pool_3x3(x) if self.pool == "avg" else _max_pool_3x3(x, 1, 1)
+    return jnp.concatenate([
+        self.branch1x1(x), self.branch3x3_2a(b3), self.branch3x3_2b(b3),
+        self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd), self.branch_pool(pooled),
+    ], axis=-1)
+
+
+class InceptionV3(nnx.Module):
+  """The FID Inception network. Attribute names follow PyTorch's so state_dict keys map 1:1.
+
+  ``__call__`` takes NHWC images already scaled to [-1, 1] (299x299 for the reference
+  numbers) and returns ``{"pool3": [B, 2048], "logits": [B, 1008]}``.
+  """
+
+  def __init__(self, *, rngs: nnx.Rngs):
+    self.Conv2d_1a_3x3 = BasicConv(3, 32, 3, stride=2, rngs=rngs)
+    self.Conv2d_2a_3x3 = BasicConv(32, 32, 3, rngs=rngs)
+    self.Conv2d_2b_3x3 = BasicConv(32, 64, 3, padding=1, rngs=rngs)
+    self.Conv2d_3b_1x1 = BasicConv(64, 80, 1, rngs=rngs)
+    self.Conv2d_4a_3x3 = BasicConv(80, 192, 3, rngs=rngs)
+    self.Mixed_5b = InceptionA(192, 32, rngs=rngs)
+    self.Mixed_5c = InceptionA(256, 64, rngs=rngs)
+    self.Mixed_5d = InceptionA(288, 64, rngs=rngs)
+    self.Mixed_6a = InceptionB(288, rngs=rngs)
+    self.Mixed_6b = InceptionC(768, 128, rngs=rngs)
+    self.Mixed_6c = InceptionC(768, 160, rngs=rngs)
+    self.Mixed_6d = InceptionC(768, 160, rngs=rngs)
+    self.Mixed_6e = InceptionC(768, 192, rngs=rngs)
+    self.Mixed_7a = InceptionD(768, rngs=rngs)
+    self.Mixed_7b = InceptionE(1280, "avg", rngs=rngs)
+    self.Mixed_7c = InceptionE(2048, "max", rngs=rngs)
+    self.fc = nnx.Linear(POOL3_DIM, NUM_LOGITS, precision=_HIGHEST, rngs=rngs)
+
+  def __call__(self, x: Array) -> dict[str, Array]:
+    x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+    x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(_max_pool_3x3(x)))
+    x = _max_pool_3x3(x)
+    for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b,
+                  self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b,
+                  self.Mixed_7c):
+      x = block(x)
+    pool3 = jnp.mean(x, axis=(1, 2))
+    return {"pool3": pool3, "logits": self.fc(pool3)}
+
+
+def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """``[out, in]`` weights of PyTorch's bilinear interpolation with ``align_corners=False``.
+
+  Source coordinate ``(o + 0.5) * in / out - 0.5``, clamped at 0, rounded as PyTorch's CPU
+  kernel rounds it for float32 images (a float32 scale and one fused multiply-add), so that
+  the weights agree to the last bit or two; no antialiasing when downsampling (unlike
+  ``jax.image.resize``).
+  """
+  f32 = np.float32
+  scale = np.float64(f32(in_size) / f32(out_size))
+  src = ((np.arange(out_size) + 0.5) * scale - 0.5).astype(f32)
+  src = np.maximum(src, f32(0))
+  lo = np.minimum(src.astype(np.int64), in_size - 1)
+  hi = np.minimum(lo + 1, in_size - 1)
+  frac = src - lo.astype(f32)
+  m = np.zeros((out_size, in_size), f32)
+  np.add.at(m, (np.arange(out_size), lo), f32(1) - frac)
+  np.add.at(m, (np.arange(out_size), hi), frac)
+  return m
+
+
+def resize_bilinear(x: Array, size: tuple[int, int]) -> Array:
+  """NHWC bilinear resize with PyTorch's ``align_corners=False`` semantics (no antialiasing)."""
+  h, w = x.shape[1:3]
+  if (h, w) == tuple(size):
+    return x
+  my, mx = bilinear_matrix(h, size[0]), bilinear_matrix(w, size[1])
+  return jnp.einsum("oh,bhwc,pw->bopc", my, x, mx, precision=_HIGHEST)
+
+
+def inception_inputs(images01: Array) -> Array:
+  """[0, 1] NHWC images (1 or 3 channels) -> 299x299x3 in [-1, 1], as pytorch-fid feeds them."""
+  x = images01.astype(jnp.float32)
+  if x.shape[-1] == 1:
+    x = jnp.repeat(x, 3, axis=-1)
+  x = resize_bilinear(x, (INCEPTION_SIZE, INCEPTION_SIZE))
+  return 2.0 * x - 1.0
+
+
+# --- PyTorch state_dict files without PyTorch --------------------------------------------------
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
+    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _StorageType:
+  """What ``torch.FloatStorage`` and friends unpickle to."""
+  dtype: np.dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class _StorageRef:
+  key: str
+  dtype: np.dtype
+  offset: int = 0  # elements into the root storage (legacy storage views)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TensorRef:
+  storage: _StorageRef
+  offset: int
+  size: tuple[int, ...]
+  stride: tuple[int, ...]
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *unused) -> _TensorRef:
+  del unused  # requires_grad, backward hooks, metadata
+  return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
+
+
+def _rebuild_parameter(data, *unused):
+  del unused
+  return data
+
+
+class _TorchUnpickler(pickle.Unpickler):
+  """Unpickles tensors and the containers of a state_dict; refuses every other global."""
+
+  _GLOBALS = {
+      ("collections", "OrderedDict"): collections.OrderedDict,
+      ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+      ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+      ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+  }
+
+  def find_class(self, module: str, name: str):
+    if (module, name) in self._GLOBALS:
+      return self._GLOBALS[(module, name)]
+    if module == "torch" and name in _STORAGE_DTYPES:
+      return _StorageType(np.dtype(_STORAGE_DTYPES[name]))
+    raise pickle.UnpicklingError(f"it holds {module}.{name}, which is not part of a tensor "
+                                 f"state_dict")
+
+  def persistent_load(self, pid):
+    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)):
+      raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+    view = pid[5] if len(pid) > 5 else None  # legacy: (view key, offset, size) or None
+    return _StorageRef(str(pid[2]), pid[1].dtype, int(view[1]) if view else 0)
+
+
+def _storage_refs(obj, refs: dict[str, _StorageRef]) -> dict[str, _StorageRef]:
+  if isinstance(obj, _TensorRef):
+    refs.setdefault(obj.storage.key, obj.storage)
+  elif isinstance(obj, dict):
+    for v in obj.values():
+      _storage_refs(v, refs)
+  elif isinstance(obj, (list, tuple)):
+    for v in obj:
+      _storage_refs(v, refs)
+  return refs
+
+
+def _materialize(obj, storages: dict[str, np.ndarray]):
+  """Replaces every tensor reference by a numpy copy of its strided view of the storage."""
+  if isinstance(obj, _TensorRef):
+    base = storages[obj.storage.key][obj.storage.offset:]
+    if any(s == 0 for s in obj.size):
+      return np.zeros(obj.size, base.dtype)
+    extent = obj.offset + sum((n - 1) * s for n, s in zip(obj.size, obj.stride)) + 1
+    if obj.offset < 0 or extent > base.shape[0] or any(s < 0 for s in obj.stride):
+      raise ValueError(f"a tensor of shape {obj.size} lies outside its storage")
+    view = np.lib.stride_tricks.as_strided(
+        base[obj.offset:], obj.size, tuple(s * base.itemsize for s in obj.stride))
+    return np.array(view)
+  if isinstance(obj, dict):
+    return type(obj)((k, _materialize(v, storages)) for k, v in obj.items())
+  if isinstance(obj, (list, tuple)):
+    return type(obj)(_materialize(v, storages) for v in obj)
+  return obj
+
+
+def _read_zip(path: str):
+  with zipfile.ZipFile(path) as zf:
+    names = zf.namelist()
+    pkl = next((n for n in names if n.endswith("data.pkl") and n.count("/") == 1), None)
+    if pkl is None:
+      raise ValueError("a zip archive without data.pkl")
+    prefix = pkl[:-len("data.pkl")]
+    order = "<"
+    if prefix + "byteorder" in names and zf.read(prefix + "byteorder").strip() == b"big":
+      order = ">"
+    obj = _TorchUnpickler(io.BytesIO(zf.read(pkl))).load()
+    storages = {key: np.frombuffer(zf.read(f"{prefix}data/{key}"), ref.dtype.newbyteorder(order))
+                for key, ref in _storage_refs(obj, {}).items()}
+  return _materialize(obj, storages)
+
+
+def _read_legacy(path: str):
+  with open(path, "rb") as f:
+    f = io.BytesIO(f.read())
+  if _TorchUnpickler(f).load() != _LEGACY_MAGIC:
+    raise ValueError("not a PyTorch file (bad magic number)")
+  if _TorchUnpickler(f).load() != _LEGACY_PROTOCOL:
+    raise ValueError("unsupported legacy PyTorch protocol version")
+  sys_info = _TorchUnpickler(f).load()
+  order = "<" if sys_info.get("little_endian", True) else ">"
+  obj = _TorchUnpickler(f).load()
+  keys = _TorchUnpickler(f).load()
+  refs = _storage_refs(obj, {})
+  storages = {}
+  for key in keys:  # each storage: int64 element count, then the raw elements
+    dtype = refs[str(key)].dtype.newbyteorder(order) if str(key) in refs else np.dtype(np.uint8)
+    count = int(np.frombuffer(f.read(8), "<i8")[0])
+    data = f.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+      raise ValueError("the file is truncated")
+    storages[str(key)] = np.frombuffer(data, dtype)
+  return _materialize(obj, storages)
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+  text = (str(e).strip().splitlines() or [""])[0]
+  text = text if len(text) <= limit else text[:limit] + "..."
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """A PyTorch ``state_dict`` file as ``{key: numpy array}``; PyTorch is not needed.
+
+  Reads the zip format (``torch.save`` since 1.6) and the legacy stream format with a
+  restricted unpickler (tensors and ordered dicts only). If that fails and PyTorch is
+  importable, ``torch.load(weights_only=True)`` gets a second try.
+
+  Raises:
+    CheckpointError: The file is missing, unreadable or not a state_dict of tensors.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise CheckpointError(f"cannot read {path}: no such file")
+  try:
+    obj = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
+  except Exception as e:  # pylint: disable=broad-except
+    obj = _torch_load(path, e)
+  if not (isinstance(obj, Mapping) and obj
+          and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items())):
+    raise CheckpointError(f"{path} is not a PyTorch state_dict of tensors")
+  return dict(obj)
+
+
+def _torch_load(path: str, error: Exception):
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise CheckpointError(f"cannot read {path} as a PyTorch state_dict ({_first_line(error)}) "
+                          f"and PyTorch is not installed to try it") from None
+  try:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.detach().float().numpy() if v.dtype == torch.bfloat16 else v.detach().numpy()
+            for k, v in obj.items()}
+  except Exception:  # pylint: disable=broad-except
+    raise CheckpointError(f"cannot read {path} as a PyTorch state_dict: "
+                          f"{_first_line(error)}") from None
+
+
+# --- Inception weights -------------------------------------------------------------------------
+
+_LEAF_KEYS = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var",
+              "kernel": "weight"}
+
+
+def _torch_key(path: tuple) -> str:
+  """PyTorch state_dict key of an NNX state path, e.g. Mixed_5b.branch1x1.bn.running_mean."""
+  *modules, leaf = (str(p) for p in path)
+  return ".".join(modules + [_LEAF_KEYS[leaf]])
+
+
+def _to_nnx(w: np.ndarray) -> np.ndarray:
+  """PyTorch layout -> NNX: Conv2d (O, I, kh, kw) -> HWIO, Linear (out, in) -> (in, out)."""
+  return np.transpose(w, (2, 3, 1, 0)) if w.ndim == 4 else (w.T if w.ndim == 2 else w)
+
+
+def _to_torch(w: np.ndarray) -> np.ndarray:
+  return np.transpose(w, (3, 2, 0, 1)) if w.ndim == 4 else (w.T if w.ndim == 2 else w)
+
+
+def inception_from_weights(weights: Mapping[str, np.ndarray], source: str = "weights"
+                           ) -> InceptionV3:
+  """An :class:`InceptionV3` holding PyTorch-keyed weights (pytorch-fid's ``state_dict``).
+
+  ``num_batches_tracked`` entries are ignored; any other missing, unexpected or misshapen key
+  is an error.
+
+  Raises:
+    CheckpointError: One line naming ``source`` and the first problem.
+  """
+  graphdef, state = nnx.split(nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0))))
+  expected, entries = set(), []
+  for path, var in nnx.to_flat_state(state):
+    key = _torch_key(path)
+    expected.add(key)
+    if key not in weights:
+      raise CheckpointError(f"Inception weights {source}: missing key {key!r}")
+    value = np.asarray(weights[key])
+    want = _to_torch(np.empty(var.shape, np.bool_)).shape
+    if value.shape != want:
+      raise CheckpointError(f"Inception weights {source}: {key} has shape {value.shape}, "
+                            f"expected {want}")
+    entries.append((path, var.replace(np.ascontiguousarray(_to_nnx(value), np.float32))))
+  extra = sorted(k for k in weights if k not in expected and not k.endswith("num_batches_tracked"))
+  if extra:
+    raise CheckpointError(f"Inception weights {source}: unexpected key {extra[0]!r}")
+  return nnx.merge(graphdef, nnx.from_flat_state(entries))
+
+
+def inception_state_dict(model: InceptionV3) -> dict[str, np.ndarray]:
+  """The PyTorch-keyed, PyTorch-layout weights of ``model`` (inverse of the above)."""
+  return {_torch_key(path): np.ascontiguousarray(_to_torch(np.asarray(var[...])))
+          for path, var in nnx.to_flat_state(nnx.state(model))}
+
+
+def load_inception_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """``{PyTorch key: array}`` from pytorch-fid's ``.pth`` or an ``.npz`` of the same keys."""
+  path = os.fspath(path)
+  if path.endswith(".npz"):
+    if not os.path.isfile(path):
+      raise CheckpointError(f"cannot read {path}: no such file")
+    try:
+      with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"cannot read {path} as an .npz file: {_first_line(e)}") from None
+  return read_torch_state_dict(path)
+
+
+def load_inception(path: str | os.PathLike) -> InceptionV3:
+  """The FID Inception with weights from ``path`` (``.pth`` state_dict or converted ``.npz``).
+
+  Raises:
+    CheckpointError: An unreadable file, or missing/unexpected keys or wrong shapes (one line).
+  """
+  return inception_from_weights(load_inception_weights(path), os.fspath(path))
+
+
+def convert_inception(pth: str | os.PathLike, npz: str | os.PathLike) -> None:
+  """Checks pytorch-fid's ``.pth`` against the network and writes its weights as ``.npz``."""
+  weights = load_inception_weights(pth)
+  inception_from_weights(weights, os.fspath(pth))  # validate before writing anything
+  weights = {k: v for k, v in weights.items() if not k.endswith("num_batches_tracked")}
+  npz = os.fspath(npz)
+  os.makedirs(os.path.dirname(os.path.abspath(npz)), exist_ok=True)
+  np.savez(npz, **weights)
+
+
+# --- batched, device-parallel application ------------------------------------------------------
+
+class BatchedApply:
+  """``fn(tree, x)`` over a host batch, in chunks split over devices, ``tree`` replicated.
+
+  Chunks hold ``batch_size`` examples (rounded up to a multiple of the device count; fewer for a
+  call with fewer examples), the last one padded, so a stream of calls compiles once per input
+  shape. ``preprocess(x)`` (optional) runs as its own jitted function first, so that inputs of
+  many sizes do not recompile ``fn``. Instances given the same hashable ``key`` (standing for
+  the same ``fn`` and ``preprocess``) share their compiled functions.
+  """
+
+  _compiled: dict[Hashable, Any] = {}
+
+  def __init__(self, fn: Callable[[Any, Array], Any], tree: Any, *, batch_size: int = 64,
+               devices: list[jax.Device] | None = None,
+               preprocess: Callable[[Array], Array] | None = None, key: Hashable = None):
+    devices = list(devices or jax.local_devices())
+    self.num_devices = len(devices)
+    mesh = jax.sharding.Mesh(np.array(devices), (parallel.MESH_AXIS,))
+    self.replicated = NamedSharding(mesh, P())
+    self.sharded = NamedSharding(mesh, P(parallel.MESH_AXIS))
+    self.batch_size = -(-max(1, batch_size) // self.num_devices) * self.num_devices
+    self.tree = jax.device_put(tree, self.replicated)
+    cache_key = None if key is None else (key, tuple(d.id for d in devices))
+    if cache_key is None or cache_key not in self._compiled:
+      jitted = (jax.jit(fn, in_shardings=(self.replicated, self.sharded),
+                        out_shardings=self.sharded),
+                jax.jit(preprocess, in_shardings=self.sharded, out_shardings=self.sharded)
+                if preprocess else None)
+      if cache_key is None:
+        self.fn, self.preprocess = jitted
+        return
+      self._compiled[cache_key] = jitted
+    self.fn, self.preprocess = self._compiled[cache_key]
+
+  def __call__(self, x: np.ndarray) -> Any:
+    x = np.asarray(x)
+    n = x.shape[0]
+    if n == 0:
+      raise ConfigError("no examples to compute features of")
+    chunk = min(self.batch_size, -(-n // self.num_devices) * self.num_devices)
+    outs = []
+    for start in range(0, n, chunk):  # dispatch everything, then fetch
+      part = x[start:start + chunk]
+      if part.shape[0] < chunk:
+        part = np.concatenate([part, np.zeros((chunk - part.shape[0], *x.shape[1:]), x.dtype)])
+      part = jax.device_put(part, self.sharded)
+      if self.preprocess is not None:
+        part = self.preprocess(part)
+      outs.append(self.fn(self.tree, part))
+    outs = jax.device_get(outs)
+    return jax.tree.map(lambda *parts: np.concatenate(parts)[:n], *outs)
+
+
+def _local_rows(x: jax.Array) -> np.ndarray:
+  """This process's rows of a batch-sharded global array, in order."""
+  shards = {}
+  for shard in x.addressable_shards:
+    shards.setdefault(shard.index[0].start or 0, shard.data)
+  return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)])
+
+
+def _as_unit_float(images, channels: tuple[int, ...]) -> np.ndarray:
+  """Host NHWC images as float32 in [0, 1] (uint8 is divided by 255).
+
+  A jax array spanning several processes contributes this process's rows only.
+  """
+  if isinstance(images, jax.Array) and not images.is_fully_addressable:
+    images = _local_rows(images)
+  x = np.asarray(images)
+  if x.ndim != 4 or x.shape[-1] not in channels:
+    raise ConfigError(f"images must be [batch, height, width, channels] with channels in "
+                      f"{channels}, got shape {x.shape}")
+  return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+class InceptionFeatures:
+  """Images in [0, 1] -> ``{"pool3": [B, 2048], "logits": [B, 1008]}`` (numpy, float32).
+
+  Args:
+    source: An :class:`InceptionV3`, a PyTorch-keyed weight mapping, or a weight file path
+      (pytorch-fid's ``.pth`` or a converted ``.npz``).
+    batch_size: Images per compiled forward pass (split over ``devices``).
+    devices: Default: all local devices (all devices in a single process).
+  """
+
+  def __init__(self, source: InceptionV3 | Mapping[str, np.ndarray] | str | os.PathLike, *,
+               batch_size: int = 64, devices: list[jax.Device] | None = None):
+    if isinstance(source, (str, os.PathLike)):
+      source = load_inception(source)
+    elif not isinstance(source, InceptionV3):
+      source = inception_from_weights(source)
+    graphdef, state = nnx.split(source)
+
+    def forward(state, x):
+      return nnx.merge(graphdef, state)(x)
+
+    self._apply = BatchedApply(forward, state, batch_size=batch_size, devices=devices,
+                               preprocess=inception_inputs, key=("inception", graphdef))
+
+  def __call__(self, images) -> dict[str, np.ndarray]:
+    """``images``: NHWC, 1 or 3 channels, float in [0, 1] or uint8, any size."""
+    return self._apply(_as_unit_float(images, (1, 3)))
+
+
+# --- genjax-trained classifiers ----------------------------------------------------------------
+
+class ClassifierFeatures:
+  """A trained ``classifier`` as ``images01 -> {"features": [B, F], "logits": [B, C]}``.
+
+  Images in [0, 1] (or uint8) are mapped to the training ``value_range`` and brought to the
+  training size the way the training data was (centred padding with the background value, or
+  bilinear resizing); grayscale is repeated for RGB models.
+  """
+
+  def __init__(self, method, state, *, batch_size: int = 500,
+               devices: list[jax.Device] | None = None):
+    self.image_shape = method.image_shape
+    self.num_classes = method.num_classes
+    lo, hi = method.value_range
+    size, resize = method.image_shape[:2], method.config.dataset.resize
+    role = method.SAMPLE_NET
+    tree = (state.ema.get(role, state.params[role]), state.buffers[role])
+
+    def forward(tree, x01):
+      x = x01 * (hi - lo) + lo
+      if x.shape[-1] == 1 and self.image_shape[-1] == 3:
+        x = jnp.repeat(x, 3, axis=-1)
+      h, w = x.shape[1:3]
+      if (h, w) != size:
+        if resize == "pad" and h <= size[0] and w <= size[1]:
+          top, left = (size[0] - h) // 2, (size[1] - w) // 2
+          x = jnp.pad(x, ((0, 0), (top, size[0] - h - top), (left, size[1] - w - left), (0, 0)),
+                      constant_values=lo)
+        else:
+          x = jnp.clip(jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear"), lo, hi)
+      out = method.net(role, *tree, train=False)(x)
+      return {k: v.astype(jnp.float32) for k, v in out.items()}
+
+    self._apply = BatchedApply(forward, tree, batch_size=batch_size, devices=devices)
+
+  def __call__(self, images01) -> dict[str, np.ndarray]:
+    channels = (1, 3) if self.image_shape[-1] == 3 else (1,)
+    return self._apply(_as_unit_float(images01, channels))
+
+
+def restore_run(workdir: str | os.PathLike, step: int | None = None):
+  """``(method, state, config)`` of the newest (or given) checkpoint of a genjax run.
+
+  The model is rebuilt from the config stored with the checkpoint; the state is restored onto
+  the local devices, replicated.
+
+  Raises:
+    CheckpointError: No checkpoint, or one that does not match its own config.
+  """
+  from genjax import checkpoint  # pylint: disable=g-import-not-at-top
+  from genjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from genjax import train  # pylint: disable=g-import-not-at-top
+
+  directory = os.path.join(os.fspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    raise CheckpointError(f"no checkpoints in {os.fspath(workdir)} (expected {directory}/<step>)")
+  ckpt = checkpoint.Checkpointer(directory, keep=1 << 30, asynchronous=False)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoints in {directory}")
+    meta = ckpt.read_meta(step)
+    if "config" not in meta:
+      raise CheckpointError(f"checkpoint step {step} in {directory} holds no config")
+    config = config_lib.from_json(meta["config"])
+    method = train.build_method(config)
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), (parallel.MESH_AXIS,))
+    abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0))
+    state, _ = ckpt.restore(step, abstract, sharding=NamedSharding(mesh, P()),
+                            model=config.model.name)
+  finally:
+    ckpt.close()
+  return method, state, config
+
+
+def load_classifier(workdir: str | os.PathLike, *, batch_size: int = 500,
+                    devices: list[jax.Device] | None = None) -> ClassifierFeatures:
+  """The newest checkpoint of a genjax ``classifier`` run as a feature extractor.
+
+  Returns a callable ``images01 -> {"features": [B, F], "logits": [B, C]}`` (numpy): the
+  penultimate layer for classifier-FID/KID/PRDC, the logits' softmax for classifier-IS.
+
+  Raises:
+    CheckpointError: No readable checkpoint, or a checkpoint of a model without those outputs.
+  """
+  method, state, config = restore_run(workdir)
+  if config.model.name != "classifier":
+    raise CheckpointError(f"{os.fspath(workdir)} holds a {config.model.name!r} run, not a "
+                          f"'classifier'")
+  return ClassifierFeatures(method, state, batch_size=batch_size, devices=devices)
