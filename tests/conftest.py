@@ -62,7 +62,7 @@ def run_main(workdir, *overrides, config="experiments/configs/dcgan_fashion_mnis
 TINY_DCGAN_FLAGS = ("--config.dataset.name=synthetic", "--config.model.ngf=8",
                     "--config.model.ndf=8", "--config.model.latent_dim=16",
                     "--config.batch_size=16", "--config.num_samples=16",
-                    "--config.compilation_cache_dir=")
+                    "--config.compilation_cache_dir=", "--config.eval.every=0")
 
 
 @pytest.fixture(scope="session", autouse=True)

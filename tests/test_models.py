@@ -27,6 +27,9 @@ def test_output_shapes(family, shape):
   if family == "dcgan":
     assert jax.eval_shape(lambda: build()["generator"](jnp.zeros((2, 100)))).shape == (2, *shape)
     assert jax.eval_shape(lambda: build()["discriminator"](x)).shape == (2,)
+  elif family == "classifier":
+    out = jax.eval_shape(lambda: build()["model"](x))
+    assert out["logits"].shape == (2, 10) and out["features"].shape == (2, 128)
   else:
     out = jax.eval_shape(lambda: build()["model"](x, jax.random.PRNGKey(0)))
     assert out["recon"].shape == (2, *shape)

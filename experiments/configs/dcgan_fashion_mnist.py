@@ -14,4 +14,8 @@ def get_config():
   c.num_steps = 3000
   c.optimizer.learning_rate = 2e-4
   c.optimizer.b1 = 0.5
+  # Classifier-FID/KID against the test split (experiments/classifiers/<dataset>).
+  c.eval.every = 1000
+  c.eval.num_samples = 2048
+  c.eval.metrics = "fid,kid"
   return c

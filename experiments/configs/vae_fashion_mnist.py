@@ -20,4 +20,8 @@ def get_config():
   c.num_steps = 3000
   c.optimizer.learning_rate = 1e-3
   c.optimizer.b1 = 0.9
+  # Classifier-FID/KID against the test split (experiments/classifiers/<dataset>).
+  c.eval.every = 1000
+  c.eval.num_samples = 2048
+  c.eval.metrics = "fid,kid"
   return c

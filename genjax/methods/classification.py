@@ -38,6 +38,9 @@ class Classification(Method):
     classes = data.DATASETS[config.dataset.name].num_classes
     if classes < 2:
       raise ConfigError(f"dataset {config.dataset.name!r} has no class labels to learn")
+    if "eval" in config and config.eval.get("every"):
+      raise ConfigError("a classifier generates nothing to evaluate: leave config.eval.every=0 "
+                        "(its accuracy: genjax.methods.classification.accuracy)")
     if config.model.num_classes != classes:
       raise ConfigError(f"config.model.num_classes={config.model.num_classes} but "
                         f"{config.dataset.name} has {classes} classes; set "
@@ -52,7 +55,9 @@ class Classification(Method):
         lambda key, shape: jax.random.randint(key, shape, 0, 2 * t + 1), rng, (x.shape[0], 2),
         self.axis_name)
     padded = jnp.pad(x, ((0, 0), (t, t), (t, t), (0, 0)), constant_values=self.value_range[0])
-    crop = lambda image, s: jax.lax.dynamic_slice(image, (s[0], s[1], 0), x.shape[1:])  # pylint: disable=unnecessary-lambda-assignment
+
+    def crop(image, shift):
+      return jax.lax.dynamic_slice(image, (shift[0], shift[1], 0), x.shape[1:])
     return jax.vmap(crop)(padded, shifts)
 
   def loss(self, logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -2,6 +2,9 @@
 similarity and anomaly-detection ranking metrics."""
 
 from genjax.metrics.anomaly import auprc, auroc
+from genjax.metrics.features import (ClassifierFeatures, InceptionFeatures, InceptionV3,
+                                     convert_inception, load_classifier, load_inception,
+                                     read_torch_state_dict)
 from genjax.metrics.image import l1, l2, psnr, ssim
 from genjax.metrics.likelihood import (LikelihoodBounds, bits_per_dim, elbo,
                                        estimate_log_likelihood, gaussian_log_density, iwae_bound,
@@ -11,8 +14,10 @@ from genjax.metrics.statistics import (FeatureStats, density_coverage, feature_s
                                        polynomial_mmd2, precision_recall)
 
 __all__ = [
-    "FeatureStats", "LikelihoodBounds", "auprc", "auroc", "bits_per_dim", "density_coverage",
-    "elbo", "estimate_log_likelihood", "feature_statistics", "fid", "frechet_distance",
+    "ClassifierFeatures", "FeatureStats", "InceptionFeatures", "InceptionV3", "LikelihoodBounds",
+    "auprc", "auroc", "bits_per_dim", "convert_inception", "density_coverage", "elbo",
+    "estimate_log_likelihood", "feature_statistics", "fid", "frechet_distance",
     "gaussian_log_density", "inception_score", "iwae_bound", "kid", "kid_subset_indices", "l1",
-    "l2", "log_importance_weights", "polynomial_mmd2", "precision_recall", "psnr", "ssim",
+    "l2", "load_classifier", "load_inception", "log_importance_weights", "polynomial_mmd2",
+    "precision_recall", "psnr", "read_torch_state_dict", "ssim",
 ]

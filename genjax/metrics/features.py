@@ -360,7 +360,7 @@ def _materialize(obj, storages: dict[str, np.ndarray]):
       raise ValueError(f"a tensor of shape {obj.size} lies outside its storage")
     view = np.lib.stride_tricks.as_strided(
         base[obj.offset:], obj.size, tuple(s * base.itemsize for s in obj.stride))
-    return np.array(view)
+    return np.array(view, base.dtype.newbyteorder("="))  # a native-order copy
   if isinstance(obj, dict):
     return type(obj)((k, _materialize(v, storages)) for k, v in obj.items())
   if isinstance(obj, (list, tuple)):
