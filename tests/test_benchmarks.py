@@ -109,7 +109,7 @@ def test_one_peer_step_gives_genjax_losses_from_the_same_weights(name):
   key = jax.random.fold_in(setup.state.rng, setup.state.step)
   if config.model.name == "vae":
     key = jax.random.split(key)[1]
-  noise = np.asarray(jax.random.normal(key, (8, config.model.latent_dim)))
+  noise = np.array(jax.random.normal(key, (8, config.model.latent_dim)))
   _, metrics = setup.step(setup.state, setup.batch)
   theirs = peer.step(workloads.peer_batch(host_batch), torch.from_numpy(noise))
   assert set(theirs) == set(metrics)

@@ -54,7 +54,7 @@ def test_conv_transpose_module_matches_torch(size, k, stride, padding, out_pad):
   assert layer.kernel[...].shape == (k, k, 3, 4)  # torch weight (in, out, kh, kw) transposed
   t = torch.nn.ConvTranspose2d(3, 4, k, stride, padding, out_pad)
   with torch.no_grad():
-    t.weight.copy_(torch.from_numpy(np.asarray(layer.kernel[...]).transpose(2, 3, 0, 1)))
+    t.weight.copy_(torch.from_numpy(np.array(layer.kernel[...]).transpose(2, 3, 0, 1)))
     t.bias.copy_(torch.linspace(-1, 1, 4))
   layer.bias[...] = jnp.linspace(-1, 1, 4)
   x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype(np.float32)
@@ -79,3 +79,13 @@ def test_batchnorm_has_pytorch_defaults():
   bn = layers.BatchNorm(3, rngs=nnx.Rngs(0))
   assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)
   assert list(itertools.chain(bn.scale.shape, bn.bias.shape)) == [3, 3]
+
+
+def test_conv_transpose_impls_share_parameters_and_outputs():
+  phase = layers.ConvTranspose(3, 4, 4, 2, 1, rngs=nnx.Rngs(0))
+  lax_ = layers.ConvTranspose(3, 4, 4, 2, 1, impl="lax", rngs=nnx.Rngs(0))
+  np.testing.assert_array_equal(phase.kernel[...], lax_.kernel[...])
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 5, 3)), jnp.float32)
+  np.testing.assert_allclose(phase(x), lax_(x), rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="unknown transposed-convolution impl 'fft'"):
+    layers.ConvTranspose(3, 4, 4, 2, 1, impl="fft", rngs=nnx.Rngs(0))

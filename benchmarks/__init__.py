@@ -1,0 +1,1 @@
+"""Benchmarks of genjax's train steps against PyTorch peers (``python -m benchmarks.run``)."""

@@ -1,0 +1,550 @@
+"""Measures genjax's train steps against their PyTorch peers and returns JSON-ready records.
+
+Per (model, dtype):
+
+* Steady-state step time: genjax's jitted step and the peer's eager step run in the same
+  process, in alternating blocks (genjax first in even rounds, the peer first in odd ones), so
+  that machine drift and neighbours' load hit both alike. Every step is timed on its own and
+  waited for (``jax.block_until_ready``; ``torch.cuda.synchronize`` on GPU); records give the
+  median and the interquartile range.
+* Compile time: what the first call of the step spends before running (trace, lower, compile)
+  in a fresh process with an empty persistent compilation cache, then again in another fresh
+  process reading the cache the first one filled (``benchmarks.probe``).
+* Peak memory: per side, in the fresh processes (see ``benchmarks.probe``).
+* FLOPs per step: XLA's cost analysis of the lowered step (the same work is credited to the
+  peer); PyTorch's ``FlopCounterMode`` count of the peer's step (convolutions and matrix
+  products only) is recorded beside it.
+* MFU: FLOPs per step x steps/s / peak. The peak is the best large GEMM measured here (JAX and
+  PyTorch, per dtype), except on GPUs of ``VENDOR_PEAKS``, where it is the vendor's dense peak
+  (the measured GEMMs are recorded beside it).
+* Input pipeline: images/s delivered by ``genjax.data.BatchIterator`` + ``prefetch`` +
+  ``strategy.put_batch`` over Fashion-MNIST (random uint8 of its shape where the files are
+  missing), measured alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import probe
+from benchmarks import workloads
+from genjax import data
+
+# Other processes' CPU share under which the machine counts as quiet (``--wait-quiet``), and how
+# many times a timing disturbed by them is redone, after waiting, when waiting is asked for.
+QUIET = 0.1
+TIMING_RETRIES = 3
+
+SUITES: dict[str, list[tuple[str, int]]] = {
+    "default": [("dcgan64", 64), ("dcgan32", 64), ("vae", 128)],
+}
+
+# Vendor dense tensor-core peaks (FLOP/s) of known GPUs, by substring of ``device_kind``, first
+# match wins; float32 is the TF32 rate, which XLA and cuDNN use for float32 convolutions by
+# default (SXM parts; NVIDIA's data sheets).
+VENDOR_PEAKS = {
+    "H100 PCIe": {"float32": 378e12, "bfloat16": 756e12},
+    "H200": {"float32": 494.7e12, "bfloat16": 989.4e12},
+    "H100": {"float32": 494.7e12, "bfloat16": 989.4e12},
+    "A100": {"float32": 156e12, "bfloat16": 312e12},
+}
+
+
+@dataclasses.dataclass
+class Options:
+  """What to run; the CLI's flags (``benchmarks.run``)."""
+  models: list[tuple[str, int]]  # (workload name, global batch)
+  dtypes: list[str]
+  steps: int = 20
+  warmup: int = 3
+  block: int = 5
+  suite: str = "default"
+  dry_run: bool = False
+  peer: bool = True
+  peer_channels_last: bool = True
+  probes: bool = True
+  wait_quiet: float = 0.0  # seconds to wait, per workload, for other processes to go quiet
+  log: Callable[[str], None] = print
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+def summarize(samples_s: list[float]) -> dict[str, float]:
+  """Median, quartiles, extremes and IQR of step times given in seconds, in milliseconds."""
+  ms = np.asarray(samples_s) * 1e3
+  p25, p50, p75 = np.percentile(ms, [25, 50, 75])
+  return {"median": float(p50), "p25": float(p25), "p75": float(p75), "min": float(ms.min()),
+          "max": float(ms.max()), "iqr": float(p75 - p25)}
+
+
+def cpu_name() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def num_cores() -> int:
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
+def torch_or_none():
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    return torch
+  except ImportError:
+    return None
+
+
+def peer_device(backend: str) -> str | None:
+  """Where the peer runs: the CPU on CPU, CUDA on GPU (None if torch cannot reach the GPU)."""
+  torch = torch_or_none()
+  if torch is None:
+    return None
+  if backend == "cpu":
+    return "cpu"
+  return "cuda" if backend == "gpu" and torch.cuda.is_available() else None
+
+
+def device_description(backend: str) -> str:
+  if backend == "cpu":
+    return f"{cpu_name()} ({num_cores()} cores)"
+  devices = jax.devices()
+  return f"{len(devices)}x {devices[0].device_kind}"
+
+
+def _cpu_ticks() -> tuple[int, int, int] | None:
+  """(all cores' ticks, their idle ticks, this process's and its reaped children's ticks) so far;
+  None off Linux."""
+  try:
+    with open("/proc/stat") as f:
+      values = [int(v) for v in f.readline().split()[1:9]]
+    with open("/proc/self/stat") as f:
+      fields = f.read().rsplit(")", 1)[1].split()
+    # utime + stime of all threads, plus cutime + cstime of the children waited for (the
+    # fresh-process probes are this run's own work, not other load).
+    own = sum(int(v) for v in fields[11:15])
+  except (OSError, ValueError, IndexError):
+    return None
+  return sum(values), values[3] + values[4], own
+
+
+class OtherLoad:
+  """Share of the machine's CPU time used by other processes since construction (Linux).
+
+  A 2-thread PyTorch step slows down many times when a neighbour takes one of 2 cores (its
+  threads meet at a barrier per op), far more than XLA's; records carry this share so that a
+  run disturbed by other work can be told from a quiet one.
+  """
+
+  def __init__(self):
+    self._start = _cpu_ticks()
+
+  def share(self) -> float | None:
+    end = _cpu_ticks()
+    if self._start is None or end is None:
+      return None
+    total, idle, own = (b - a for a, b in zip(self._start, end))
+    if total < 50:  # under ~0.25 s of 2 cores: too few clock ticks to tell
+      return None
+    return min(1.0, max(0.0, (total - idle - own) / total))
+
+
+def other_load(seconds: float) -> float | None:
+  """Other processes' share of the CPU over ``seconds`` of sleep."""
+  meter = OtherLoad()
+  time.sleep(seconds)
+  return meter.share()
+
+
+def wait_quiet(max_seconds: float, threshold: float, log: Callable[[str], None]) -> float:
+  """Waits until other processes use less than ``threshold`` of the CPU; returns the wait."""
+  t0 = time.perf_counter()
+  while max_seconds > 0:
+    share = other_load(2.0)
+    waited = time.perf_counter() - t0
+    if share is None or share < threshold or waited >= max_seconds:
+      return waited
+    log(f"  waiting for a quiet machine: other processes use {share:.0%} of the CPU")
+    time.sleep(8.0)
+  return 0.0
+
+
+def _sync_peer(device: str) -> None:
+  if device.startswith("cuda"):
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.cuda.synchronize()
+
+
+# --- machine peak -------------------------------------------------------------------------------
+
+def _best_time(fn: Callable[[], Any], repeats: int) -> float:
+  fn()
+  best = math.inf
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - t)
+  return best
+
+
+def measure_gemm(dtype: str, n: int, repeats: int, device: str | None) -> dict[str, float]:
+  """Best FLOP/s of an ``n x n x n`` matrix product in JAX and (if ``device``) PyTorch."""
+  flops = 2.0 * n ** 3
+  key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+  a = jax.random.normal(key_a, (n, n), jnp.float32).astype(dtype)
+  b = jax.random.normal(key_b, (n, n), jnp.float32).astype(dtype)
+  matmul = jax.jit(jnp.matmul)
+  out = {"jax": flops / _best_time(lambda: matmul(a, b).block_until_ready(), repeats)}
+  if device is not None:
+    import torch  # pylint: disable=g-import-not-at-top
+    tdt = torch.float32 if dtype == "float32" else torch.bfloat16
+    x = torch.randn(n, n, device=device).to(tdt)
+    y = torch.randn(n, n, device=device).to(tdt)
+
+    def run():
+      torch.mm(x, y)
+      _sync_peer(device)
+
+    out["torch"] = flops / _best_time(run, repeats)
+  return out
+
+
+def machine_peaks(dtypes: list[str], backend: str, device: str | None, *, dry_run: bool,
+                  earlier: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+  """Per dtype: measured GEMM rates, the peak used for MFU and where it came from.
+
+  ``earlier``: a previous measurement of this run; the best of both is kept (a CPU's clock and
+  its neighbours vary over minutes, and the peak is the best the machine can do).
+  """
+  n = 256 if dry_run else (8192 if backend == "gpu" else 4096)
+  repeats = 2 if dry_run else (10 if backend == "gpu" else 3)
+  kind = jax.devices()[0].device_kind
+  vendor = next((v for k, v in VENDOR_PEAKS.items() if k in kind), None)
+  peaks = {}
+  for dtype in dtypes:
+    measured = measure_gemm(dtype, n, repeats, device)
+    for k, v in (earlier or {}).get(dtype, {}).items():
+      if k.startswith("gemm_") and k.endswith("_flops"):
+        measured[k[5:-6]] = max(measured.get(k[5:-6], 0.0), v)
+    best = max(measured.values())
+    source = f"best {n}^3 GEMM measured ({', '.join(measured)}; start and end of the run)"
+    if backend == "gpu" and vendor and dtype in vendor:
+      best, source = vendor[dtype], f"vendor dense peak for {kind}"
+    peaks[dtype] = {"peak_flops": best, "peak_source": source,
+                    **{f"gemm_{k}_flops": v for k, v in measured.items()}}
+  return peaks
+
+
+# --- input pipeline -----------------------------------------------------------------------------
+
+def measure_pipeline(batch: int, *, dry_run: bool) -> dict[str, Any]:
+  """Images/s of BatchIterator + prefetch + put_batch over Fashion-MNIST's training split."""
+  from genjax import parallel  # pylint: disable=g-import-not-at-top
+  try:
+    arrays = data.load("fashion_mnist", "train", download=False)
+    source = "fashion_mnist train"
+  except Exception:  # pylint: disable=broad-except
+    rng = np.random.default_rng(0)
+    arrays = {"image": rng.integers(0, 256, (60000, 28, 28, 1), dtype=np.uint8),
+              "label": np.zeros(60000, np.int32)}
+    source = "random uint8 of fashion_mnist's shape (files not found)"
+  strategy = parallel.make_strategy("mesh")
+  stream = data.prefetch(data.BatchIterator(arrays, batch, seed=0), strategy.put_batch, size=2)
+  min_batches, seconds = (3, 0.0) if dry_run else (50, 2.0)
+  try:
+    for _ in range(3):
+      jax.block_until_ready(next(stream))
+    n, t0 = 0, time.perf_counter()
+    while n < min_batches or time.perf_counter() - t0 < seconds:
+      jax.block_until_ready(next(stream))
+      n += 1
+    elapsed = time.perf_counter() - t0
+  finally:
+    stream.close()
+  return {"pipeline_images_per_sec": n * batch / elapsed, "pipeline_source": source}
+
+
+# --- fresh-process probes -----------------------------------------------------------------------
+
+def run_probe(side: str, name: str, batch: int, dtype: str, opts: Options, *,
+              cache_dir: str = "", device: str = "cpu") -> dict[str, Any]:
+  """Runs ``benchmarks.probe`` in a fresh interpreter and returns its result."""
+  cmd = [sys.executable, "-m", "benchmarks.probe", "--side", side, "--model", name, "--batch",
+         str(batch), "--dtype", dtype, "--steps", "1" if opts.dry_run else "2",
+         "--cache-dir", cache_dir, "--peer-device", device, "--threads", str(num_cores())]
+  if opts.dry_run:
+    cmd.append("--tiny")
+  if opts.peer_channels_last:
+    cmd.append("--peer-channels-last")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ)
+  env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
+  proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1200,
+                        check=False)
+  for line in reversed(proc.stdout.splitlines()):
+    if line.startswith(probe.MARKER):
+      return json.loads(line[len(probe.MARKER):])
+  tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+  raise RuntimeError(f"probe {side} {name} {dtype} failed (exit {proc.returncode}):\n{tail}")
+
+
+# --- one workload -------------------------------------------------------------------------------
+
+def _flops(setup: workloads.GenjaxSetup) -> tuple[float | None, str]:
+  lowered = setup.step.lower(setup.state, setup.batch)
+  for source, get in (("XLA cost analysis (lowered HLO)", lowered.cost_analysis),
+                      ("XLA cost analysis (compiled)", lambda: lowered.compile().cost_analysis())):
+    try:
+      ca = get()
+    except Exception:  # pylint: disable=broad-except
+      continue
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    if ca and ca.get("flops", 0) > 0:
+      return float(ca["flops"]), source
+  return None, "unavailable"
+
+
+def _peer_flops(peer, images) -> float | None:
+  try:
+    from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  counter = FlopCounterMode(display=False)
+  with counter:
+    peer.step(images)
+  return float(counter.get_total_flops())
+
+
+def _probes(name: str, batch: int, dtype: str, opts: Options, *, device: str | None,
+            cache_dir: str) -> dict[str, Any]:
+  """Compile times and peak memory from fresh processes, redone if others disturbed them."""
+  log = opts.log
+  attempts = 1 + (TIMING_RETRIES if opts.wait_quiet > 0 else 0)
+  waited = 0.0
+  for attempt in range(1, attempts + 1):
+    meter = OtherLoad()
+    # The run's shared cache first (this process then loads the step from it); an empty one of
+    # its own for each retry, so that its cold compile is cold.
+    cache = (cache_dir if attempt == 1 else
+             os.path.join(cache_dir, f"retry-{name}-{batch}-{dtype}-{attempt}"))
+    log(f"  [{name} {dtype}] compile, cold cache (fresh process)")
+    cold = run_probe("genjax", name, batch, dtype, opts, cache_dir=cache)
+    log(f"  [{name} {dtype}] compile, warm cache (fresh process)")
+    warm = run_probe("genjax", name, batch, dtype, opts, cache_dir=cache)
+    peer = {}
+    if device is not None:
+      log(f"  [{name} {dtype}] peer memory (fresh process)")
+      peer = run_probe("peer", name, batch, dtype, opts, device=device)
+    share = meter.share()
+    if share is None or share <= QUIET or attempt == attempts:
+      break
+    log(f"  other processes took {share:.0%} of the CPU while probing: probing again")
+    waited += wait_quiet(opts.wait_quiet, QUIET, log)
+  out = {"compile_s": cold["compile_s"], "compile_warm_s": warm["compile_s"],
+         "compile_detail": {side: {k: v for k, v in probed.items()
+                                   if k.endswith("_s") and k != "compile_s"}
+                            for side, probed in (("cold", cold), ("warm", warm))},
+         "peak_mem_mb": warm["peak_mem_mb"], "peak_mem_cold_mb": cold["peak_mem_mb"],
+         "mem_source": warm["mem_source"], "xla_memory_mb": warm.get("xla_memory"),
+         "other_load_probes": share, "probe_attempts": attempt, "waited_s": waited}
+  if peer:
+    out.update(peer_peak_mem_mb=peer["peak_mem_mb"], peer_mem_source=peer["mem_source"])
+  return out
+
+
+def measure_workload(name: str, batch: int, dtype: str, opts: Options, *,
+                     device: str | None, cache_dir: str) -> dict[str, Any]:
+  """One record: interleaved timing in this process plus the fresh-process probes."""
+  log = opts.log
+  w = workloads.get(name)
+  config = workloads.make_config(w, batch, dtype, tiny=opts.dry_run)
+  rec: dict[str, Any] = {"model": name, "description": w.description, "batch": batch,
+                         "dtype": dtype, "tiny": opts.dry_run}
+  rec["waited_for_quiet_s"] = wait_quiet(opts.wait_quiet, QUIET, log)
+  rec["load_start"] = os.getloadavg()[0]
+  rec["other_load_before"] = other_load(0.2 if opts.dry_run else 1.0)
+
+  if opts.probes:
+    rec.update(_probes(name, batch, dtype, opts, device=device, cache_dir=cache_dir))
+    rec["waited_for_quiet_s"] += rec.pop("waited_s")
+
+  log(f"  [{name} {dtype}] steady state, interleaved")
+  host_batch = workloads.make_batch(config)
+  setup = workloads.build_genjax(config, host_batch)
+  rec["params"] = {role: int(sum(x.size for x in jax.tree.leaves(p)))
+                   for role, p in setup.state.params.items()}
+  rec["flops_per_step"], rec["flops_source"] = _flops(setup)
+
+  state = setup.state
+
+  def genjax_step() -> float:
+    nonlocal state
+    t = time.perf_counter()
+    state, metrics = setup.step(state, setup.batch)
+    jax.block_until_ready((state, metrics))
+    return time.perf_counter() - t
+
+  sides: dict[str, Callable[[], float]] = {"genjax": genjax_step}
+  if device is not None:
+    from benchmarks import torch_peers  # pylint: disable=g-import-not-at-top
+    peer = workloads.build_peer(config, dtype, device, channels_last=opts.peer_channels_last)
+    torch_peers.load_genjax(peer, workloads.networks(setup))
+    rec["peer_params"] = peer.num_params()
+    images = workloads.peer_batch(host_batch).to(device)
+    rec["peer_flops_per_step"] = _peer_flops(peer, images)
+
+    def peer_step() -> float:
+      t = time.perf_counter()
+      peer.step(images)
+      _sync_peer(device)
+      return time.perf_counter() - t
+
+    sides["peer"] = peer_step
+
+  t = time.perf_counter()
+  genjax_step()  # compiles, from the persistent cache the probes filled when they ran
+  rec["first_call_in_harness_s"] = time.perf_counter() - t
+  for _ in range(opts.warmup):
+    for fn in sides.values():
+      fn()
+  block = max(1, min(opts.block, opts.steps))
+  rounds = -(-opts.steps // block)
+  order = list(sides)
+  attempts = 1 + (TIMING_RETRIES if opts.wait_quiet > 0 else 0)
+  for attempt in range(1, attempts + 1):
+    samples: dict[str, list[float]] = {s: [] for s in sides}
+    meter = OtherLoad()
+    for r in range(rounds):
+      for side in (order if r % 2 == 0 else order[::-1]):
+        samples[side].extend(sides[side]() for _ in range(block))
+    share = meter.share()
+    if share is None or share <= QUIET or attempt == attempts:
+      break
+    log(f"  other processes took {share:.0%} of the CPU while timing: timing again")
+    rec["waited_for_quiet_s"] += wait_quiet(opts.wait_quiet, QUIET, log)
+  rec["steps_timed"] = len(samples["genjax"])
+  rec["other_load_timing"] = share
+  rec["timing_attempts"] = attempt
+
+  for side, prefix in (("genjax", ""), ("peer", "peer_")):
+    if side not in samples:
+      continue
+    s = summarize(samples[side])
+    rec[f"{prefix}step_ms_median"] = s["median"]
+    rec[f"{prefix}step_ms_spread"] = s["iqr"]
+    rec[f"{prefix}step_ms_quantiles"] = {k: s[k] for k in ("min", "p25", "median", "p75", "max")}
+    rec[f"{prefix}images_per_sec"] = batch / (s["median"] / 1e3)
+  if "peer" in samples:
+    rec["ratio"] = rec["images_per_sec"] / rec["peer_images_per_sec"]
+  rec["load_end"] = os.getloadavg()[0]
+  return rec
+
+
+# --- the suite ----------------------------------------------------------------------------------
+
+RECORD_DEFAULTS = ("peer_images_per_sec", "ratio", "compile_s", "compile_warm_s", "mfu",
+                   "peer_mfu", "peer_step_ms_median", "peer_step_ms_spread", "peak_mem_mb",
+                   "peer_peak_mem_mb", "peer_flops_per_step")
+
+
+def run_suite(opts: Options) -> list[dict[str, Any]]:
+  """Runs every (model, dtype) of ``opts`` and returns the records."""
+  log = opts.log
+  backend = jax.default_backend()
+  torch = torch_or_none()
+  device = peer_device(backend) if opts.peer else None
+  if opts.peer and device is None:
+    log(f"no PyTorch peer: torch is {'missing' if torch is None else 'without a ' + backend}")
+  threads = num_cores()
+  if torch is not None:
+    torch.set_num_threads(threads)
+    if device == "cuda":
+      torch.backends.cudnn.benchmark = True
+  meta = {
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "suite": "dry-run" if opts.dry_run else opts.suite,
+      "backend": backend, "device": device_description(backend),
+      "num_devices": jax.device_count(), "peer": "PyTorch eager" if device else None,
+      "peer_device": device, "threads": threads, "steps": opts.steps, "warmup": opts.warmup,
+      "block": opts.block, "peer_channels_last": opts.peer_channels_last,
+      "dry_run": opts.dry_run, "python_version": platform.python_version(),
+      "jax_version": jax.__version__, "torch_version": getattr(torch, "__version__", None),
+  }
+  try:
+    import flax  # pylint: disable=g-import-not-at-top
+    meta["flax_version"] = flax.__version__
+  except ImportError:
+    pass
+  log(f"genjax benchmark on {meta['device']} ({backend}); peer: {device or 'none'}; "
+      f"load average {os.getloadavg()[0]:.2f} on {threads} cores")
+
+  records = []
+  with tempfile.TemporaryDirectory(prefix="genjax-bench-cache-") as cache_dir:
+    # One persistent cache for the run, shared by this process and the probes: a program's first
+    # compile anywhere is the cold probe's (every (model, batch, dtype) is a different program),
+    # and this process then loads it instead of compiling again.
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    wait_quiet(opts.wait_quiet, QUIET, log)
+    log("machine peak: large GEMMs")
+    peaks = machine_peaks(opts.dtypes, backend, device, dry_run=opts.dry_run)
+    for dtype, p in peaks.items():
+      log(f"  {dtype}: {p['peak_flops'] / 1e9:.1f} GFLOP/s ({p['peak_source']})")
+    pipelines = {}
+    for batch in sorted({b for _, b in opts.models}):
+      log(f"input pipeline at batch {batch}")
+      pipelines[batch] = measure_pipeline(batch, dry_run=opts.dry_run)
+
+    for name, batch in opts.models:
+      for dtype in opts.dtypes:
+        rec = {**meta, **{k: None for k in RECORD_DEFAULTS}}
+        rec.update(measure_workload(name, batch, dtype, opts, device=device,
+                                    cache_dir=cache_dir))
+        rec.update(pipelines[batch])
+        records.append(rec)
+        log("  " + one_line(rec))
+    wait_quiet(opts.wait_quiet, QUIET, log)
+    log("machine peak again")
+    peaks = machine_peaks(opts.dtypes, backend, device, dry_run=opts.dry_run, earlier=peaks)
+  for rec in records:
+    rec.update(peaks[rec["dtype"]])
+    for prefix in ("", "peer_"):
+      median = rec.get(f"{prefix}step_ms_median")
+      if rec["flops_per_step"] and median:
+        rec[f"{prefix}mfu"] = rec["flops_per_step"] / (median / 1e3) / rec["peak_flops"]
+  for dtype, p in peaks.items():
+    log(f"  {dtype}: {p['peak_flops'] / 1e9:.1f} GFLOP/s ({p['peak_source']})")
+  return records
+
+
+def _fmt(v: float | None, spec: str) -> str:
+  return "-" if v is None else format(v, spec)
+
+
+def one_line(rec: dict[str, Any]) -> str:
+  return (f"{rec['model']} b{rec['batch']} {rec['dtype']}: genjax {rec['images_per_sec']:.1f} "
+          f"img/s, peer {_fmt(rec['peer_images_per_sec'], '.1f')} img/s, ratio "
+          f"{_fmt(rec['ratio'], '.2f')}, compile {_fmt(rec['compile_s'], '.1f')}s / warm "
+          f"{_fmt(rec['compile_warm_s'], '.1f')}s")
