@@ -20,6 +20,7 @@ from genjax import evaluation
 from genjax import methods
 from genjax import models
 from genjax import parallel
+from genjax import profiling
 from genjax.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16")
@@ -56,6 +57,7 @@ def base_config(family: str) -> ml_collections.ConfigDict:
   c.ema_decay = 0.0  # EMA of the sampling network's params (0 = off); used for samples
 
   c.eval = ml_collections.ConfigDict(evaluation.defaults())  # sample-quality metrics
+  c.profile = ml_collections.ConfigDict(profiling.defaults())  # jax.profiler trace, HLO dump
   c.max_steps_in_flight = -1  # bound on queued steps: -1 auto (1 for multi-process CPU), 0 none
   c.log_every = 50  # console line + TensorBoard scalars (the only host syncs)
   c.sample_every = 500  # PNG + TensorBoard sample grids
@@ -161,6 +163,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _fail(f"config.optimizer.warmup_steps must be in [0, num_steps), got {opt.warmup_steps}")
   method.validate(config)
   evaluation.validate(config)
+  profiling.validate(config)
 
 
 def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import signal
 import threading
@@ -29,6 +30,7 @@ from genjax import evaluation
 from genjax import methods
 from genjax import models
 from genjax import parallel
+from genjax import profiling
 from genjax import reporting
 from genjax.errors import NonFiniteError
 
@@ -190,6 +192,16 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
 
   batches = data.prefetch(iterator, strategy.put_batch, size=2)
   cleanup.callback(batches.close)
+  if config.profile.dump_hlo and start < config.num_steps:  # compiles here, once
+    first = next(batches)
+    step_fn = profiling.dump_hlo(step_fn, (state, first), os.path.join(workdir, "hlo"))
+    batches_iter = itertools.chain([first], batches)
+  else:
+    batches_iter = batches
+  tracer = profiling.StepTracer(config.profile, workdir, strategy.process_index,
+                                strategy.process_count)
+  tracer.skipped(start + 1)
+  cleanup.callback(tracer.close)
   step = start
   with _StopRequest() as stop:
     if start >= config.num_steps:
@@ -199,7 +211,10 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
     for step in range(start + 1, config.num_steps + 1):
       if max_in_flight and len(pending) >= max_in_flight:
         jax.block_until_ready(pending[-max_in_flight][1])  # bound the dispatch queue
-      state, metrics = step_fn(state, next(batches))
+      tracer.before(step)
+      with jax.profiler.StepTraceAnnotation("train_step", step_num=step):
+        state, metrics = step_fn(state, next(batches_iter))
+      tracer.after(step, (state, metrics))
       pending.append((step, metrics))
       n_interval += 1
       if step == start + 1:  # one sync to report compile time, then steady-state timing

@@ -20,10 +20,12 @@ class Generator(nnx.Module):
   """z (B, latent_dim) -> image (B, S, S, C) in [-1, 1]."""
 
   def __init__(self, latent_dim: int, channels: int, image_size: int, width: int, *,
-               norm: str = "batch", axis_name=None, dtype=None, rngs: nnx.Rngs):
+               norm: str = "batch", axis_name=None, dtype=None, conv_transpose: str = "phase",
+               rngs: nnx.Rngs):
     self.latent_dim = latent_dim
     self.body = layers.ConvDecoder(latent_dim, channels, image_size, width, norm=norm,
-                                   axis_name=axis_name, dtype=dtype, rngs=rngs)
+                                   axis_name=axis_name, dtype=dtype,
+                                   conv_transpose=conv_transpose, rngs=rngs)
 
   def __call__(self, z: jax.Array) -> jax.Array:
     return jnp.tanh(self.body(z))
@@ -42,13 +44,14 @@ class Discriminator(nnx.Module):
 
 
 def build(image_shape: tuple[int, int, int], *, rngs: nnx.Rngs, axis_name=None, dtype=None,
-          latent_dim: int = 100, ngf: int = 64, ndf: int = 64,
-          norm: str = "batch") -> dict[str, nnx.Module]:
-  """The networks of the family, by role."""
+          latent_dim: int = 100, ngf: int = 64, ndf: int = 64, norm: str = "batch",
+          conv_transpose: str = "phase") -> dict[str, nnx.Module]:
+  """The networks of the family, by role. ``conv_transpose``: 'phase' (fast) or 'lax' (the
+  reference formulation, for comparisons; same parameters)."""
   size, _, channels = image_shape
   return {
       "generator": Generator(latent_dim, channels, size, ngf, norm=norm, axis_name=axis_name,
-                             dtype=dtype, rngs=rngs),
+                             dtype=dtype, conv_transpose=conv_transpose, rngs=rngs),
       "discriminator": Discriminator(channels, size, ndf, norm=norm, axis_name=axis_name,
                                      dtype=dtype, rngs=rngs),
   }

@@ -120,14 +120,37 @@ def conv_transpose(x: Array, kernel: Array, stride: int | tuple[int, int] = 1,
   return z[:, py:py + out_h, px:px + out_w, :]
 
 
+def lax_conv_transpose(x: Array, kernel: Array, stride: int | tuple[int, int] = 1,
+                       padding: int | tuple[int, int] = 0,
+                       output_padding: int | tuple[int, int] = 0) -> Array:
+  """:func:`conv_transpose` by ``lax.conv_transpose`` (a zero-dilated input): the reference
+  formulation, slow to differentiate on XLA:CPU; kept for comparisons and profiling."""
+  (sy, sx), (py, px), (opy, opx) = _pair(stride), _pair(padding), _pair(output_padding)
+  kh, kw = kernel.shape[:2]
+  pads = ((kh - 1 - py, kh - 1 - py + opy), (kw - 1 - px, kw - 1 - px + opx))
+  return jax.lax.conv_transpose(x, kernel[::-1, ::-1], (sy, sx), pads,
+                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+CONV_TRANSPOSE_IMPLS = {"phase": conv_transpose, "lax": lax_conv_transpose}
+
+
 class ConvTranspose(nnx.Module):
-  """``torch.nn.ConvTranspose2d`` equivalent (same parameter count and semantics), NHWC."""
+  """``torch.nn.ConvTranspose2d`` equivalent (same parameter count and semantics), NHWC.
+
+  ``impl``: ``'phase'`` (:func:`conv_transpose`, the fast one) or ``'lax'``
+  (:func:`lax_conv_transpose`); the parameters are the same either way.
+  """
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple[int, int],
                stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
                output_padding: int | tuple[int, int] = 0, *, use_bias: bool = True,
                kernel_init: Callable = dcgan_normal, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               param_dtype: Dtype = jnp.float32, impl: str = "phase", rngs: nnx.Rngs):
+    if impl not in CONV_TRANSPOSE_IMPLS:
+      raise ValueError(f"unknown transposed-convolution impl {impl!r}; valid: "
+                       f"{', '.join(CONV_TRANSPOSE_IMPLS)}")
+    self.impl = impl
     kh, kw = _pair(kernel_size)
     self.kernel = nnx.Param(kernel_init(rngs.params(), (kh, kw, in_features, out_features),
                                         param_dtype))
@@ -137,8 +160,8 @@ class ConvTranspose(nnx.Module):
 
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
-    y = conv_transpose(x.astype(dtype), self.kernel[...].astype(dtype), self.stride, self.padding,
-                       self.output_padding)
+    y = CONV_TRANSPOSE_IMPLS[self.impl](x.astype(dtype), self.kernel[...].astype(dtype),
+                                        self.stride, self.padding, self.output_padding)
     if self.bias is not None:
       y = y + self.bias[...].astype(dtype)
     return y
@@ -207,23 +230,24 @@ class ConvDecoder(nnx.Module):
   ``ConvT(latent, w*2^(n-1), 4, 1, 0)`` to 4x4, then ``n-1`` x ``[ConvT(/2 channels, 4, 2, 1),
   norm, ReLU]`` and a last ``ConvT(w, out_channels, 4, 2, 1)``, where ``image_size = 4 * 2^n``.
   Returns the pre-activation output (the caller applies tanh/sigmoid as its likelihood needs).
+  ``conv_transpose`` picks :class:`ConvTranspose`'s ``impl``.
   """
 
   def __init__(self, latent_dim: int, out_channels: int, image_size: int, width: int = 64, *,
                norm: str = "batch", out_bias: bool = False, axis_name: str | None = None,
-               dtype: Dtype | None = None, rngs: nnx.Rngs):
+               dtype: Dtype | None = None, conv_transpose: str = "phase", rngs: nnx.Rngs):
     n = num_up_layers(image_size)
     chans = [width * 2 ** i for i in reversed(range(n))]  # e.g. 512, 256, 128, 64
     self.blocks = nnx.List()
     c_in = latent_dim
     for i, c in enumerate(chans):
       conv = ConvTranspose(c_in, c, 4, 1 if i == 0 else 2, 0 if i == 0 else 1, use_bias=False,
-                           dtype=dtype, rngs=rngs)
+                           dtype=dtype, impl=conv_transpose, rngs=rngs)
       self.blocks.append(nnx.List([conv, _norm(norm, c, axis_name=axis_name, dtype=dtype,
                                                rngs=rngs)]))
       c_in = c
     self.out = ConvTranspose(c_in, out_channels, 4, 2, 1, use_bias=out_bias, dtype=dtype,
-                             rngs=rngs)
+                             impl=conv_transpose, rngs=rngs)
 
   def __call__(self, z: Array) -> Array:
     x = z.reshape(z.shape[0], 1, 1, -1)

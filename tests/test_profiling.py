@@ -1,0 +1,78 @@
+"""config.profile: a jax.profiler trace of chosen steps, the HLO dump, and the trace summary."""
+
+import glob
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from genjax import config as config_lib
+from genjax import profiling
+from genjax import train
+from genjax.errors import ConfigError
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def unprofiled(tmp_path_factory):
+  """The same tiny DCGAN run without profiling, per strategy."""
+  out = {}
+  for strategy in ("mesh", "pmap"):
+    c = tiny_config("dcgan", parallel=strategy)
+    out[strategy] = train.train_and_evaluate(c, str(tmp_path_factory.mktemp(strategy))).state
+  return out
+
+
+@pytest.mark.parametrize("strategy", ["mesh", "pmap"])
+def test_trace_and_hlo_leave_training_unchanged(tmp_path, unprofiled, strategy):
+  c = tiny_config("dcgan", parallel=strategy, **{"profile.start_step": 2,
+                                                 "profile.stop_step": 4,
+                                                 "profile.dump_hlo": True})
+  result = train.train_and_evaluate(c, str(tmp_path))
+  # Profiling and the explicitly compiled step change nothing: bit-identical parameters.
+  for a, b in zip(jax.tree.leaves(result.state), jax.tree.leaves(unprofiled[strategy])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+  # TensorBoard/XProf's XPlane file and Perfetto's trace, under <workdir>/profile.
+  assert glob.glob(str(tmp_path / "profile" / "plugins" / "profile" / "*" / "*.xplane.pb"))
+  summary = profiling.top_ops(str(tmp_path))
+  assert summary["trace"].endswith(".trace.json.gz")
+  assert summary["steps"] == 2  # updates 2 and 3, each in its StepTraceAnnotation
+  assert summary["ops"] and summary["total_ms"] > 0
+  assert all(op["ms"] > 0 and op["count"] > 0 for op in summary["ops"])
+  shares = [op["share"] for op in summary["ops"]]
+  assert shares == sorted(shares, reverse=True) and sum(shares) <= 1 + 1e-9
+  assert "annotated steps" in profiling.format_top(summary)
+
+  hlo = tmp_path / "hlo"
+  assert "stablehlo.convolution" in (hlo / "train_step.stablehlo.mlir").read_text()
+  optimized = (hlo / "train_step.optimized.hlo.txt").read_text()
+  assert optimized.startswith("HloModule") and "convolution" in optimized
+  cost = json.loads((hlo / "train_step.cost_analysis.json").read_text())
+  assert cost["flops"] > 0
+  # The summary names each op after what it is in the optimized HLO.
+  every_op = profiling.top_ops(str(tmp_path), n=100_000)
+  described = profiling.describe_ops(optimized, [op["name"] for op in every_op["ops"]])
+  assert any("convolution" in d and "window={" in d for d in described.values()), described
+  table = profiling.format_top(every_op, optimized)
+  assert all(d in table for d in described.values())
+
+
+def test_no_trace_by_default(tmp_path):
+  train.train_and_evaluate(tiny_config("dcgan", num_steps=2), str(tmp_path))
+  assert not os.path.exists(tmp_path / "profile") and not os.path.exists(tmp_path / "hlo")
+
+
+@pytest.mark.parametrize("window", [(3, 3), (0, 2), (2, 6), (4, 1)])
+def test_bad_window_is_one_line(window):
+  c = tiny_config("dcgan", **{"profile.start_step": window[0], "profile.stop_step": window[1]})
+  with pytest.raises(ConfigError, match=r"config.profile traces updates \[start_step, stop_step"):
+    config_lib.validate(c)
+
+
+def test_summary_cli_without_trace_says_how(tmp_path, capsys):
+  assert profiling.main(["--workdir", str(tmp_path)]) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "--config.profile.start_step" in err
