@@ -90,12 +90,3 @@ def test_conv_transpose_impls_share_parameters_and_outputs():
   with pytest.raises(ValueError, match="unknown transposed-convolution impl 'fft'"):
     layers.ConvTranspose(3, 4, 4, 2, 1, impl="fft", rngs=nnx.Rngs(0))
 
-
-def test_conv_transpose_impls_share_parameters_and_outputs():
-  phase = layers.ConvTranspose(3, 4, 4, 2, 1, rngs=nnx.Rngs(0))
-  lax_ = layers.ConvTranspose(3, 4, 4, 2, 1, impl="lax", rngs=nnx.Rngs(0))
-  np.testing.assert_array_equal(phase.kernel[...], lax_.kernel[...])
-  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 5, 3)), jnp.float32)
-  np.testing.assert_allclose(phase(x), lax_(x), rtol=1e-5, atol=1e-5)
-  with pytest.raises(ValueError, match="unknown transposed-convolution impl 'fft'"):
-    layers.ConvTranspose(3, 4, 4, 2, 1, impl="fft", rngs=nnx.Rngs(0))
