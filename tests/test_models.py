@@ -27,6 +27,20 @@ def test_output_shapes(family, shape):
   if family == "dcgan":
     assert jax.eval_shape(lambda: build()["generator"](jnp.zeros((2, 100)))).shape == (2, *shape)
     assert jax.eval_shape(lambda: build()["discriminator"](x)).shape == (2,)
+  elif models.get(family).METHOD == "adversarial":  # the GAN zoo
+    kw = models.defaults(family)
+    z = jnp.zeros((2, kw["latent_dim"] + kw.get("num_categorical", 0) +
+                   kw.get("num_continuous", 0)))
+    labels = jnp.zeros((2,), jnp.int32)
+    cond = family in ("cgan", "acgan")
+    g_args = (z, labels) if cond else (z,)
+    assert jax.eval_shape(lambda: build()["generator"](*g_args)).shape == (2, *shape)
+    out = jax.eval_shape(lambda: build()["discriminator"](x, *((labels,) if cond else ())))
+    assert out["logit"].shape == (2,) and out["features"].shape[0] == 2
+    if family in ("acgan", "sgan"):
+      assert out["class_logits"].shape == (2, 10)
+    if family == "infogan":
+      assert out["code_logits"].shape == (2, 10) and out["code_mean"].shape == (2, 2)
   elif family == "classifier":
     out = jax.eval_shape(lambda: build()["model"](x))
     assert out["logits"].shape == (2, 10) and out["features"].shape == (2, 128)

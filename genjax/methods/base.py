@@ -62,6 +62,8 @@ def make_optimizer(opt, schedule: optax.Schedule) -> optax.GradientTransformatio
     tx = optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps)
   elif opt.name == "adamw":
     tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
+  elif opt.name == "rmsprop":  # WGAN's optimizer; b2 is the squared-gradient decay
+    tx = optax.rmsprop(schedule, decay=opt.b2, eps=opt.eps)
   else:
     tx = optax.sgd(schedule, momentum=opt.b1 or None)
   if opt.grad_clip_norm:
@@ -70,9 +72,10 @@ def make_optimizer(opt, schedule: optax.Schedule) -> optax.GradientTransformatio
 
 
 def inference(module: nnx.Module) -> nnx.Module:
-  """A view of ``module`` that normalises with running statistics (no-op without BatchNorm)."""
-  has_bn = any(isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_graph(module))
-  return nnx.view(module, use_running_average=True) if has_bn else module
+  """A view of ``module`` in inference mode: BatchNorm normalises with its running statistics and
+  spectral normalisation uses its stored power-iteration vector (no-op without either)."""
+  stateful = any(hasattr(m, "use_running_average") for _, m in nnx.iter_graph(module))
+  return nnx.view(module, use_running_average=True) if stateful else module
 
 
 class Method:
