@@ -173,7 +173,13 @@ def continuous_mi_bound(mean: Array, codes: Array, low: float = -1.0,
   return jnp.sum(jnp.mean(log_q, 0) + math.log(high - low))
 
 
-def feature_matching(real_features: Array, fake_features: Array) -> Array:
-  """Salimans et al. (2016): mean over features of (E f(x) - E f(G(z)))^2."""
+def feature_matching(real_features: Array, fake_features: Array, distance: str = "l2") -> Array:
+  """Salimans et al. (2016): mean over features of (E f(x) - E f(G(z)))^2 (``"l2"``), or of
+  |E f(x) - E f(G(z))| (``"l1"``, their MNIST code)."""
   real_features, fake_features = _f32(real_features, fake_features)
-  return jnp.mean(jnp.square(jnp.mean(real_features, 0) - jnp.mean(fake_features, 0)))
+  diff = jnp.mean(real_features, 0) - jnp.mean(fake_features, 0)
+  if distance == "l1":
+    return jnp.mean(jnp.abs(diff))
+  if distance == "l2":
+    return jnp.mean(jnp.square(diff))
+  raise ValueError(f"feature matching distance must be 'l1' or 'l2', got {distance!r}")

@@ -173,3 +173,23 @@ def test_weight_norm_linear_columns_have_norm_g():
   layer.g[...] = jnp.array([1.0, 2.0, 0.5])
   w = np.asarray(layer(jnp.eye(6)) - layer.b[...])  # rows of the identity pick out the weights
   np.testing.assert_allclose(np.linalg.norm(w, axis=0), [1.0, 2.0, 0.5], rtol=1e-5)
+
+
+def test_weight_norm_data_dependent_init_standardises_the_first_batch_then_stays():
+  layer = layers.WeightNormLinear(6, 4, data_init=True, train_scale=False, rngs=nnx.Rngs(0))
+  _, params, rest = nnx.split(layer, nnx.Param, ...)
+  assert "g" not in params and {"scale", "shift", "initialized"} <= set(rest)
+  rng = np.random.default_rng(0)
+  x1 = jnp.asarray(rng.normal(2.0, 3.0, size=(64, 6)), jnp.float32)
+  from genjax.methods.base import inference  # pylint: disable=g-import-not-at-top
+  before = np.asarray(inference(layer)(x1))  # inference does not initialise
+  assert not bool(layer.initialized[...])
+  y1 = np.asarray(layer(x1))
+  np.testing.assert_allclose(y1.mean(0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(y1.std(0), 1.0, rtol=1e-3)
+  assert bool(layer.initialized[...]) and not np.allclose(before, y1)
+  scale = np.asarray(layer.scale[...])
+  x2 = jnp.asarray(rng.normal(size=(64, 6)), jnp.float32)
+  layer(x2)  # a second batch changes nothing
+  np.testing.assert_array_equal(layer.scale[...], scale)
+  np.testing.assert_allclose(inference(layer)(x1), y1, rtol=1e-5, atol=1e-5)

@@ -172,3 +172,4 @@ def test_feature_matching_closed_form():
   fake = jnp.array([[0.0, 0.0], [2.0, 2.0]])  # mean (1, 1)
   assert float(losses.feature_matching(real, fake)) == pytest.approx((1 + 4) / 2)
   assert float(losses.feature_matching(real, real[::-1])) == 0.0
+  assert float(losses.feature_matching(real, fake, "l1")) == pytest.approx((1 + 2) / 2)

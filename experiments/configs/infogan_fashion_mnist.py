@@ -7,7 +7,7 @@ from experiments.configs._zoo import zoo_config
 
 
 def get_config(dataset="fashion_mnist"):
-  c = zoo_config("infogan", dataset, num_steps=3000)
+  c = zoo_config("infogan", dataset, num_steps=10000)
   c.model.latent_dim = 62
   c.model.num_categorical = 10
   c.model.num_continuous = 2

@@ -67,7 +67,8 @@ class Adversarial(Method):
       aux_weight=1.0,  # AC-GAN: weight of the auxiliary classifier's cross-entropy
       info_weight=1.0,  # InfoGAN: weight of the categorical code's MI bound
       info_continuous_weight=1.0,  # InfoGAN: weight of the continuous codes' MI bound
-      feature_matching=False,  # the generator matches the discriminator's mean features
+      feature_matching="",  # generator loss: match the discriminator's mean features, by
+                            # their 'l2' (squared) or 'l1' (absolute) difference ('' = off)
       labelled_per_class=0,  # SGAN: labelled training examples per class (0 = none)
       supervised_weight=1.0,  # SGAN: weight of the labelled examples' cross-entropy
   )
@@ -91,6 +92,9 @@ class Adversarial(Method):
     for key in _NON_NEGATIVE:
       if not m[key] >= 0:
         raise ConfigError(f"config.method.{key} must be >= 0, got {m[key]}")
+    if m.feature_matching not in ("", "l1", "l2"):
+      raise ConfigError(f"config.method.feature_matching must be '', 'l1' or 'l2', got "
+                        f"{m.feature_matching!r}")
     try:
       augment.parse_policy(m.diffaugment)
     except ValueError as e:
@@ -228,7 +232,7 @@ class Adversarial(Method):
   def generator_loss(self, out_fake, out_real, latent) -> tuple[jax.Array, dict]:
     if self.mc.feature_matching:
       loss = losses.feature_matching(jax.lax.stop_gradient(out_real["features"]),
-                                     out_fake["features"])
+                                     out_fake["features"], self.mc.feature_matching)
     else:
       loss = self.g_loss_fn(out_fake["logit"])
     metrics = {}

@@ -473,20 +473,60 @@ class ProjectionHead(nnx.Module):
     return self.psi(features)[:, 0] + jnp.sum(self.embed(onehot) * features, axis=-1)
 
 
+class DataInit(nnx.Variable):
+  """Per-unit scale and shift of a weight-normalised layer, set from its first training batch
+  (data-dependent initialisation); state, not parameters, so they live in ``buffers``."""
+
+
 class WeightNormLinear(nnx.Module):
   """``y = x (v / |v|_col) g + b``: weight normalisation (Salimans & Kingma 2016) of a dense
-  layer, as in the Improved-GAN networks."""
+  layer, as in the Improved-GAN networks.
+
+  With ``data_init``, the first call in training mode also sets a per-unit scale ``1/std`` and
+  shift ``-mean/std`` of ``x (v / |v|_col)`` over that batch (over the global batch under pmap),
+  so the layer starts with standardised outputs; both are then fixed (``DataInit`` buffers).
+  ``train_scale=False`` drops the trainable ``g``, so the unit's scale stays the data-dependent
+  one (Improved-GAN's hidden layers), which keeps e.g. the ratio to added Gaussian noise fixed.
+  """
 
   def __init__(self, in_features: int, out_features: int, *, init_scale: float = 0.05,
+               data_init: bool = False, train_scale: bool = True, axis_name: str | None = None,
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
     self.v = nnx.Param(init_scale * jax.random.normal(rngs.params(), (in_features, out_features),
                                                       param_dtype))
-    self.g = nnx.Param(jnp.ones((out_features,), param_dtype))
+    self.g = nnx.Param(jnp.ones((out_features,), param_dtype)) if train_scale else None
     self.b = nnx.Param(jnp.zeros((out_features,), param_dtype))
-    self.dtype = dtype
+    self.dtype, self.axis_name, self.data_init = dtype, axis_name, data_init
+    if data_init:
+      self.scale = DataInit(jnp.ones((out_features,), jnp.float32))
+      self.shift = DataInit(jnp.zeros((out_features,), jnp.float32))
+      self.initialized = DataInit(jnp.zeros((), jnp.bool_))
+      self.use_running_average = False
+
+  def set_view(self, use_running_average: bool | None = None):
+    if use_running_average is not None and self.data_init:
+      self.use_running_average = use_running_average
 
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
     v = self.v[...]
-    w = v * (self.g[...] / jnp.sqrt(jnp.sum(jnp.square(v), 0) + 1e-12))
-    return x.astype(dtype) @ w.astype(dtype) + self.b[...].astype(dtype)
+    w = v / jnp.sqrt(jnp.sum(jnp.square(v), 0) + 1e-12)
+    if self.g is not None:
+      w = w * self.g[...]
+    y = x.astype(dtype) @ w.astype(dtype)
+    if self.data_init:
+      scale, shift = self.scale[...], self.shift[...]
+      if not self.use_running_average:
+        y32 = jax.lax.stop_gradient(y.astype(jnp.float32))
+        mean = jnp.mean(y32, 0)
+        sq = jnp.mean(jnp.square(y32), 0)
+        if self.axis_name is not None:
+          mean, sq = jax.lax.pmean((mean, sq), self.axis_name)
+        inv_std = jax.lax.rsqrt(jnp.maximum(sq - jnp.square(mean), 0.0) + 1e-8)
+        done = self.initialized[...]
+        scale = jnp.where(done, scale, inv_std)
+        shift = jnp.where(done, shift, -mean * inv_std)
+        self.scale[...], self.shift[...] = scale, shift
+        self.initialized[...] = jnp.ones((), jnp.bool_)
+      y = y * scale.astype(dtype) + shift.astype(dtype)
+    return y + self.b[...].astype(dtype)

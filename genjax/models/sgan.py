@@ -8,6 +8,11 @@ its last hidden layer is the feature vector the generator matches (feature match
 generator is ``z -> ngf -> ngf -> H*W*C`` (500-500-784) with BatchNorm and softplus, and a
 weight-normalised sigmoid output, so images are in [0, 1] (set ``dataset.value_range=(0, 1)``).
 
+With ``data_init`` (the paper's code) every weight-normalised discriminator layer is initialised from the
+first training batch to standardised outputs, and the discriminator's hidden layers keep that
+per-unit scale fixed (only the output layer's scale trains), so the Gaussian noise keeps its
+weight relative to the signal.
+
 The classifier is trained on the labelled subset by ``config.method.labelled_per_class``;
 ``genjax.gan_accuracy`` reports its test accuracy.
 """
@@ -58,8 +63,8 @@ class Discriminator(nnx.Module):
   """
 
   def __init__(self, image_shape: tuple[int, int, int], width: int, num_classes: int, *,
-               input_noise: float = 0.3, hidden_noise: float = 0.5, axis_name=None, dtype=None,
-               rngs: nnx.Rngs):
+               input_noise: float = 0.3, hidden_noise: float = 0.5, data_init: bool = True,
+               axis_name=None, dtype=None, rngs: nnx.Rngs):
     self.num_classes, self.axis_name = num_classes, axis_name
     self.input_noise, self.hidden_noise = input_noise, hidden_noise
     widths = [width, width // 2, width // 4, width // 4, width // 4]
@@ -68,9 +73,12 @@ class Discriminator(nnx.Module):
     c_in = image_shape[0] * image_shape[1] * image_shape[2]
     self.hidden = nnx.List()
     for w in widths:
-      self.hidden.append(layers.WeightNormLinear(c_in, w, dtype=dtype, rngs=rngs))
+      self.hidden.append(layers.WeightNormLinear(c_in, w, data_init=data_init,
+                                                 train_scale=not data_init, axis_name=axis_name,
+                                                 dtype=dtype, rngs=rngs))
       c_in = w
-    self.out = layers.WeightNormLinear(c_in, num_classes, dtype=dtype, rngs=rngs)
+    self.out = layers.WeightNormLinear(c_in, num_classes, data_init=data_init,
+                                       axis_name=axis_name, dtype=dtype, rngs=rngs)
 
   def _noise(self, h: jax.Array, sigma: float, rng, i: int) -> jax.Array:
     if rng is None or not sigma:
@@ -92,11 +100,12 @@ class Discriminator(nnx.Module):
 
 def build(image_shape: tuple[int, int, int], *, rngs: nnx.Rngs, axis_name=None, dtype=None,
           latent_dim: int = 100, ngf: int = 500, ndf: int = 1000, num_classes: int = 10,
-          input_noise: float = 0.3, hidden_noise: float = 0.5) -> dict[str, nnx.Module]:
+          input_noise: float = 0.3, hidden_noise: float = 0.5,
+          data_init: bool = True) -> dict[str, nnx.Module]:
   return {
       "generator": Generator(latent_dim, image_shape, ngf, axis_name=axis_name, dtype=dtype,
                              rngs=rngs),
       "discriminator": Discriminator(image_shape, ndf, num_classes, input_noise=input_noise,
-                                     hidden_noise=hidden_noise, axis_name=axis_name, dtype=dtype,
-                                     rngs=rngs),
+                                     hidden_noise=hidden_noise, data_init=data_init,
+                                     axis_name=axis_name, dtype=dtype, rngs=rngs),
   }
