@@ -297,3 +297,24 @@ def test_incompatible_networks_and_options_fail_in_one_line():
   method = train.build_method(c)
   with pytest.raises(ConfigError, match="labelled_per_class: class 0 has only"):
     method._labelled_subset()  # pylint: disable=protected-access
+
+
+def test_discriminator_ema_is_kept_and_used_for_classification():
+  c = tiny_zoo("sgan", **{"method.labelled_per_class": 2, "method.d_ema_decay": 0.5})
+  method, state, batches = make(c)
+  assert set(state.ema) == {"discriminator"}  # config.ema_decay is 0: no generator EMA
+  init = state.params["discriminator"]
+  state, _ = jax.jit(method.step)(state, next(batches))
+  for e, p, i in zip(jax.tree.leaves(state.ema["discriminator"]),
+                     jax.tree.leaves(state.params["discriminator"]), jax.tree.leaves(init)):
+    np.testing.assert_allclose(e, 0.5 * i + 0.5 * p, rtol=1e-5, atol=1e-7)
+  arrays = data.load("synthetic", "test")
+  images, labels = arrays["image"][:40], arrays["label"][:40]
+  ours = adversarial.class_accuracy(method, state, images, labels)["accuracy"]
+  swapped = state.replace(ema={"discriminator": state.params["discriminator"]})
+  raw = adversarial.class_accuracy(method, swapped, images, labels)["accuracy"]
+  d = method.net("discriminator", state.ema["discriminator"], state.buffers["discriminator"],
+                 train=False)
+  expected = np.mean(np.argmax(method.call_d(d, method.images(images), None, None)[
+      "class_logits"], -1) == labels)
+  assert ours == pytest.approx(expected) and 0 <= raw <= 1

@@ -71,6 +71,7 @@ class Adversarial(Method):
                             # their 'l2' (squared) or 'l1' (absolute) difference ('' = off)
       labelled_per_class=0,  # SGAN: labelled training examples per class (0 = none)
       supervised_weight=1.0,  # SGAN: weight of the labelled examples' cross-entropy
+      d_ema_decay=0.0,  # EMA of the discriminator's weights (0 = off), used when it classifies
   )
   SAMPLE_NET = "generator"
 
@@ -89,6 +90,9 @@ class Adversarial(Method):
     if not isinstance(m.labelled_per_class, int) or m.labelled_per_class < 0:
       raise ConfigError(f"config.method.labelled_per_class must be an integer >= 0, got "
                         f"{m.labelled_per_class!r}")
+    if not 0.0 <= m.d_ema_decay < 1.0:
+      raise ConfigError(f"config.method.d_ema_decay must be in [0, 1) (0 disables it), got "
+                        f"{m.d_ema_decay}")
     for key in _NON_NEGATIVE:
       if not m[key] >= 0:
         raise ConfigError(f"config.method.{key} must be >= 0, got {m[key]}")
@@ -144,6 +148,11 @@ class Adversarial(Method):
     if self.mc.feature_matching and "features" not in outputs:
       raise ConfigError(f"config.method.feature_matching needs a discriminator that returns "
                         f"features; {name!r} does not")
+
+  def ema_decay(self, role: str) -> float:
+    if role == "discriminator":
+      return self.mc.d_ema_decay
+    return super().ema_decay(role)
 
   def learning_rate(self, role: str) -> float:
     if role == "discriminator" and self.mc.d_learning_rate:
@@ -408,13 +417,16 @@ class Adversarial(Method):
 def class_accuracy(method: Adversarial, state: TrainState, images: np.ndarray,
                    labels: np.ndarray, batch_size: int = 1000) -> dict:
   """Test accuracy of the discriminator's classes (SGAN) or, for InfoGAN, of the categorical code
-  under the best one-to-one mapping of codes to labels (Hungarian algorithm)."""
+  under the best one-to-one mapping of codes to labels (Hungarian algorithm), with the
+  discriminator's EMA weights where ``method.d_ema_decay`` keeps them."""
   from genjax.metrics import clustering  # pylint: disable=g-import-not-at-top
   from genjax.metrics.features import BatchedApply  # pylint: disable=g-import-not-at-top
   if not (method.semi or method.num_categorical):
     raise ConfigError(f"model {method.config.model.name!r} classifies nothing: accuracy needs "
                       f"an SGAN discriminator or an InfoGAN categorical code")
-  tree = (state.params["discriminator"], state.buffers["discriminator"])
+  # The discriminator's EMA weights where kept (Salimans et al. test with averaged weights).
+  tree = (state.ema.get("discriminator", state.params["discriminator"]),
+          state.buffers["discriminator"])
   predictions = np.asarray(BatchedApply(lambda t, x: method.predict_classes(*t, x), tree,
                                         batch_size=batch_size)(images))
   labels = np.asarray(labels)
