@@ -123,3 +123,14 @@ def test_dcgan64_matches_pytorch_examples_with_the_same_weights():
   bn = nets["generator"].body.blocks[0][1]
   t_bn = [m for m in tg if isinstance(m, torch.nn.BatchNorm2d)][0]
   np.testing.assert_allclose(bn.mean[...], t_bn.running_mean.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_infogan_paper_networks_at_28px():
+  from genjax.models import infogan  # pylint: disable=g-import-not-at-top
+  build = lambda: infogan.build((28, 28, 1), rngs=nnx.Rngs(0), arch="paper")  # pylint: disable=unnecessary-lambda-assignment
+  assert jax.eval_shape(lambda: build()["generator"](jnp.zeros((2, 74)))).shape == (2, 28, 28, 1)
+  out = jax.eval_shape(lambda: build()["discriminator"](jnp.zeros((2, 28, 28, 1))))
+  assert out["logit"].shape == (2,) and out["features"].shape == (2, 1024)
+  assert out["code_logits"].shape == (2, 10) and out["code_mean"].shape == (2, 2)
+  with pytest.raises(ValueError, match="unknown InfoGAN arch"):
+    infogan.build((28, 28, 1), rngs=nnx.Rngs(0), arch="big")
