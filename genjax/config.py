@@ -24,7 +24,7 @@ from genjax import profiling
 from genjax.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16")
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear")
 
 

@@ -46,7 +46,13 @@ def gaussian_kl(mu: Array, logvar: Array) -> Array:
 
 # --- GAN objectives ----------------------------------------------------------------------------
 # Each loss is a pair (discriminator_loss(real_logits, fake_logits), generator_loss(fake_logits)),
-# both returning scalars (batch means). Adding a loss is adding one entry to GAN_LOSSES.
+# both returning scalars (batch means) of the discriminator's raw outputs (logits for the
+# sigmoid-based losses, critic values for Wasserstein/hinge). Adding a loss is adding one entry
+# to GAN_LOSSES; ``config.method.loss`` selects it.
+
+def _mean(x: Array) -> Array:
+  return jnp.mean(jnp.asarray(x, jnp.float32))
+
 
 def _softplus_mean(x: Array) -> Array:
   return jnp.mean(jax.nn.softplus(jnp.asarray(x, jnp.float32)))
@@ -67,7 +73,113 @@ def g_loss_minimax(fake: Array) -> Array:
   return -_softplus_mean(fake)
 
 
+def d_loss_least_squares(real: Array, fake: Array) -> Array:
+  """LSGAN (Mao et al. 2017, a-b-c = 0-1-1): 1/2 E(D(x) - 1)^2 + 1/2 E D(G(z))^2."""
+  real, fake = _f32(real, fake)
+  return 0.5 * jnp.mean(jnp.square(real - 1.0)) + 0.5 * jnp.mean(jnp.square(fake))
+
+
+def g_loss_least_squares(fake: Array) -> Array:
+  """LSGAN generator: 1/2 E(D(G(z)) - 1)^2."""
+  return 0.5 * jnp.mean(jnp.square(jnp.asarray(fake, jnp.float32) - 1.0))
+
+
+def d_loss_wasserstein(real: Array, fake: Array) -> Array:
+  """WGAN critic (Arjovsky et al. 2017): E D(G(z)) - E D(x), the negated Wasserstein estimate."""
+  return _mean(fake) - _mean(real)
+
+
+def g_loss_wasserstein(fake: Array) -> Array:
+  """WGAN generator: -E D(G(z)). Also the generator loss of the hinge GAN."""
+  return -_mean(fake)
+
+
+def d_loss_hinge(real: Array, fake: Array) -> Array:
+  """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): E relu(1 - D(x)) + E relu(1 + D(G(z)))."""
+  real, fake = _f32(real, fake)
+  return jnp.mean(jax.nn.relu(1.0 - real)) + jnp.mean(jax.nn.relu(1.0 + fake))
+
+
 GAN_LOSSES: dict[str, tuple[Callable[[Array, Array], Array], Callable[[Array], Array]]] = {
     "non_saturating": (d_loss_bce, g_loss_non_saturating),
     "minimax": (d_loss_bce, g_loss_minimax),
+    "least_squares": (d_loss_least_squares, g_loss_least_squares),
+    "wasserstein": (d_loss_wasserstein, g_loss_wasserstein),
+    "hinge": (d_loss_hinge, g_loss_wasserstein),
 }
+
+
+# --- discriminator penalties -------------------------------------------------------------------
+# A penalty is ``penalty(d_fn, real, fake, u) -> scalar``: ``d_fn`` maps a batch of images to the
+# discriminator's raw outputs (B,) and must be pure (no state updates), ``u`` holds one U(0, 1)
+# draw per example (the interpolation weights of the gradient penalty). Adding a penalty is adding
+# one entry to PENALTIES; ``config.method.penalty`` selects it and ``penalty_weight`` scales it.
+
+def _input_grad_norm_sq(d_fn: Callable[[Array], Array], x: Array) -> Array:
+  """||grad_x D(x)||^2 per example, in float32."""
+  g = jax.grad(lambda v: jnp.sum(jnp.asarray(d_fn(v), jnp.float32)))(x)
+  return _sum_per_example(jnp.square(jnp.asarray(g, jnp.float32)))
+
+
+def gradient_penalty(d_fn: Callable[[Array], Array], real: Array, fake: Array,
+                     u: Array) -> Array:
+  """WGAN-GP (Gulrajani et al. 2017): E (||grad D(x_hat)||_2 - 1)^2 on the interpolates
+  ``x_hat = u x + (1 - u) G(z)``. The paper's weight is lambda = 10."""
+  u = u.reshape((-1,) + (1,) * (real.ndim - 1)).astype(real.dtype)
+  x_hat = u * real + (1.0 - u) * jax.lax.stop_gradient(fake)
+  norm = jnp.sqrt(_input_grad_norm_sq(d_fn, x_hat) + 1e-12)
+  return jnp.mean(jnp.square(norm - 1.0))
+
+
+def r1_penalty(d_fn: Callable[[Array], Array], real: Array, fake: Array, u: Array) -> Array:
+  """R1 (Mescheder et al. 2018): 1/2 E ||grad D(x)||^2 on real data, so that the weight is the
+  paper's gamma."""
+  del fake, u
+  return 0.5 * jnp.mean(_input_grad_norm_sq(d_fn, real))
+
+
+PENALTIES: dict[str, Callable[..., Array]] = {
+    "gp": gradient_penalty,
+    "r1": r1_penalty,
+}
+
+
+def clip_weights(params, value: float):
+  """WGAN's weight clipping: every parameter clamped to [-value, value]."""
+  return jax.tree.map(lambda p: jnp.clip(p, -value, value), params)
+
+
+# --- auxiliary terms (AC-GAN, InfoGAN, SGAN) ---------------------------------------------------
+
+def cross_entropy(logits: Array, labels: Array) -> Array:
+  """Mean softmax cross-entropy of integer ``labels``."""
+  logits = jnp.asarray(logits, jnp.float32)
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.mean(jnp.take_along_axis(log_p, labels[:, None].astype(jnp.int32), -1))
+
+
+def categorical_mi_bound(logits: Array, codes: Array) -> Array:
+  """InfoGAN's lower bound on I(c; G(z, c)) for a uniform categorical code with K values:
+  H(c) + E log Q(c | x) = log K - CE (Chen et al. 2016, lemma 5.1), in nats."""
+  return math.log(logits.shape[-1]) - cross_entropy(logits, codes)
+
+
+def continuous_mi_bound(mean: Array, codes: Array, low: float = -1.0,
+                        high: float = 1.0) -> Array:
+  """The same bound for independent U(low, high) codes and a unit-variance Gaussian Q:
+  sum_j [log(high - low) + E log N(c_j | mean_j, 1)], in nats."""
+  mean, codes = _f32(mean, codes)
+  log_q = -0.5 * jnp.square(codes - mean) - 0.5 * math.log(2 * math.pi)
+  return jnp.sum(jnp.mean(log_q, 0) + math.log(high - low))
+
+
+def feature_matching(real_features: Array, fake_features: Array, distance: str = "l2") -> Array:
+  """Salimans et al. (2016): mean over features of (E f(x) - E f(G(z)))^2 (``"l2"``), or of
+  |E f(x) - E f(G(z))| (``"l1"``, their MNIST code)."""
+  real_features, fake_features = _f32(real_features, fake_features)
+  diff = jnp.mean(real_features, 0) - jnp.mean(fake_features, 0)
+  if distance == "l1":
+    return jnp.mean(jnp.abs(diff))
+  if distance == "l2":
+    return jnp.mean(jnp.square(diff))
+  raise ValueError(f"feature matching distance must be 'l1' or 'l2', got {distance!r}")

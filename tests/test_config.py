@@ -21,7 +21,8 @@ def test_experiment_configs_validate(name):
 
 
 def test_every_family_has_configs_for_mnist_and_fashion_mnist():
-  for family in ("ae", "dae", "vae", "dcgan"):
+  for family in ("ae", "dae", "vae", "dcgan", "wgan", "wgan_gp", "lsgan", "hinge", "sngan",
+                 "sagan", "cgan", "acgan", "infogan", "sgan"):
     for dataset in ("mnist", "fashion_mnist"):
       assert f"{family}_{dataset}" in CONFIGS
 

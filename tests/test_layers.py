@@ -90,3 +90,116 @@ def test_conv_transpose_impls_share_parameters_and_outputs():
   with pytest.raises(ValueError, match="unknown transposed-convolution impl 'fft'"):
     layers.ConvTranspose(3, 4, 4, 2, 1, impl="fft", rngs=nnx.Rngs(0))
 
+
+# --- GAN zoo blocks ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["conv", "conv_transpose", "linear"])
+def test_spectral_norm_power_iteration_converges_to_the_largest_singular_value(kind):
+  rngs = nnx.Rngs(0)
+  if kind == "conv":
+    layer, x = layers.SNConv(3, 6, 3, 1, 1, kernel_init=nnx.initializers.normal(1.0),
+                             rngs=rngs), jnp.ones((2, 5, 5, 3))
+  elif kind == "conv_transpose":
+    layer, x = layers.SNConvTranspose(3, 6, 4, 2, 1, kernel_init=nnx.initializers.normal(1.0),
+                                      rngs=rngs), jnp.ones((2, 4, 4, 3))
+  else:
+    layer, x = layers.SNLinear(7, 5, kernel_init=nnx.initializers.normal(1.0),
+                               rngs=rngs), jnp.ones((2, 7))
+  kernel = np.asarray(layer.kernel[...])
+  top = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+  assert abs(float(layer.sigma()) - top) / top > 1e-3  # the random start is not converged
+  step = nnx.jit(lambda m, x: m(x))
+  for _ in range(100):
+    step(layer, x)
+  assert float(layer.sigma()) == pytest.approx(top, rel=1e-4)
+  # The normalised kernel has spectral norm 1.
+  w = np.asarray(layer.normalized_kernel())
+  assert np.linalg.svd(w.reshape(-1, w.shape[-1]), compute_uv=False)[0] == pytest.approx(
+      1.0, rel=1e-4)
+
+
+def test_spectral_norm_vector_is_a_buffer_updated_in_training_only():
+  layer = layers.SNConv(2, 4, 3, rngs=nnx.Rngs(0))
+  _, params, rest = nnx.split(layer, nnx.Param, ...)
+  assert "u" not in params and "u" in rest  # in the train state's buffers, not optimized
+  assert isinstance(layer.u, layers.PowerIteration) and not isinstance(layer.u, nnx.Param)
+  x = jnp.ones((1, 6, 6, 2))
+  u0 = np.asarray(layer.u[...])
+  from genjax.methods.base import inference  # pylint: disable=g-import-not-at-top
+  inference(layer)(x)
+  np.testing.assert_array_equal(layer.u[...], u0)  # inference leaves the state alone
+  layer(x)
+  assert not np.allclose(layer.u[...], u0)
+  # Gradients reach the kernel (through sigma) but not u.
+  grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(layer)
+  assert "u" not in grads and "kernel" in grads
+  assert all(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(grads))
+
+
+def test_self_attention_starts_as_identity_and_matches_a_numpy_reference():
+  block = layers.SelfAttention(16, spectral=False, rngs=nnx.Rngs(0))
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 4, 16)), jnp.float32)
+  np.testing.assert_array_equal(block(x), x)  # gamma = 0
+  block.gamma[...] = jnp.array(0.7)
+  k = lambda conv: np.asarray(conv.kernel[...])[0, 0]  # pylint: disable=unnecessary-lambda-assignment
+  xs = np.asarray(x).reshape(2, 12, 16)
+  q, kk, v = xs @ k(block.f), xs @ k(block.g), xs @ k(block.h)
+  logits = np.einsum("bic,bjc->bij", q, kk)
+  attn = np.exp(logits - logits.max(-1, keepdims=True))
+  attn /= attn.sum(-1, keepdims=True)
+  expected = xs + 0.7 * ((attn @ v) @ k(block.o))
+  np.testing.assert_allclose(block(x), expected.reshape(x.shape), rtol=1e-4, atol=1e-5)
+  assert k(block.f).shape == (16, 2) and k(block.h).shape == (16, 8)
+
+
+def test_conditional_batchnorm_is_batchnorm_with_a_per_class_affine():
+  cbn = layers.ConditionalBatchNorm(3, 4, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(1)
+  scale, shift = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+  cbn.scale.embedding[...] = jnp.asarray(scale, jnp.float32)
+  cbn.shift.embedding[...] = jnp.asarray(shift, jnp.float32)
+  x = rng.normal(size=(6, 2, 2, 3)).astype(np.float32)
+  labels = np.array([0, 1, 2, 3, 1, 1])
+  mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+  normed = (x - mean) / np.sqrt(var + 1e-5)
+  expected = normed * scale[labels][:, None, None] + shift[labels][:, None, None]
+  np.testing.assert_allclose(cbn(jnp.asarray(x), jnp.asarray(labels)), expected, rtol=1e-4,
+                             atol=1e-5)
+  assert layers.count_params(cbn) == 2 * 4 * 3  # no class-independent affine
+
+
+def test_projection_head_closed_form():
+  head = layers.ProjectionHead(5, 3, spectral=False, rngs=nnx.Rngs(0))
+  phi = jnp.asarray(np.random.default_rng(2).normal(size=(4, 5)), jnp.float32)
+  labels = jnp.array([0, 2, 1, 2])
+  w, b = np.asarray(head.psi.kernel[...]), np.asarray(head.psi.bias[...])
+  emb = np.asarray(head.embed.kernel[...])  # (classes, features)
+  expected = (np.asarray(phi) @ w)[:, 0] + b[0] + np.sum(emb[labels] * np.asarray(phi), -1)
+  np.testing.assert_allclose(head(phi, labels), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_weight_norm_linear_columns_have_norm_g():
+  layer = layers.WeightNormLinear(6, 3, rngs=nnx.Rngs(0))
+  layer.g[...] = jnp.array([1.0, 2.0, 0.5])
+  w = np.asarray(layer(jnp.eye(6)) - layer.b[...])  # rows of the identity pick out the weights
+  np.testing.assert_allclose(np.linalg.norm(w, axis=0), [1.0, 2.0, 0.5], rtol=1e-5)
+
+
+def test_weight_norm_data_dependent_init_standardises_the_first_batch_then_stays():
+  layer = layers.WeightNormLinear(6, 4, data_init=True, train_scale=False, rngs=nnx.Rngs(0))
+  _, params, rest = nnx.split(layer, nnx.Param, ...)
+  assert "g" not in params and {"scale", "shift", "initialized"} <= set(rest)
+  rng = np.random.default_rng(0)
+  x1 = jnp.asarray(rng.normal(2.0, 3.0, size=(64, 6)), jnp.float32)
+  from genjax.methods.base import inference  # pylint: disable=g-import-not-at-top
+  before = np.asarray(inference(layer)(x1))  # inference does not initialise
+  assert not bool(layer.initialized[...])
+  y1 = np.asarray(layer(x1))
+  np.testing.assert_allclose(y1.mean(0), 0.0, atol=1e-4)
+  np.testing.assert_allclose(y1.std(0), 1.0, rtol=1e-3)
+  assert bool(layer.initialized[...]) and not np.allclose(before, y1)
+  scale = np.asarray(layer.scale[...])
+  x2 = jnp.asarray(rng.normal(size=(64, 6)), jnp.float32)
+  layer(x2)  # a second batch changes nothing
+  np.testing.assert_array_equal(layer.scale[...], scale)
+  np.testing.assert_allclose(inference(layer)(x1), y1, rtol=1e-5, atol=1e-5)

@@ -63,3 +63,113 @@ def test_gan_losses_closed_forms():
 def test_losses_compute_in_float32_from_bfloat16():
   out = losses.bernoulli_nll(jnp.zeros((2, 8), jnp.bfloat16), jnp.ones((2, 8), jnp.bfloat16))
   assert out.dtype == jnp.float32
+
+
+# --- the GAN zoo's losses and penalties ---------------------------------------------------------
+
+_REAL, _FAKE = np.array([2.0, -1.0, 0.5]), np.array([0.5, -3.0, 1.5])
+
+
+def _sig(v):
+  return 1 / (1 + np.exp(-np.asarray(v)))
+
+
+# (d_loss(real, fake), g_loss(fake)) in numpy, straight from the papers' definitions.
+_CLOSED_FORMS = {
+    "non_saturating": (lambda r, f: -np.mean(np.log(_sig(r))) - np.mean(np.log(1 - _sig(f))),
+                       lambda f: -np.mean(np.log(_sig(f)))),
+    "minimax": (lambda r, f: -np.mean(np.log(_sig(r))) - np.mean(np.log(1 - _sig(f))),
+                lambda f: np.mean(np.log(1 - _sig(f)))),
+    "least_squares": (lambda r, f: 0.5 * np.mean((r - 1) ** 2) + 0.5 * np.mean(f ** 2),
+                      lambda f: 0.5 * np.mean((f - 1) ** 2)),
+    "wasserstein": (lambda r, f: np.mean(f) - np.mean(r), lambda f: -np.mean(f)),
+    "hinge": (lambda r, f: np.mean(np.maximum(0, 1 - r)) + np.mean(np.maximum(0, 1 + f)),
+              lambda f: -np.mean(f)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(losses.GAN_LOSSES))
+def test_every_gan_loss_matches_its_closed_form(name):
+  assert set(losses.GAN_LOSSES) == set(_CLOSED_FORMS)
+  d_loss, g_loss = losses.GAN_LOSSES[name]
+  d_ref, g_ref = _CLOSED_FORMS[name]
+  assert float(d_loss(jnp.asarray(_REAL), jnp.asarray(_FAKE))) == pytest.approx(
+      d_ref(_REAL, _FAKE), rel=1e-6)
+  assert float(g_loss(jnp.asarray(_FAKE))) == pytest.approx(g_ref(_FAKE), rel=1e-6)
+  out = d_loss(jnp.asarray(_REAL, jnp.bfloat16), jnp.asarray(_FAKE, jnp.bfloat16))
+  assert out.dtype == jnp.float32
+
+
+def test_hinge_and_least_squares_optima():
+  d_hinge, _ = losses.GAN_LOSSES["hinge"]
+  # Margins satisfied: zero loss; LSGAN's D optimum at D(x)=1, D(G(z))=0.
+  assert float(d_hinge(jnp.array([1.0, 3.0]), jnp.array([-1.0, -2.0]))) == 0.0
+  d_ls, g_ls = losses.GAN_LOSSES["least_squares"]
+  assert float(d_ls(jnp.ones(3), jnp.zeros(3))) == 0.0 and float(g_ls(jnp.ones(3))) == 0.0
+
+
+def _images(seed, n=3, shape=(4, 4, 2)):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=(n, *shape)), jnp.float32)
+
+
+def test_gradient_penalty_of_a_linear_critic_is_norm_minus_one_squared():
+  w = _images(0, 1)[0]
+  d_fn = lambda x: jnp.sum(x * w, axis=(1, 2, 3))  # pylint: disable=unnecessary-lambda-assignment
+  real, fake, u = _images(1), _images(2), jnp.array([0.1, 0.5, 0.9])
+  expected = (np.linalg.norm(np.asarray(w)) - 1) ** 2
+  assert float(losses.gradient_penalty(d_fn, real, fake, u)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_penalty_evaluates_on_the_interpolates():
+  # D(x) = |x|^2 / 2 has gradient x: the penalty is E(|u x + (1 - u) x~| - 1)^2.
+  d_fn = lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3))  # pylint: disable=unnecessary-lambda-assignment
+  real, fake, u = _images(3), _images(4), jnp.array([0.0, 0.3, 1.0])
+  r, f, un = np.asarray(real), np.asarray(fake), np.asarray(u)[:, None, None, None]
+  x_hat = (un * r + (1 - un) * f).reshape(3, -1)
+  expected = np.mean((np.linalg.norm(x_hat, axis=1) - 1) ** 2)
+  assert float(losses.gradient_penalty(d_fn, real, fake, u)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_r1_penalty_is_half_the_squared_gradient_norm_on_real_data():
+  d_fn = lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3))  # pylint: disable=unnecessary-lambda-assignment
+  real, fake = _images(5), _images(6)
+  expected = 0.5 * np.mean(np.sum(np.asarray(real).reshape(3, -1) ** 2, axis=1))
+  out = losses.r1_penalty(d_fn, real, fake, jnp.zeros(3))
+  assert float(out) == pytest.approx(expected, rel=1e-5)
+  # It does not look at the fakes.
+  assert float(losses.r1_penalty(d_fn, real, fake * 7, jnp.ones(3))) == pytest.approx(
+      float(out), rel=1e-6)
+
+
+def test_weight_clipping():
+  params = {"a": jnp.array([-1.0, 0.005, 0.3]), "b": {"c": jnp.array([[0.02, -0.001]])}}
+  out = losses.clip_weights(params, 0.01)
+  np.testing.assert_allclose(out["a"], [-0.01, 0.005, 0.01])
+  np.testing.assert_allclose(out["b"]["c"], [[0.01, -0.001]])
+
+
+def test_cross_entropy_and_the_infogan_bounds():
+  logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+  labels = jnp.array([0, 2])
+  p = np.exp([2.0, 0.0, -1.0]) / np.exp([2.0, 0.0, -1.0]).sum()
+  expected = -(np.log(p[0]) + np.log(1 / 3)) / 2
+  assert float(losses.cross_entropy(logits, labels)) == pytest.approx(expected, rel=1e-6)
+  # Uninformative Q: the bound is 0; a Q that knows the code: log K.
+  assert float(losses.categorical_mi_bound(jnp.zeros((4, 10)), jnp.arange(4))) == pytest.approx(
+      0.0, abs=1e-6)
+  sure = 50.0 * jax.nn.one_hot(jnp.arange(4), 10)
+  assert float(losses.categorical_mi_bound(sure, jnp.arange(4))) == pytest.approx(
+      math.log(10), abs=1e-5)
+  # Continuous codes U(-1, 1), unit-variance Gaussian Q: log 2 + E log N(c | m, 1) per code.
+  codes, mean = jnp.array([[0.5, -0.2], [0.1, 0.9]]), jnp.array([[0.3, -0.2], [0.1, 0.4]])
+  c, m = np.asarray(codes), np.asarray(mean)
+  expected = np.sum(np.mean(-0.5 * (c - m) ** 2 - 0.5 * math.log(2 * math.pi), 0) + math.log(2))
+  assert float(losses.continuous_mi_bound(mean, codes)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_feature_matching_closed_form():
+  real = jnp.array([[1.0, 2.0], [3.0, 4.0]])  # mean (2, 3)
+  fake = jnp.array([[0.0, 0.0], [2.0, 2.0]])  # mean (1, 1)
+  assert float(losses.feature_matching(real, fake)) == pytest.approx((1 + 4) / 2)
+  assert float(losses.feature_matching(real, real[::-1])) == 0.0
+  assert float(losses.feature_matching(real, fake, "l1")) == pytest.approx((1 + 2) / 2)

@@ -27,6 +27,20 @@ def test_output_shapes(family, shape):
   if family == "dcgan":
     assert jax.eval_shape(lambda: build()["generator"](jnp.zeros((2, 100)))).shape == (2, *shape)
     assert jax.eval_shape(lambda: build()["discriminator"](x)).shape == (2,)
+  elif models.get(family).METHOD == "adversarial":  # the GAN zoo
+    kw = models.defaults(family)
+    z = jnp.zeros((2, kw["latent_dim"] + kw.get("num_categorical", 0) +
+                   kw.get("num_continuous", 0)))
+    labels = jnp.zeros((2,), jnp.int32)
+    cond = family in ("cgan", "acgan")
+    g_args = (z, labels) if cond else (z,)
+    assert jax.eval_shape(lambda: build()["generator"](*g_args)).shape == (2, *shape)
+    out = jax.eval_shape(lambda: build()["discriminator"](x, *((labels,) if cond else ())))
+    assert out["logit"].shape == (2,) and out["features"].shape[0] == 2
+    if family in ("acgan", "sgan"):
+      assert out["class_logits"].shape == (2, 10)
+    if family == "infogan":
+      assert out["code_logits"].shape == (2, 10) and out["code_mean"].shape == (2, 2)
   elif family == "classifier":
     out = jax.eval_shape(lambda: build()["model"](x))
     assert out["logits"].shape == (2, 10) and out["features"].shape == (2, 128)
@@ -109,3 +123,14 @@ def test_dcgan64_matches_pytorch_examples_with_the_same_weights():
   bn = nets["generator"].body.blocks[0][1]
   t_bn = [m for m in tg if isinstance(m, torch.nn.BatchNorm2d)][0]
   np.testing.assert_allclose(bn.mean[...], t_bn.running_mean.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_infogan_paper_networks_at_28px():
+  from genjax.models import infogan  # pylint: disable=g-import-not-at-top
+  build = lambda: infogan.build((28, 28, 1), rngs=nnx.Rngs(0), arch="paper")  # pylint: disable=unnecessary-lambda-assignment
+  assert jax.eval_shape(lambda: build()["generator"](jnp.zeros((2, 74)))).shape == (2, 28, 28, 1)
+  out = jax.eval_shape(lambda: build()["discriminator"](jnp.zeros((2, 28, 28, 1))))
+  assert out["logit"].shape == (2,) and out["features"].shape == (2, 1024)
+  assert out["code_logits"].shape == (2, 10) and out["code_mean"].shape == (2, 2)
+  with pytest.raises(ValueError, match="unknown InfoGAN arch"):
+    infogan.build((28, 28, 1), rngs=nnx.Rngs(0), arch="big")

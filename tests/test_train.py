@@ -112,3 +112,28 @@ def test_finished_run_is_not_retrained(tmp_path, caplog):
   again = train.train_and_evaluate(c, str(tmp_path))
   assert again.step == first.step == 4
   assert "already at step 4 of 4" in caplog.text
+
+
+def test_gan_zoo_family_end_to_end_keeps_power_iteration_vectors_in_checkpoints(tmp_path):
+  c = tiny_config("sngan", **{"method.loss": "hinge", "ema_decay": 0.9})
+  result = train.train_and_evaluate(c, str(tmp_path))
+  assert result.step == 4 and all(np.isfinite(v) for v in result.metrics.values())
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), keep=1, asynchronous=False)
+  sig = ckpt.read_meta(4)["signature"]
+  u_paths = [p for p in sig if p.startswith(".buffers['discriminator']") and "'u'" in p]
+  assert u_paths, "spectral norm's power-iteration vectors are not in the checkpoint"
+  method = train.build_method(c)
+  sharding = jax.sharding.NamedSharding(jax.make_mesh((1,), ("d",), devices=jax.devices()[:1]),
+                                        jax.sharding.PartitionSpec())
+  restored, _ = ckpt.restore(4, jax.eval_shape(method.init, jax.random.PRNGKey(0)),
+                             sharding=sharding, model="sngan")
+  ckpt.close()
+  for a, b in zip(jax.tree.leaves(restored.buffers), jax.tree.leaves(result.state.buffers)):
+    np.testing.assert_array_equal(a, b)
+  init = method.init(jax.random.PRNGKey(c.seed)).buffers["discriminator"]
+  assert changed_any(init, result.state.buffers["discriminator"])
+  assert os.path.exists(tmp_path / "samples" / "samples.png")
+
+
+def changed_any(a, b) -> bool:
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -8,6 +8,7 @@ from genjax.data.preprocess import CORRUPTIONS
 from genjax.data.preprocess import to_float
 from genjax.data.sources import DATASETS
 from genjax.data.sources import DatasetInfo
+from genjax.data.sources import labelled_subset
 from genjax.data.sources import load
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "DatasetInfo",
     "binarize",
     "corrupt",
+    "labelled_subset",
     "load",
     "prefetch",
     "to_float",

@@ -268,3 +268,25 @@ def _synthetic(info: DatasetInfo, split: str) -> Arrays:
   images = base[..., None] * contrast * colour + rng.normal(0, 0.08, size=(n, h, w, channels))
   images = np.clip(np.round(images * 255), 0, 255).astype(np.uint8)
   return {"image": images, "label": labels}
+
+
+def labelled_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+  """Sorted indices of ``per_class`` examples of every class in ``labels``, chosen by ``seed``.
+
+  The semi-supervised setting of Salimans et al. (2016): e.g. 10 labelled MNIST digits per class.
+  The choice depends only on ``(labels, per_class, seed)``.
+
+  Raises:
+    DataError: ``per_class < 1``, or a class has fewer than ``per_class`` examples.
+  """
+  labels = np.asarray(labels)
+  if per_class < 1:
+    raise DataError(f"per_class must be >= 1, got {per_class}")
+  rng = np.random.default_rng([seed, 0x5E31])
+  chosen = []
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    if len(members) < per_class:
+      raise DataError(f"class {c} has only {len(members)} examples; cannot take {per_class}")
+    chosen.append(rng.choice(members, per_class, replace=False))
+  return np.sort(np.concatenate(chosen))

@@ -1,28 +1,77 @@
-"""Adversarial training of an unconditional generator against a discriminator.
+"""Adversarial training: the one method behind every GAN family in genjax.
 
-One update, as in pytorch/examples' DCGAN: the generator runs once on fresh noise; the
+One update, as in pytorch/examples' DCGAN: the generator runs once on fresh latents; the
 discriminator takes one step on the real batch and the (detached) fakes; the generator then takes
-one step through the updated discriminator, reusing the first forward pass via its VJP. The loss
-pair comes from ``losses.GAN_LOSSES[config.method.loss]``.
+one step through the updated discriminator, reusing the first forward pass via its VJP.
+
+What varies between the GAN papers is configuration, not code paths of their own:
+
+* ``config.method.loss`` picks the pair of objectives in ``losses.GAN_LOSSES`` (minimax,
+  non-saturating, least squares, Wasserstein, hinge); ``penalty`` a discriminator penalty in
+  ``losses.PENALTIES`` (WGAN-GP's gradient penalty, R1), applied every ``penalty_every`` steps
+  with its weight scaled by that interval (lazy regularisation); ``clip_value`` clips the
+  discriminator's weights after each update (WGAN).
+* ``n_critic``: one step is one discriminator update on one batch; the generator is updated on
+  every ``n_critic``-th step (so ``num_steps`` counts discriminator updates).
+* ``d_learning_rate`` sets the discriminator's own learning rate (TTUR).
+* ``diffaugment`` applies the same family of differentiable augmentations to real and fake
+  inputs of the discriminator (genjax.data.augment); penalties see the augmented inputs.
+* The networks say what else is trained, through the attributes and outputs they expose:
+  a generator with ``num_classes > 0`` is class-conditional (labels are drawn uniformly for fakes
+  and the real batch's labels go to a discriminator that takes ``labels``: cGAN-projection); a
+  discriminator returning ``class_logits`` for a conditional generator adds AC-GAN's auxiliary
+  cross-entropy (``aux_weight``); a generator with ``num_categorical``/``num_continuous`` codes
+  and a discriminator returning ``code_logits``/``code_mean`` adds InfoGAN's mutual-information
+  bound (``info_weight``, ``info_continuous_weight``); ``labelled_per_class > 0`` with an
+  unconditional generator and ``class_logits`` makes the discriminator a semi-supervised (K+1)-class
+  classifier trained on that many labelled examples per class (SGAN, ``supervised_weight``), and
+  ``feature_matching`` replaces the generator's loss by feature matching (Salimans et al. 2016).
+
+A discriminator may return its logits (B,) or a dict with at least ``"logit"``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from genjax import data
 from genjax import losses
 from genjax import parallel
+from genjax.data import augment
 from genjax.errors import ConfigError
+from genjax.errors import DataError
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
+
+_SIGMOID_LOSSES = ("non_saturating", "minimax")
+_NON_NEGATIVE = ("d_learning_rate", "penalty_weight", "clip_value", "aux_weight", "info_weight",
+                 "info_continuous_weight", "supervised_weight")
 
 
 class Adversarial(Method):
   DEFAULTS = dict(
       loss="non_saturating",  # a key of losses.GAN_LOSSES
       d_learning_rate=0.0,  # discriminator learning rate (TTUR); 0 = optimizer.learning_rate
+      n_critic=1,  # discriminator updates per generator update (one per step)
+      penalty="none",  # 'none' or a key of losses.PENALTIES (gp: WGAN-GP, r1)
+      penalty_weight=10.0,  # lambda of the gradient penalty, gamma of R1
+      penalty_every=1,  # lazy regularisation: the penalty every N steps, weighted by N
+      clip_value=0.0,  # WGAN weight clipping of the discriminator to [-c, c] (0 = off)
+      diffaugment="",  # DiffAugment policy, e.g. 'color,translation,cutout' ('' = off)
+      aux_weight=1.0,  # AC-GAN: weight of the auxiliary classifier's cross-entropy
+      info_weight=1.0,  # InfoGAN: weight of the categorical code's MI bound
+      info_continuous_weight=1.0,  # InfoGAN: weight of the continuous codes' MI bound
+      feature_matching="",  # generator loss: match the discriminator's mean features, by
+                            # their 'l2' (squared) or 'l1' (absolute) difference ('' = off)
+      labelled_per_class=0,  # SGAN: labelled training examples per class (0 = none)
+      supervised_weight=1.0,  # SGAN: weight of the labelled examples' cross-entropy
+      d_ema_decay=0.0,  # EMA of the discriminator's weights (0 = off), used when it classifies
   )
   SAMPLE_NET = "generator"
 
@@ -32,63 +81,358 @@ class Adversarial(Method):
     if m.loss not in losses.GAN_LOSSES:
       raise ConfigError(f"config.method.loss must be one of {', '.join(losses.GAN_LOSSES)}, got "
                         f"{m.loss!r}")
-    if m.d_learning_rate < 0:
-      raise ConfigError(f"config.method.d_learning_rate must be >= 0, got {m.d_learning_rate}")
+    if m.penalty != "none" and m.penalty not in losses.PENALTIES:
+      raise ConfigError(f"config.method.penalty must be one of none, "
+                        f"{', '.join(losses.PENALTIES)}, got {m.penalty!r}")
+    for key in ("n_critic", "penalty_every"):
+      if not isinstance(m[key], int) or isinstance(m[key], bool) or m[key] < 1:
+        raise ConfigError(f"config.method.{key} must be an integer >= 1, got {m[key]!r}")
+    if not isinstance(m.labelled_per_class, int) or m.labelled_per_class < 0:
+      raise ConfigError(f"config.method.labelled_per_class must be an integer >= 0, got "
+                        f"{m.labelled_per_class!r}")
+    if not 0.0 <= m.d_ema_decay < 1.0:
+      raise ConfigError(f"config.method.d_ema_decay must be in [0, 1) (0 disables it), got "
+                        f"{m.d_ema_decay}")
+    for key in _NON_NEGATIVE:
+      if not m[key] >= 0:
+        raise ConfigError(f"config.method.{key} must be >= 0, got {m[key]}")
+    if m.feature_matching not in ("", "l1", "l2"):
+      raise ConfigError(f"config.method.feature_matching must be '', 'l1' or 'l2', got "
+                        f"{m.feature_matching!r}")
+    try:
+      augment.parse_policy(m.diffaugment)
+    except ValueError as e:
+      raise ConfigError(f"config.method.diffaugment: {e}") from None
+    if m.penalty == "gp" and config.model.get("norm") == "batch":
+      raise ConfigError("the gradient penalty is per example but BatchNorm mixes the batch: set "
+                        "--config.model.norm=none (WGAN-GP's critic has no BatchNorm)")
+    if m.labelled_per_class and data.DATASETS[config.dataset.name].num_classes < 2:
+      raise ConfigError(f"config.method.labelled_per_class needs labels, and dataset "
+                        f"{config.dataset.name!r} has none")
+
+  def __init__(self, config, image_shape, num_classes, axis_name=None):
+    super().__init__(config, image_shape, num_classes, axis_name)
+    nets = nnx.eval_shape(lambda: self._build(nnx.Rngs(0)))
+    g, d = nets["generator"], nets["discriminator"]
+    self.latent_dim = g.latent_dim
+    self.cond_classes = getattr(g, "num_classes", 0)
+    self.num_categorical = getattr(g, "num_categorical", 0)
+    self.num_continuous = getattr(g, "num_continuous", 0)
+    params = inspect.signature(type(d).__call__).parameters
+    self.d_takes_labels, self.d_takes_rng = "labels" in params, "rng" in params
+    self.policy = augment.parse_policy(self.mc.diffaugment)
+    self.penalty_fn = losses.PENALTIES.get(self.mc.penalty)
+    self.d_loss_fn, self.g_loss_fn = losses.GAN_LOSSES[self.mc.loss]
+
+    def probe():
+      d_ = self._build(nnx.Rngs(0))["discriminator"]
+      labels = jnp.zeros((2,), jnp.int32) if self.cond_classes else None
+      return self.call_d(d_, jnp.zeros((2, *image_shape)), labels, None)
+    outputs = jax.eval_shape(probe)
+    name = config.model.name
+    self.acgan = bool(self.cond_classes) and "class_logits" in outputs
+    self.semi = self.mc.labelled_per_class > 0
+    self.info = bool(self.num_categorical or self.num_continuous)
+    if self.cond_classes and self.cond_classes != num_classes:
+      raise ConfigError(f"model {name!r} is conditioned on {self.cond_classes} classes but "
+                        f"{config.dataset.name} has {num_classes}; set "
+                        f"--config.model.num_classes={num_classes}")
+    if self.semi and (self.cond_classes or "class_logits" not in outputs):
+      raise ConfigError(f"config.method.labelled_per_class needs an unconditional generator and "
+                        f"a discriminator with class logits (e.g. model 'sgan'); {name!r} is not")
+    if "class_logits" in outputs and not (self.acgan or self.semi):
+      raise ConfigError(f"model {name!r} has a classifying discriminator: set "
+                        f"--config.method.labelled_per_class (e.g. 10) to train it")
+    if self.info and not {"code_logits", "code_mean"} <= set(outputs):
+      raise ConfigError(f"model {name!r} has latent codes but its discriminator has no Q head")
+    if self.mc.feature_matching and "features" not in outputs:
+      raise ConfigError(f"config.method.feature_matching needs a discriminator that returns "
+                        f"features; {name!r} does not")
+
+  def ema_decay(self, role: str) -> float:
+    if role == "discriminator":
+      return self.mc.d_ema_decay
+    return super().ema_decay(role)
 
   def learning_rate(self, role: str) -> float:
     if role == "discriminator" and self.mc.d_learning_rate:
       return self.mc.d_learning_rate
     return super().learning_rate(role)
 
-  def noise(self, rng: jax.Array, n: int) -> jax.Array:
-    return parallel.batch_random(jax.random.normal, rng, (n, self.config.model.latent_dim),
-                                 self.axis_name)
+  # --- latents and network calls ------------------------------------------------------------
+
+  def sample_latent(self, key: jax.Array, n: int, axis_name: str | None) -> dict[str, jax.Array]:
+    """Noise ``z`` (from ``key`` itself), and labels / codes where the generator takes them."""
+    latent = {"z": parallel.batch_random(jax.random.normal, key, (n, self.latent_dim),
+                                         axis_name)}
+    if self.cond_classes:
+      latent["labels"] = parallel.batch_random(jax.random.randint, jax.random.fold_in(key, 1),
+                                               (n,), axis_name, minval=0,
+                                               maxval=self.cond_classes)
+    if self.num_categorical:
+      latent["cat"] = parallel.batch_random(jax.random.randint, jax.random.fold_in(key, 2),
+                                            (n,), axis_name, minval=0,
+                                            maxval=self.num_categorical)
+    if self.num_continuous:
+      latent["cont"] = parallel.batch_random(jax.random.uniform, jax.random.fold_in(key, 3),
+                                             (n, self.num_continuous), axis_name, minval=-1.0,
+                                             maxval=1.0)
+    return latent
+
+  def generate(self, g: nnx.Module, latent: dict[str, jax.Array]) -> jax.Array:
+    z = latent["z"]
+    parts = [z]
+    if "cat" in latent:
+      parts.append(jax.nn.one_hot(latent["cat"], self.num_categorical, dtype=z.dtype))
+    if "cont" in latent:
+      parts.append(latent["cont"].astype(z.dtype))
+    z = jnp.concatenate(parts, -1) if len(parts) > 1 else z
+    return g(z, latent["labels"]) if "labels" in latent else g(z)
+
+  def call_d(self, d: nnx.Module, x: jax.Array, labels, rng) -> dict[str, jax.Array]:
+    """The discriminator's outputs as a dict; ``rng`` (None: deterministic) for noisy layers."""
+    kwargs = {}
+    if self.d_takes_labels:
+      kwargs["labels"] = labels
+    if self.d_takes_rng:
+      kwargs["rng"] = rng
+    out = d(x, **kwargs)
+    return dict(out) if isinstance(out, dict) else {"logit": out}
+
+  def augment(self, x: jax.Array, key: jax.Array) -> jax.Array:
+    return augment.diff_augment(x, self.policy, key, self.axis_name) if self.policy else x
+
+  def labelled_batch(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """``n`` examples drawn from the labelled subset (without replacement while they last)."""
+    subset = self._labelled_subset()
+    size = len(subset["label"])
+    global_n = n * (jax.lax.axis_size(self.axis_name) if self.axis_name else 1)
+    idx = parallel.batch_random(
+        lambda k, shape: jax.random.choice(k, size, shape, replace=global_n > size), key, (n,),
+        self.axis_name)
+    return self.images(jnp.asarray(subset["image"])[idx]), jnp.asarray(subset["label"])[idx]
+
+  @functools.cache
+  def _labelled_subset(self) -> dict[str, np.ndarray]:
+    ds = self.config.dataset
+    arrays = data.load(ds.name, ds.split, local_dir=ds.local_dir or None,
+                       data_dir=ds.data_dir or None, download=ds.download)
+    try:
+      idx = data.labelled_subset(arrays["label"], self.mc.labelled_per_class, self.config.seed)
+    except DataError as e:
+      raise ConfigError(f"config.method.labelled_per_class: {e}") from None
+    return {"image": arrays["image"][idx], "label": arrays["label"][idx].astype(np.int32)}
+
+  # --- objectives ---------------------------------------------------------------------------
+
+  def info_terms(self, out, latent) -> tuple[jax.Array, dict]:
+    """InfoGAN: (the negated, weighted MI lower bound to minimise, metrics)."""
+    loss, metrics = jnp.zeros((), jnp.float32), {}
+    if self.num_categorical:
+      mi = losses.categorical_mi_bound(out["code_logits"], latent["cat"])
+      loss -= self.mc.info_weight * mi
+      metrics["mi_categorical"] = mi
+    if self.num_continuous:
+      mi = losses.continuous_mi_bound(out["code_mean"], latent["cont"])
+      loss -= self.mc.info_continuous_weight * mi
+      metrics["mi_continuous"] = mi
+    return loss, metrics
+
+  def generator_loss(self, out_fake, out_real, latent) -> tuple[jax.Array, dict]:
+    if self.mc.feature_matching:
+      loss = losses.feature_matching(jax.lax.stop_gradient(out_real["features"]),
+                                     out_fake["features"], self.mc.feature_matching)
+    else:
+      loss = self.g_loss_fn(out_fake["logit"])
+    metrics = {}
+    if self.acgan:
+      loss += self.mc.aux_weight * losses.cross_entropy(out_fake["class_logits"],
+                                                        latent["labels"])
+    if self.info:
+      info, metrics = self.info_terms(out_fake, latent)
+      loss += info
+    return loss, metrics
+
+  # --- the update ---------------------------------------------------------------------------
 
   def step(self, state: TrainState, batch) -> tuple[TrainState, dict]:
-    d_loss_fn, g_loss_fn = losses.GAN_LOSSES[self.mc.loss]
+    mc = self.mc
+    key = self.step_key(state)
+    aux_key = jax.random.fold_in(key, 0x5A)
+    sub = lambda i: jax.random.fold_in(aux_key, i)  # pylint: disable=unnecessary-lambda-assignment
     real = self.images(batch["image"])
-    z = self.noise(self.step_key(state), real.shape[0])
+    n = real.shape[0]
+    real_labels = batch.get("label")
+    latent = self.sample_latent(key, n, self.axis_name)
+    fake_labels = latent.get("labels")
 
     def generate(params):
       g = self.net("generator", params, state.buffers["generator"])
-      return g(z), self.buffers_of(g)
+      return self.generate(g, latent), self.buffers_of(g)
 
     fake, g_vjp, g_buffers = jax.vjp(generate, state.params["generator"], has_aux=True)
+    real_in = self.augment(real, sub(0))
+    fake_in = self.augment(jax.lax.stop_gradient(fake), sub(1))
+    labelled = self.labelled_batch(sub(2), n) if self.semi else None
+    u = (parallel.batch_random(jax.random.uniform, sub(3), (n,), self.axis_name)
+         if self.penalty_fn else None)
 
     def d_objective(params):
       d = self.net("discriminator", params, state.buffers["discriminator"])
-      real_logits, fake_logits = d(real), d(fake)
-      return d_loss_fn(real_logits, fake_logits), (real_logits, fake_logits, self.buffers_of(d))
+      out_r = self.call_d(d, real_in, real_labels, sub(10))
+      out_f = self.call_d(d, fake_in, fake_labels, sub(11))
+      loss = self.d_loss_fn(out_r["logit"], out_f["logit"])
+      metrics = {}
+      if self.acgan:
+        aux = (losses.cross_entropy(out_r["class_logits"], real_labels) +
+               losses.cross_entropy(out_f["class_logits"], fake_labels))
+        loss += mc.aux_weight * aux
+        metrics["aux_loss"] = aux
+        metrics["aux_accuracy_real"] = jnp.mean(
+            jnp.argmax(out_r["class_logits"], -1) == real_labels)
+      if self.info:
+        info, info_metrics = self.info_terms(out_f, latent)
+        loss += info
+        metrics.update(info_metrics)
+      if self.semi:
+        x_l, y_l = labelled
+        logits = self.call_d(d, self.augment(x_l, sub(4)), None, sub(12))["class_logits"]
+        supervised = losses.cross_entropy(logits, y_l)
+        loss += mc.supervised_weight * supervised
+        metrics["supervised_loss"] = supervised
+        metrics["supervised_accuracy"] = jnp.mean(jnp.argmax(logits, -1) == y_l)
+      new_buffers = self.buffers_of(d)
+      if self.penalty_fn:
+        def d_fn(x):  # a fresh module: the penalty's forward pass leaves no state behind
+          d_ = self.net("discriminator", params, state.buffers["discriminator"])
+          return self.call_d(d_, x, real_labels, sub(13))["logit"]
 
-    (d_loss, (real_logits, fake_logits, d_buffers)), d_grads = jax.value_and_grad(
+        def penalty():
+          return self.penalty_fn(d_fn, real_in, fake_in, u).astype(jnp.float32)
+        every = mc.penalty_every
+        p = (penalty() if every == 1 else
+             jax.lax.cond(state.step % every == 0, penalty, lambda: jnp.zeros((), jnp.float32)))
+        loss += mc.penalty_weight * every * p
+        metrics["penalty"] = p
+      return loss, (out_r, out_f, metrics, new_buffers)
+
+    (d_loss, (out_r, out_f, d_metrics, d_buffers)), d_grads = jax.value_and_grad(
         d_objective, has_aux=True)(state.params["discriminator"])
     d_params, d_opt = self.update(state, "discriminator", d_grads)
+    if mc.clip_value:
+      d_params = losses.clip_weights(d_params, mc.clip_value)
 
-    def g_objective(fake_images):
-      d = self.net("discriminator", d_params, d_buffers)
-      return g_loss_fn(d(fake_images)), self.buffers_of(d)
+    def generator_step():
+      def g_objective(fake_images):
+        d = self.net("discriminator", d_params, d_buffers)
+        out_fake = self.call_d(d, self.augment(fake_images, sub(5)), fake_labels, sub(20))
+        out_real = (self.call_d(d, self.augment(real, sub(6)), real_labels, sub(21))
+                    if mc.feature_matching else None)
+        loss, metrics = self.generator_loss(out_fake, out_real, latent)
+        return loss, (metrics, self.buffers_of(d))
 
-    (g_loss, d_buffers), fake_grads = jax.value_and_grad(g_objective, has_aux=True)(fake)
-    (g_grads,) = g_vjp(fake_grads)
-    g_params, g_opt = self.update(state, "generator", g_grads)
+      (g_loss, (g_metrics, new_d_buffers)), fake_grads = jax.value_and_grad(
+          g_objective, has_aux=True)(fake)
+      (g_grads,) = g_vjp(fake_grads)
+      g_params, g_opt = self.update(state, "generator", g_grads)
+      return g_params, g_opt, new_d_buffers, g_loss
 
+    if mc.n_critic == 1:
+      g_params, g_opt, d_buffers, g_loss = generator_step()
+    else:
+      def critic_only():  # loss_g as measured by the discriminator before its update
+        loss, _ = self.generator_loss(jax.lax.stop_gradient(out_f), out_r, latent)
+        return state.params["generator"], state.opt_state["generator"], d_buffers, loss
+      g_params, g_opt, d_buffers, g_loss = jax.lax.cond(
+          state.step % mc.n_critic == mc.n_critic - 1, generator_step, critic_only)
+
+    squash = jax.nn.sigmoid if mc.loss in _SIGMOID_LOSSES else (lambda v: v)
     metrics = {"loss_d": d_loss, "loss_g": g_loss,
-               "d_real": jnp.mean(jax.nn.sigmoid(real_logits.astype(jnp.float32))),
-               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits.astype(jnp.float32)))}
+               "d_real": jnp.mean(squash(out_r["logit"].astype(jnp.float32))),
+               "d_fake": jnp.mean(squash(out_f["logit"].astype(jnp.float32))), **d_metrics}
     return self.finish(state, {"generator": g_params, "discriminator": d_params},
                        {"generator": g_buffers, "discriminator": d_buffers},
                        {"generator": g_opt, "discriminator": d_opt}, metrics)
 
+  # --- evaluation and samples ---------------------------------------------------------------
+
   def eval_inputs(self, rng, n, real):
     del real
-    return jax.random.normal(rng, (n, self.config.model.latent_dim))
+    return self.sample_latent(rng, n, None)
 
-  def eval_generate(self, state, z):
-    return self.sampler_net(state)(z).astype(jnp.float32)
+  def eval_generate(self, state, latent):
+    return self.generate(self.sampler_net(state), latent).astype(jnp.float32)
+
+  def _grid(self, state, latent, rows: int, cols: int) -> jax.Array:
+    images = self.eval_generate(state, latent)
+    return images.reshape(rows, cols, *images.shape[1:])
 
   def sample_grids(self, state, images, rng):
+    """``samples``; one row per class for conditional models; for InfoGAN also ``categorical``
+    (each row one noise vector, the category varying along it) and ``continuous_<j>`` (each row
+    one category, code j going from -2 to 2 along it, the noise and other codes fixed)."""
     n = images.shape[0]
-    cols = int(np.sqrt(n))
-    rows = max(1, n // cols)
-    fake = self.eval_generate(state, self.eval_inputs(rng, rows * cols, None))
-    return {"samples": fake.reshape(rows, cols, *fake.shape[1:])}
+    if self.cond_classes:
+      rows, cols = self.cond_classes, max(1, n // self.cond_classes)
+      latent = self.sample_latent(rng, cols, None)
+      latent = {k: jnp.tile(v, (rows,) + (1,) * (v.ndim - 1)) for k, v in latent.items()}
+      latent["labels"] = jnp.repeat(jnp.arange(rows), cols)
+    else:
+      cols = int(np.sqrt(n))
+      rows = max(1, n // cols)
+      latent = self.sample_latent(rng, rows * cols, None)
+    grids = {"samples": self._grid(state, latent, rows, cols)}
+    if self.info:
+      k = self.num_categorical
+      if k:
+        rows = max(1, min(8, n // k))
+        base = self.sample_latent(jax.random.fold_in(rng, 1), rows, None)
+        latent = {name: jnp.repeat(v, k, axis=0) for name, v in base.items()}
+        latent["cat"] = jnp.tile(jnp.arange(k), rows)
+        if self.num_continuous:
+          latent["cont"] = jnp.zeros_like(latent["cont"])
+        grids["categorical"] = self._grid(state, latent, rows, k)
+      values = jnp.linspace(-2.0, 2.0, 8)
+      rows = max(1, k)
+      base = self.sample_latent(jax.random.fold_in(rng, 2), 1, None)
+      for j in range(self.num_continuous):
+        latent = {name: jnp.repeat(v, rows * 8, axis=0) for name, v in base.items()}
+        if k:
+          latent["cat"] = jnp.repeat(jnp.arange(k), 8)
+        cont = jnp.zeros((rows * 8, self.num_continuous))
+        latent["cont"] = cont.at[:, j].set(jnp.tile(values, rows))
+        grids[f"continuous_{j}"] = self._grid(state, latent, rows, 8)
+    return grids
+
+  # --- the discriminator as a classifier (SGAN, InfoGAN) ------------------------------------
+
+  def predict_classes(self, d_params, d_buffers, images: jax.Array) -> jax.Array:
+    """The discriminator's class (SGAN) or InfoGAN's categorical code for ``images`` (uint8),
+    in inference mode (no noise, running statistics)."""
+    d = self.net("discriminator", d_params, d_buffers, train=False)
+    out = self.call_d(d, self.images(images), None, None)
+    return jnp.argmax(out["class_logits" if self.semi else "code_logits"], -1)
+
+
+def class_accuracy(method: Adversarial, state: TrainState, images: np.ndarray,
+                   labels: np.ndarray, batch_size: int = 1000) -> dict:
+  """Test accuracy of the discriminator's classes (SGAN) or, for InfoGAN, of the categorical code
+  under the best one-to-one mapping of codes to labels (Hungarian algorithm), with the
+  discriminator's EMA weights where ``method.d_ema_decay`` keeps them."""
+  from genjax.metrics import clustering  # pylint: disable=g-import-not-at-top
+  from genjax.metrics.features import BatchedApply  # pylint: disable=g-import-not-at-top
+  if not (method.semi or method.num_categorical):
+    raise ConfigError(f"model {method.config.model.name!r} classifies nothing: accuracy needs "
+                      f"an SGAN discriminator or an InfoGAN categorical code")
+  # The discriminator's EMA weights where kept (Salimans et al. test with averaged weights).
+  tree = (state.ema.get("discriminator", state.params["discriminator"]),
+          state.buffers["discriminator"])
+  predictions = np.asarray(BatchedApply(lambda t, x: method.predict_classes(*t, x), tree,
+                                        batch_size=batch_size)(images))
+  labels = np.asarray(labels)
+  if method.semi:
+    return {"accuracy": float(np.mean(predictions == labels)), "mode": "supervised",
+            "num_examples": int(len(labels))}
+  accuracy, mapping = clustering.cluster_accuracy(predictions, labels)
+  return {"accuracy": accuracy, "mode": "hungarian", "mapping": mapping,
+          "num_examples": int(len(labels))}

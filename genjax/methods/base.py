@@ -34,7 +34,8 @@ class TrainState:
     params: trainable parameters per network role (``nnx.State``).
     buffers: the other variables per role: BatchNorm statistics, power-iteration vectors, ...
     opt_state: optax state per role.
-    ema: EMA parameters of the sampling network (empty when ``config.ema_decay == 0``).
+    ema: EMA parameters per role (the sampling network's when ``config.ema_decay > 0``; methods
+      may keep others, see ``Method.ema_decay``).
   """
   step: Array
   rng: Array
@@ -62,6 +63,8 @@ def make_optimizer(opt, schedule: optax.Schedule) -> optax.GradientTransformatio
     tx = optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps)
   elif opt.name == "adamw":
     tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
+  elif opt.name == "rmsprop":  # WGAN's optimizer; b2 is the squared-gradient decay
+    tx = optax.rmsprop(schedule, decay=opt.b2, eps=opt.eps)
   else:
     tx = optax.sgd(schedule, momentum=opt.b1 or None)
   if opt.grad_clip_norm:
@@ -70,9 +73,10 @@ def make_optimizer(opt, schedule: optax.Schedule) -> optax.GradientTransformatio
 
 
 def inference(module: nnx.Module) -> nnx.Module:
-  """A view of ``module`` that normalises with running statistics (no-op without BatchNorm)."""
-  has_bn = any(isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_graph(module))
-  return nnx.view(module, use_running_average=True) if has_bn else module
+  """A view of ``module`` in inference mode: BatchNorm normalises with its running statistics and
+  spectral normalisation uses its stored power-iteration vector (no-op without either)."""
+  stateful = any(hasattr(m, "use_running_average") for _, m in nnx.iter_graph(module))
+  return nnx.view(module, use_running_average=True) if stateful else module
 
 
 class Method:
@@ -124,11 +128,16 @@ class Method:
     for role, net in nets.items():
       _, params[role], buffers[role] = nnx.split(net, nnx.Param, ...)
     # A copy: the state is donated to the step, and one buffer must not be donated twice.
-    ema = ({self.SAMPLE_NET: jax.tree.map(jnp.copy, params[self.SAMPLE_NET])}
-           if self.config.ema_decay else {})
+    ema = {role: jax.tree.map(jnp.copy, params[role]) for role in params
+           if self.ema_decay(role)}
     return TrainState(step=jnp.zeros((), jnp.int32), rng=state_key, params=params,
                       buffers=buffers,
                       opt_state={r: self.tx[r].init(p) for r, p in params.items()}, ema=ema)
+
+  def ema_decay(self, role: str) -> float:
+    """Decay of the EMA kept of network ``role``'s parameters (0: none). By default only the
+    sampling network's, with ``config.ema_decay``; methods override for others."""
+    return self.config.ema_decay if role == self.SAMPLE_NET else 0.0
 
   def net(self, role: str, params, buffers, *, train: bool = True) -> nnx.Module:
     module = nnx.merge(self.graphdefs[role], params, buffers, copy=True)
@@ -163,8 +172,8 @@ class Method:
     """Advances the step, updates the EMA and averages the metrics over devices."""
     ema = state.ema
     if ema:
-      d = self.config.ema_decay
-      ema = {r: jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, e_, params[r])
+      ema = {r: jax.tree.map(lambda e, p, d=self.ema_decay(r): d * e + (1.0 - d) * p, e_,
+                             params[r])
              for r, e_ in ema.items()}
     state = state.replace(step=state.step + 1, params=params, buffers=buffers,
                           opt_state=opt_state, ema=ema)

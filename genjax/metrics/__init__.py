@@ -2,6 +2,7 @@
 similarity and anomaly-detection ranking metrics."""
 
 from genjax.metrics.anomaly import auprc, auroc
+from genjax.metrics.clustering import cluster_accuracy
 from genjax.metrics.features import (ClassifierFeatures, InceptionFeatures, InceptionV3,
                                      convert_inception, load_classifier, load_inception,
                                      read_torch_state_dict)
@@ -15,7 +16,8 @@ from genjax.metrics.statistics import (FeatureStats, density_coverage, feature_s
 
 __all__ = [
     "ClassifierFeatures", "FeatureStats", "InceptionFeatures", "InceptionV3", "LikelihoodBounds",
-    "auprc", "auroc", "bits_per_dim", "convert_inception", "density_coverage", "elbo",
+    "auprc", "auroc", "bits_per_dim", "cluster_accuracy", "convert_inception",
+    "density_coverage", "elbo",
     "estimate_log_likelihood", "feature_statistics", "fid", "frechet_distance",
     "gaussian_log_density", "inception_score", "iwae_bound", "kid", "kid_subset_indices", "l1",
     "l2", "load_classifier", "load_inception", "log_importance_weights", "polynomial_mmd2",

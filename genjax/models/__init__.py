@@ -9,13 +9,23 @@ from types import ModuleType
 from typing import Any
 
 from genjax.errors import ConfigError
+from genjax.models import acgan
 from genjax.models import ae
+from genjax.models import cgan
 from genjax.models import classifier
 from genjax.models import dcgan
+from genjax.models import infogan
+from genjax.models import sagan
+from genjax.models import sgan
+from genjax.models import sngan
 from genjax.models import vae
 
+# WGAN, WGAN-GP, LSGAN and the hinge GAN are DCGAN's networks with another loss/penalty: their
+# configs select them (experiments/configs/{wgan,wgan_gp,lsgan,hinge}_*.py), no model file needed.
 FAMILIES: dict[str, ModuleType] = {"ae": ae, "vae": vae, "dcgan": dcgan,
-                                   "classifier": classifier}
+                                   "classifier": classifier, "sngan": sngan, "sagan": sagan,
+                                   "cgan": cgan, "acgan": acgan, "infogan": infogan,
+                                   "sgan": sgan}
 
 # Arguments of build() supplied by the launcher rather than by config.model.
 _LAUNCHER_ARGS = ("rngs", "axis_name", "dtype")

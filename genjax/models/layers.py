@@ -283,3 +283,274 @@ class ConvEncoder(nnx.Module):
     for conv, norm in self.blocks:
       x = nnx.leaky_relu(norm(conv(x)), 0.2)
     return self.out(x).reshape(x.shape[0], -1)
+
+
+# --- GAN zoo blocks: spectral normalisation, self-attention, conditioning ----------------------
+
+class PowerIteration(nnx.Variable):
+  """The left singular vector estimate of spectral normalisation: state, not a parameter, so it
+  lives in the train state's ``buffers`` (checkpointed, never given to the optimizer)."""
+
+
+def _l2_normalize(x: Array, eps: float = 1e-12) -> Array:
+  return x / jnp.sqrt(jnp.sum(jnp.square(x)) + eps)
+
+
+def spectral_normalize(kernel: Array, u: Array, num_iterations: int = 1
+                       ) -> tuple[Array, Array, Array]:
+  """``(kernel / sigma, new u, sigma)`` with sigma estimated by power iteration.
+
+  The kernel is seen as the matrix ``M = kernel.reshape(-1, out)`` (fan-in by output features,
+  the transpose of PyTorch's ``weight.reshape(out, -1)``); ``u`` (out,) carries the estimate of
+  its top right singular vector across calls. Each iteration is ``v = Mu/|Mu|, u = M^T v/|M^T v|``
+  and ``sigma = v^T M u`` (Miyato et al. 2018, algorithm 1). With ``num_iterations=0`` the stored
+  ``u`` is used as it is (inference). Gradients do not flow through ``u`` and ``v``.
+  """
+  m = kernel.reshape(-1, kernel.shape[-1]).astype(jnp.float32)
+  u = u.astype(jnp.float32)
+  for _ in range(num_iterations):
+    v = _l2_normalize(m @ u)
+    u = _l2_normalize(m.T @ v)
+  u = jax.lax.stop_gradient(u)
+  v = jax.lax.stop_gradient(_l2_normalize(m @ u))
+  sigma = v @ (m @ u)
+  return (kernel / sigma.astype(kernel.dtype)), u, sigma
+
+
+class _SpectralKernel(nnx.Module):
+  """Mixin: ``self.kernel`` (Param, out features last) divided by its spectral norm.
+
+  In training mode every call advances the power iteration and stores ``u``; under
+  ``nnx.view(module, use_running_average=True)`` (genjax's inference mode) the stored ``u`` is
+  used unchanged, so evaluation does not alter the state.
+  """
+
+  def _init_spectral(self, out_features: int, num_iterations: int, rngs: nnx.Rngs):
+    self.u = PowerIteration(_l2_normalize(jax.random.normal(rngs.params(), (out_features,))))
+    self.num_iterations = num_iterations
+    self.use_running_average = False
+
+  def set_view(self, use_running_average: bool | None = None):
+    if use_running_average is not None:
+      self.use_running_average = use_running_average
+
+  def normalized_kernel(self) -> Array:
+    iterations = 0 if self.use_running_average else self.num_iterations
+    w, u, _ = spectral_normalize(self.kernel[...], self.u[...], iterations)
+    if iterations:
+      self.u[...] = u
+    return w
+
+  def sigma(self) -> Array:
+    """The current spectral-norm estimate (no update)."""
+    return spectral_normalize(self.kernel[...], self.u[...], 0)[2]
+
+
+class SNConv(_SpectralKernel):
+  """A ``Conv`` (PyTorch-style integer padding) whose kernel is spectrally normalised."""
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: int, stride: int = 1,
+               padding: int = 0, *, use_bias: bool = True, kernel_init: Callable = dcgan_normal,
+               num_iterations: int = 1, dtype: Dtype | None = None,
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    kh, kw = _pair(kernel_size)
+    self.kernel = nnx.Param(kernel_init(rngs.params(), (kh, kw, in_features, out_features),
+                                        param_dtype))
+    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
+    self.stride, self.padding, self.dtype = _pair(stride), _pair(padding), dtype
+    self._init_spectral(out_features, num_iterations, rngs)
+
+  def __call__(self, x: Array) -> Array:
+    dtype = self.dtype or x.dtype
+    (py, px) = self.padding
+    y = jax.lax.conv_general_dilated(x.astype(dtype), self.normalized_kernel().astype(dtype),
+                                     self.stride, ((py, py), (px, px)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y if self.bias is None else y + self.bias[...].astype(dtype)
+
+
+class SNConvTranspose(_SpectralKernel):
+  """A ``ConvTranspose`` (PyTorch semantics) whose kernel is spectrally normalised."""
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: int, stride: int = 1,
+               padding: int = 0, *, use_bias: bool = True, kernel_init: Callable = dcgan_normal,
+               num_iterations: int = 1, dtype: Dtype | None = None,
+               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    kh, kw = _pair(kernel_size)
+    self.kernel = nnx.Param(kernel_init(rngs.params(), (kh, kw, in_features, out_features),
+                                        param_dtype))
+    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
+    self.stride, self.padding, self.dtype = stride, padding, dtype
+    self._init_spectral(out_features, num_iterations, rngs)
+
+  def __call__(self, x: Array) -> Array:
+    dtype = self.dtype or x.dtype
+    y = conv_transpose(x.astype(dtype), self.normalized_kernel().astype(dtype), self.stride,
+                       self.padding)
+    return y if self.bias is None else y + self.bias[...].astype(dtype)
+
+
+class SNLinear(_SpectralKernel):
+  """A ``Linear`` whose (in, out) kernel is spectrally normalised."""
+
+  def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True,
+               kernel_init: Callable = dcgan_normal, num_iterations: int = 1,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features), param_dtype))
+    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
+    self.dtype = dtype
+    self._init_spectral(out_features, num_iterations, rngs)
+
+  def __call__(self, x: Array) -> Array:
+    dtype = self.dtype or x.dtype
+    y = x.astype(dtype) @ self.normalized_kernel().astype(dtype)
+    return y if self.bias is None else y + self.bias[...].astype(dtype)
+
+
+def conv(in_features: int, out_features: int, kernel_size: int, stride: int = 1,
+         padding: int = 0, *, spectral: bool = False, **kwargs) -> nnx.Module:
+  """``Conv`` or, with ``spectral``, ``SNConv``."""
+  return (SNConv if spectral else Conv)(in_features, out_features, kernel_size, stride, padding,
+                                        **kwargs)
+
+
+def conv_transpose_layer(in_features: int, out_features: int, kernel_size: int, stride: int = 1,
+                         padding: int = 0, *, spectral: bool = False, **kwargs) -> nnx.Module:
+  """``ConvTranspose`` or, with ``spectral``, ``SNConvTranspose``."""
+  return (SNConvTranspose if spectral else ConvTranspose)(in_features, out_features, kernel_size,
+                                                          stride, padding, **kwargs)
+
+
+def linear(in_features: int, out_features: int, *, spectral: bool = False,
+           **kwargs) -> nnx.Module:
+  """``Linear`` or, with ``spectral``, ``SNLinear``."""
+  return (SNLinear if spectral else Linear)(in_features, out_features, **kwargs)
+
+
+class SelfAttention(nnx.Module):
+  """SAGAN's self-attention block (Zhang et al. 2019), NHWC.
+
+  ``f, g = 1x1 convs to C/8`` (queries, keys), ``h = 1x1 conv to C/2`` (values), attention
+  ``softmax_j(f_i . g_j)`` over all positions, a 1x1 conv ``o`` back to C, and
+  ``y = x + gamma * o(attention @ h)`` with the learnt scalar ``gamma`` starting at 0, so the
+  block starts as the identity. All convs are spectrally normalised when ``spectral``.
+  """
+
+  def __init__(self, features: int, *, spectral: bool = True, dtype: Dtype | None = None,
+               rngs: nnx.Rngs):
+    qk, v = max(1, features // 8), max(1, features // 2)
+    kw = dict(spectral=spectral, use_bias=False, kernel_init=nnx.initializers.xavier_uniform(),
+              dtype=dtype, rngs=rngs)
+    self.f = conv(features, qk, 1, **kw)
+    self.g = conv(features, qk, 1, **kw)
+    self.h = conv(features, v, 1, **kw)
+    self.o = conv(v, features, 1, **kw)
+    self.gamma = nnx.Param(jnp.zeros((), jnp.float32))
+
+  def __call__(self, x: Array) -> Array:
+    b, h, w, _ = x.shape
+    q = self.f(x).reshape(b, h * w, -1)
+    k = self.g(x).reshape(b, h * w, -1)
+    v = self.h(x).reshape(b, h * w, -1)
+    attn = jax.nn.softmax(jnp.einsum("bic,bjc->bij", q, k).astype(jnp.float32), axis=-1)
+    out = jnp.einsum("bij,bjc->bic", attn.astype(v.dtype), v).reshape(b, h, w, -1)
+    return x + self.gamma[...].astype(x.dtype) * self.o(out)
+
+
+class ConditionalBatchNorm(nnx.Module):
+  """Class-conditional BatchNorm (de Vries et al. 2017; Miyato & Koyama 2018): BatchNorm without
+  its own affine, then a per-class scale (initialised to 1) and shift (initialised to 0)."""
+
+  def __init__(self, features: int, num_classes: int, *, axis_name: str | None = None,
+               dtype: Dtype | None = None, rngs: nnx.Rngs):
+    self.bn = nnx.BatchNorm(features, use_scale=False, use_bias=False, momentum=0.9,
+                            epsilon=1e-5, axis_name=axis_name, dtype=dtype, rngs=rngs)
+    self.scale = nnx.Embed(num_classes, features, embedding_init=nnx.initializers.ones,
+                           rngs=rngs)
+    self.shift = nnx.Embed(num_classes, features, embedding_init=nnx.initializers.zeros,
+                           rngs=rngs)
+
+  def __call__(self, x: Array, labels: Array) -> Array:
+    y = self.bn(x)
+    expand = (slice(None),) + (None,) * (x.ndim - 2) + (slice(None),)
+    return (y * self.scale(labels)[expand].astype(y.dtype) +
+            self.shift(labels)[expand].astype(y.dtype))
+
+
+class ProjectionHead(nnx.Module):
+  """The projection discriminator's output (Miyato & Koyama 2018):
+  ``logit = psi(phi) + <embed(y), phi>`` for features ``phi`` (B, F) and labels ``y`` (B,).
+
+  The class embedding is a (spectrally normalised, when ``spectral``) linear map of the one-hot
+  label, as in the paper.
+  """
+
+  def __init__(self, features: int, num_classes: int, *, spectral: bool = True,
+               dtype: Dtype | None = None, rngs: nnx.Rngs):
+    self.num_classes = num_classes
+    self.psi = linear(features, 1, spectral=spectral, dtype=dtype, rngs=rngs)
+    self.embed = linear(num_classes, features, spectral=spectral, use_bias=False,
+                        kernel_init=nnx.initializers.xavier_uniform(), dtype=dtype, rngs=rngs)
+
+  def __call__(self, features: Array, labels: Array) -> Array:
+    onehot = jax.nn.one_hot(labels, self.num_classes, dtype=features.dtype)
+    return self.psi(features)[:, 0] + jnp.sum(self.embed(onehot) * features, axis=-1)
+
+
+class DataInit(nnx.Variable):
+  """Per-unit scale and shift of a weight-normalised layer, set from its first training batch
+  (data-dependent initialisation); state, not parameters, so they live in ``buffers``."""
+
+
+class WeightNormLinear(nnx.Module):
+  """``y = x (v / |v|_col) g + b``: weight normalisation (Salimans & Kingma 2016) of a dense
+  layer, as in the Improved-GAN networks.
+
+  With ``data_init``, the first call in training mode also sets a per-unit scale ``1/std`` and
+  shift ``-mean/std`` of ``x (v / |v|_col)`` over that batch (over the global batch under pmap),
+  so the layer starts with standardised outputs; both are then fixed (``DataInit`` buffers).
+  ``train_scale=False`` drops the trainable ``g``, so the unit's scale stays the data-dependent
+  one (Improved-GAN's hidden layers), which keeps e.g. the ratio to added Gaussian noise fixed.
+  """
+
+  def __init__(self, in_features: int, out_features: int, *, init_scale: float = 0.05,
+               data_init: bool = False, train_scale: bool = True, axis_name: str | None = None,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    self.v = nnx.Param(init_scale * jax.random.normal(rngs.params(), (in_features, out_features),
+                                                      param_dtype))
+    self.g = nnx.Param(jnp.ones((out_features,), param_dtype)) if train_scale else None
+    self.b = nnx.Param(jnp.zeros((out_features,), param_dtype))
+    self.dtype, self.axis_name, self.data_init = dtype, axis_name, data_init
+    if data_init:
+      self.scale = DataInit(jnp.ones((out_features,), jnp.float32))
+      self.shift = DataInit(jnp.zeros((out_features,), jnp.float32))
+      self.initialized = DataInit(jnp.zeros((), jnp.bool_))
+      self.use_running_average = False
+
+  def set_view(self, use_running_average: bool | None = None):
+    if use_running_average is not None and self.data_init:
+      self.use_running_average = use_running_average
+
+  def __call__(self, x: Array) -> Array:
+    dtype = self.dtype or x.dtype
+    v = self.v[...]
+    w = v / jnp.sqrt(jnp.sum(jnp.square(v), 0) + 1e-12)
+    if self.g is not None:
+      w = w * self.g[...]
+    y = x.astype(dtype) @ w.astype(dtype)
+    if self.data_init:
+      scale, shift = self.scale[...], self.shift[...]
+      if not self.use_running_average:
+        y32 = jax.lax.stop_gradient(y.astype(jnp.float32))
+        mean = jnp.mean(y32, 0)
+        sq = jnp.mean(jnp.square(y32), 0)
+        if self.axis_name is not None:
+          mean, sq = jax.lax.pmean((mean, sq), self.axis_name)
+        inv_std = jax.lax.rsqrt(jnp.maximum(sq - jnp.square(mean), 0.0) + 1e-8)
+        done = self.initialized[...]
+        scale = jnp.where(done, scale, inv_std)
+        shift = jnp.where(done, shift, -mean * inv_std)
+        self.scale[...], self.shift[...] = scale, shift
+        self.initialized[...] = jnp.ones((), jnp.bool_)
+      y = y * scale.astype(dtype) + shift.astype(dtype)
+    return y + self.b[...].astype(dtype)

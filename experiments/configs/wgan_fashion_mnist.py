@@ -1,0 +1,17 @@
+"""WGAN (Arjovsky et al. 2017) on Fashion-MNIST: DCGAN's networks (BatchNorm in the critic, as in
+the paper), the Wasserstein loss, weight clipping at 0.01, 5 critic steps per generator step,
+RMSProp at 5e-5. ``num_steps`` counts critic steps."""
+
+from experiments.configs._zoo import zoo_config
+
+
+def get_config(dataset="fashion_mnist"):
+  c = zoo_config("dcgan", dataset, num_steps=5000)
+  c.model.latent_dim = 100
+  c.method.loss = "wasserstein"
+  c.method.clip_value = 0.01
+  c.method.n_critic = 5
+  c.optimizer.name = "rmsprop"
+  c.optimizer.learning_rate = 5e-5
+  c.optimizer.b2 = 0.99  # RMSProp's squared-gradient decay (PyTorch's alpha)
+  return c

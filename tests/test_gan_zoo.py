@@ -1,0 +1,320 @@
+"""The GAN zoo: every family/config trains through the one adversarial method; its options
+(n_critic, penalties, clipping, TTUR, DiffAugment, EMA, conditioning, InfoGAN, SGAN) do what
+they say."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax import config as config_lib
+from genjax import data
+from genjax import losses
+from genjax import parallel
+from genjax import train
+from genjax.data import augment
+from genjax.errors import ConfigError
+from genjax.methods import adversarial
+from tests.conftest import tiny_config
+
+ZOO = ("wgan", "wgan_gp", "lsgan", "hinge", "sngan", "sagan", "cgan", "acgan", "infogan", "sgan")
+
+
+def tiny_zoo(name: str, **overrides):
+  """The experiment config of ``name`` on tiny synthetic data with narrow networks."""
+  c = importlib.import_module(f"experiments.configs.{name}_mnist").get_config()
+  c.dataset.name = "synthetic"
+  if c.dataset.image_size:
+    c.dataset.image_size = 32
+  c.model.ngf = c.model.ndf = 8
+  if "latent_dim" in c.model:
+    c.model.latent_dim = 16
+  if "attention_size" in c.model:
+    c.model.attention_size = 16
+  c.batch_size = 16
+  c.eval.every = 0
+  c.compilation_cache_dir = ""
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split(".")
+    for part in path:
+      node = node[part]
+    node[last] = value
+  config_lib.validate(c)
+  return c
+
+
+def make(c):
+  method = train.build_method(c)
+  state = jax.jit(method.init)(jax.random.PRNGKey(c.seed))
+  arrays = data.load(c.dataset.name, "train")
+  batches = data.BatchIterator(arrays, c.batch_size, seed=0)
+  return method, state, batches
+
+
+def changed(a, b) -> bool:
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_every_zoo_config_trains_through_the_one_method(name):
+  c = tiny_zoo(name)
+  method, state, batches = make(c)
+  assert isinstance(method, adversarial.Adversarial)
+  step = jax.jit(method.step)
+  start = state
+  for _ in range(c.method.n_critic):  # one generator update
+    state, metrics = step(state, next(batches))
+  metrics = jax.device_get(metrics)
+  assert all(np.isfinite(v) for v in metrics.values()), metrics
+  assert changed(start.params["generator"], state.params["generator"])
+  assert changed(start.params["discriminator"], state.params["discriminator"])
+  expected = {"loss_d", "loss_g", "d_real", "d_fake"}
+  expected |= {"acgan": {"aux_loss", "aux_accuracy_real"},
+               "infogan": {"mi_categorical", "mi_continuous"},
+               "sgan": {"supervised_loss", "supervised_accuracy"},
+               "wgan_gp": {"penalty"}}.get(name, set())
+  assert expected <= set(metrics)
+  # Samples come out in the value range, on every grid.
+  grids = jax.jit(method.sample_grids)(state, next(batches)["image"], jax.random.PRNGKey(1))
+  lo, hi = method.value_range
+  for grid in grids.values():
+    assert grid.ndim == 5 and grid.shape[2:] == method.image_shape
+    assert float(grid.min()) >= lo - 1e-6 and float(grid.max()) <= hi + 1e-6
+
+
+def _reference_dcgan_step(method, state, batch):
+  """genjax's DCGAN update before the zoo generalised it (pytorch/examples' scheme)."""
+  d_loss_fn, g_loss_fn = losses.GAN_LOSSES["non_saturating"]
+  real = method.images(batch["image"])
+  z = parallel.batch_random(jax.random.normal, method.step_key(state),
+                            (real.shape[0], method.config.model.latent_dim))
+
+  def generate(params):
+    g = method.net("generator", params, state.buffers["generator"])
+    return g(z), method.buffers_of(g)
+
+  fake, g_vjp, g_buffers = jax.vjp(generate, state.params["generator"], has_aux=True)
+
+  def d_objective(params):
+    d = method.net("discriminator", params, state.buffers["discriminator"])
+    return d_loss_fn(d(real), d(fake)), method.buffers_of(d)
+
+  (d_loss, d_buffers), d_grads = jax.value_and_grad(d_objective, has_aux=True)(
+      state.params["discriminator"])
+  d_params, d_opt = method.update(state, "discriminator", d_grads)
+
+  def g_objective(fake_images):
+    d = method.net("discriminator", d_params, d_buffers)
+    return g_loss_fn(d(fake_images)), method.buffers_of(d)
+
+  (g_loss, d_buffers), fake_grads = jax.value_and_grad(g_objective, has_aux=True)(fake)
+  (g_grads,) = g_vjp(fake_grads)
+  g_params, g_opt = method.update(state, "generator", g_grads)
+  return method.finish(state, {"generator": g_params, "discriminator": d_params},
+                       {"generator": g_buffers, "discriminator": d_buffers},
+                       {"generator": g_opt, "discriminator": d_opt},
+                       {"loss_d": d_loss, "loss_g": g_loss})
+
+
+def test_default_config_keeps_the_dcgan_update_exactly():
+  c = tiny_config("dcgan")
+  method, state, batches = make(c)
+  batch = next(batches)
+  ours, metrics = jax.jit(method.step)(state, batch)
+  ref, ref_metrics = jax.jit(lambda s, b: _reference_dcgan_step(method, s, b))(state, batch)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert float(metrics["loss_d"]) == pytest.approx(float(ref_metrics["loss_d"]), rel=1e-6)
+
+
+def test_n_critic_updates_the_generator_every_nth_step_only():
+  c = tiny_zoo("wgan_gp", **{"method.n_critic": 3})
+  method, state, batches = make(c)
+  step = jax.jit(method.step)
+  g_before = state.params["generator"]
+  for i in range(3):
+    d_before = state.params["discriminator"]
+    state, _ = step(state, next(batches))
+    assert changed(d_before, state.params["discriminator"])
+    assert changed(g_before, state.params["generator"]) == (i == 2)
+
+
+def test_weight_clipping_and_ttur():
+  c = tiny_zoo("wgan", **{"method.d_learning_rate": 3e-4})
+  method, state, batches = make(c)
+  assert float(method.schedules["discriminator"](0)) == pytest.approx(3e-4)
+  assert float(method.schedules["generator"](0)) == pytest.approx(5e-5)
+  state, _ = jax.jit(method.step)(state, next(batches))
+  leaves = jax.tree.leaves(state.params["discriminator"])
+  assert max(float(jnp.abs(x).max()) for x in leaves) <= 0.01 + 1e-7
+  assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(state.params["generator"])) > 0.01
+
+
+def test_lazy_r1_is_applied_every_n_steps_with_its_weight_scaled():
+  c = tiny_zoo("hinge", **{"method.penalty": "r1", "method.penalty_every": 2,
+                           "method.penalty_weight": 1.0})
+  method, state, batches = make(c)
+  step = jax.jit(method.step)
+  seen = []
+  for _ in range(3):
+    state, metrics = step(state, next(batches))
+    seen.append(float(metrics["penalty"]))
+  assert seen[0] > 0 and seen[1] == 0 and seen[2] > 0
+
+
+def test_diffaugment_applies_to_real_and_fake_inputs(monkeypatch):
+  c = tiny_zoo("hinge", **{"method.diffaugment": "translation,cutout"})
+  method, state, batches = make(c)
+  calls = []
+  original = augment.diff_augment
+
+  def spy(x, policy, key, axis_name=None):
+    calls.append(x.shape)
+    return original(x, policy, key, axis_name)
+  monkeypatch.setattr(augment, "diff_augment", spy)
+  _, metrics = jax.jit(method.step)(state, next(batches))
+  # Real and fake for the discriminator, fake again for the generator.
+  assert len(calls) == 3 and np.isfinite(float(metrics["loss_d"]))
+  # The real images the discriminator sees are augmented.
+  real = method.images(next(batches)["image"])
+  assert not np.allclose(method.augment(real, jax.random.PRNGKey(0)), real)
+
+
+def test_ema_weights_draw_the_samples_and_evaluation():
+  c = tiny_zoo("hinge", ema_decay=0.5)
+  method, state, batches = make(c)
+  state, _ = jax.jit(method.step)(state, next(batches))
+  ema, params = state.ema["generator"], state.params["generator"]
+  # decay 0.5 after one step: halfway between the initial and the updated weights.
+  init = jax.jit(method.init)(jax.random.PRNGKey(c.seed)).params["generator"]
+  for e, p, i in zip(jax.tree.leaves(ema), jax.tree.leaves(params), jax.tree.leaves(init)):
+    np.testing.assert_allclose(e, 0.5 * i + 0.5 * p, rtol=1e-5, atol=1e-7)
+  latent = method.eval_inputs(jax.random.PRNGKey(0), 4, None)
+  out = method.eval_generate(state, latent)
+  with_ema = method.generate(method.net("generator", ema, state.buffers["generator"],
+                                        train=False), latent)
+  without = method.generate(method.net("generator", params, state.buffers["generator"],
+                                       train=False), latent)
+  np.testing.assert_allclose(out, with_ema, rtol=1e-6)
+  assert not np.allclose(out, without)
+
+
+def test_conditional_generators_get_labels_and_grids_have_one_row_per_class():
+  for name in ("cgan", "acgan"):
+    c = tiny_zoo(name)
+    method, state, _ = make(c)
+    assert method.cond_classes == 10 and method.acgan == (name == "acgan")
+    latent = method.eval_inputs(jax.random.PRNGKey(0), 8, None)
+    assert latent["labels"].shape == (8,)
+    images = np.zeros((20, 28, 28, 1), np.uint8)
+    grids = method.sample_grids(state, images, jax.random.PRNGKey(0))
+    assert grids["samples"].shape[:2] == (10, 2)
+    # Different labels with the same noise give different images (once the per-class scales of
+    # the conditional BatchNorm, all 1 at initialisation, differ).
+    leaves, tree = jax.tree.flatten(state.params["generator"])
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    leaves = [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
+    state = state.replace(params=dict(state.params, generator=jax.tree.unflatten(tree, leaves)))
+    a = dict(latent, labels=jnp.zeros(8, jnp.int32))
+    b = dict(latent, labels=jnp.ones(8, jnp.int32))
+    assert not np.allclose(method.eval_generate(state, a), method.eval_generate(state, b))
+
+
+def test_infogan_grids_vary_one_code_at_a_time():
+  c = tiny_zoo("infogan")
+  method, state, _ = make(c)
+  grids = method.sample_grids(state, np.zeros((64, 28, 28, 1), np.uint8), jax.random.PRNGKey(0))
+  assert set(grids) == {"samples", "categorical", "continuous_0", "continuous_1"}
+  assert grids["categorical"].shape[:2] == (6, 10)
+  assert grids["continuous_0"].shape[:2] == (10, 8)
+  # Along a row of the categorical grid only the category changes.
+  assert not np.allclose(grids["categorical"][0, 0], grids["categorical"][0, 1])
+
+
+def test_sgan_trains_its_classifier_on_the_labelled_subset_only():
+  c = tiny_zoo("sgan", **{"method.labelled_per_class": 2})
+  method, state, _ = make(c)
+  subset = method._labelled_subset()  # pylint: disable=protected-access
+  assert subset["image"].shape[0] == 20 and np.all(np.bincount(subset["label"]) == 2)
+  x, y = jax.jit(lambda k: method.labelled_batch(k, 16))(jax.random.PRNGKey(0))
+  pool = {(int(l), np.asarray(method.images(i[None])).tobytes())
+          for i, l in zip(subset["image"], subset["label"])}
+  assert all((int(l), np.asarray(xi[None]).tobytes()) in pool for xi, l in zip(x, y))
+  # The discriminator classifies: accuracy is computable and in [0, 1].
+  arrays = data.load("synthetic", "test")
+  result = adversarial.class_accuracy(method, state, arrays["image"][:50], arrays["label"][:50])
+  assert result["mode"] == "supervised" and 0.0 <= result["accuracy"] <= 1.0
+
+
+def test_infogan_accuracy_uses_the_hungarian_mapping():
+  c = tiny_zoo("infogan")
+  method, state, _ = make(c)
+  arrays = data.load("synthetic", "test")
+  result = adversarial.class_accuracy(method, state, arrays["image"][:50], arrays["label"][:50])
+  assert result["mode"] == "hungarian" and 0.0 < result["accuracy"] <= 1.0
+  assert len(set(result["mapping"].values())) == len(result["mapping"])
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("method.penalty", "l2", "config.method.penalty must be one of none, gp, r1, got 'l2'"),
+    ("method.n_critic", 0, "config.method.n_critic must be an integer >= 1"),
+    ("method.penalty_every", 0, "config.method.penalty_every must be an integer >= 1"),
+    ("method.clip_value", -0.1, "config.method.clip_value must be >= 0"),
+    ("method.diffaugment", "color,flip", "config.method.diffaugment: unknown DiffAugment"),
+    ("method.loss", "relativistic", "config.method.loss must be one of non_saturating, minimax, "
+     "least_squares, wasserstein, hinge"),
+])
+def test_bad_gan_options_fail_in_one_line(key, value, match):
+  c = tiny_config("dcgan")
+  node = c
+  *path, last = key.split(".")
+  for part in path:
+    node = node[part]
+  node[last] = value
+  with pytest.raises(ConfigError, match=match) as info:
+    config_lib.validate(c)
+  assert "\n" not in str(info.value)
+
+
+def test_incompatible_networks_and_options_fail_in_one_line():
+  c = tiny_config("dcgan", **{"method.penalty": "gp"})
+  with pytest.raises(ConfigError, match="set --config.model.norm=none"):
+    config_lib.validate(c)
+  c = tiny_config("dcgan", **{"method.labelled_per_class": 10})
+  with pytest.raises(ConfigError, match="needs an unconditional generator and a discriminator "
+                     "with class logits"):
+    train.build_method(c)
+  c = tiny_zoo("sgan", **{"method.labelled_per_class": 0})
+  with pytest.raises(ConfigError, match="set --config.method.labelled_per_class"):
+    train.build_method(c)
+  c = tiny_zoo("acgan", **{"model.num_classes": 7})
+  with pytest.raises(ConfigError, match="set --config.model.num_classes=10"):
+    train.build_method(c)
+  c = tiny_zoo("sgan", **{"method.labelled_per_class": 100000})
+  method = train.build_method(c)
+  with pytest.raises(ConfigError, match="labelled_per_class: class 0 has only"):
+    method._labelled_subset()  # pylint: disable=protected-access
+
+
+def test_discriminator_ema_is_kept_and_used_for_classification():
+  c = tiny_zoo("sgan", **{"method.labelled_per_class": 2, "method.d_ema_decay": 0.5})
+  method, state, batches = make(c)
+  assert set(state.ema) == {"discriminator"}  # config.ema_decay is 0: no generator EMA
+  init = state.params["discriminator"]
+  state, _ = jax.jit(method.step)(state, next(batches))
+  for e, p, i in zip(jax.tree.leaves(state.ema["discriminator"]),
+                     jax.tree.leaves(state.params["discriminator"]), jax.tree.leaves(init)):
+    np.testing.assert_allclose(e, 0.5 * i + 0.5 * p, rtol=1e-5, atol=1e-7)
+  arrays = data.load("synthetic", "test")
+  images, labels = arrays["image"][:40], arrays["label"][:40]
+  ours = adversarial.class_accuracy(method, state, images, labels)["accuracy"]
+  swapped = state.replace(ema={"discriminator": state.params["discriminator"]})
+  raw = adversarial.class_accuracy(method, swapped, images, labels)["accuracy"]
+  d = method.net("discriminator", state.ema["discriminator"], state.buffers["discriminator"],
+                 train=False)
+  expected = np.mean(np.argmax(method.call_d(d, method.images(images), None, None)[
+      "class_logits"], -1) == labels)
+  assert ours == pytest.approx(expected) and 0 <= raw <= 1
