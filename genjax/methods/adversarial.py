@@ -125,7 +125,7 @@ class Adversarial(Method):
     self.d_loss_fn, self.g_loss_fn = losses.GAN_LOSSES[self.mc.loss]
 
     def probe():
-      d_ = self._build(nnx.Rngs(0))["discriminator"]
+      d_ = self._build(nnx.Rngs(0), axis_name=None)["discriminator"]  # runs outside pmap
       labels = jnp.zeros((2,), jnp.int32) if self.cond_classes else None
       return self.call_d(d_, jnp.zeros((2, *image_shape)), labels, None)
     outputs = jax.eval_shape(probe)
