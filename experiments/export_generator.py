@@ -16,9 +16,6 @@ import numpy as np
 from absl import app
 from absl import flags
 
-flags.DEFINE_string("workdir", None, "A training run's workdir.")
-flags.DEFINE_string("out", None, "Output .npz path.")
-flags.DEFINE_string("dtype", "float16", "Storage dtype of the floating-point arrays.")
 FLAGS = flags.FLAGS
 
 
@@ -65,5 +62,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Defined here, not at import: tests import load_generator beside other absl programs.
+  flags.DEFINE_string("workdir", None, "A training run's workdir.")
+  flags.DEFINE_string("out", None, "Output .npz path.")
+  flags.DEFINE_string("dtype", "float16", "Storage dtype of the floating-point arrays.")
   flags.mark_flags_as_required(["workdir", "out"])
   app.run(main)
