@@ -16,7 +16,6 @@ import numpy as np
 from absl import app
 from absl import flags
 
-FLAGS = flags.FLAGS
 
 
 def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
@@ -57,12 +56,14 @@ def load_generator(path: str):
 
 def main(argv):
   del argv
-  export(FLAGS.workdir, FLAGS.out, FLAGS.dtype)
-  print(json.dumps({"out": FLAGS.out}))
+  f = flags.FLAGS
+  export(f.workdir, f.out, f.dtype)
+  print(json.dumps({"out": f.out}))
 
 
 if __name__ == "__main__":
-  # Defined here, not at import: tests import load_generator beside other absl programs.
+  # Flags are defined only when run as a script: importing load_generator (e.g. from the tests)
+  # must not clash with other entry points' flags.
   flags.DEFINE_string("workdir", None, "A training run's workdir.")
   flags.DEFINE_string("out", None, "Output .npz path.")
   flags.DEFINE_string("dtype", "float16", "Storage dtype of the floating-point arrays.")

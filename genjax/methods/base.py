@@ -101,9 +101,8 @@ class Method:
     self.family = family = models.get(config.model.name)
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else None
-    # axis_name=None builds networks that can run outside pmap (e.g. to probe their outputs).
-    self._build = lambda rngs, axis_name=axis_name: family.build(
-        image_shape, rngs=rngs, axis_name=axis_name, dtype=dtype, **kwargs)
+    self._build = lambda rngs: family.build(image_shape, rngs=rngs, axis_name=axis_name,
+                                            dtype=dtype, **kwargs)
     try:
       abstract = nnx.eval_shape(lambda: self._build(nnx.Rngs(0)))
     except ValueError as e:  # e.g. an image size the architecture cannot produce
