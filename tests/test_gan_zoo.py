@@ -318,3 +318,29 @@ def test_discriminator_ema_is_kept_and_used_for_classification():
   expected = np.mean(np.argmax(method.call_d(d, method.images(images), None, None)[
       "class_logits"], -1) == labels)
   assert ours == pytest.approx(expected) and 0 <= raw <= 1
+
+
+@pytest.mark.parametrize("spectral", [True, False])
+def test_unnormalised_discriminator_is_not_positively_homogeneous(spectral):
+  """Without a norm after its convs the discriminator needs conv biases: a bias-free LeakyReLU
+  network satisfies ``D(c x) = c D(x)`` (up to the head's bias), so it scores every image near 0
+  (e.g. the grey first samples of a generator) about the same and gives the generator almost no
+  signal; cGAN-projection and SNGAN then stayed grey on MNIST."""
+  from flax import nnx
+  from genjax.models import gan_nets
+  d = gan_nets.Discriminator(1, 32, 8, norm="none", spectral=spectral, head="projection",
+                             num_classes=10, rngs=nnx.Rngs(0))
+  for mod in [d.first, *d.convs]:
+    assert mod.bias is not None
+  # Biases start at zero: give them values to make the check meaningful.
+  for mod in [d.first, *d.convs]:
+    mod.bias[...] = 0.1 * jnp.ones_like(mod.bias[...])
+  x = jax.random.normal(jax.random.key(0), (4, 32, 32, 1))
+  y = jnp.arange(4)
+  bias = d.out.psi.bias[...][0]
+  small = d(0.01 * x, y)["logit"] - bias
+  big = d(x, y)["logit"] - bias
+  assert not np.allclose(100 * np.asarray(small), np.asarray(big), rtol=1e-2, atol=1e-4)
+  # The DCGAN layout (BatchNorm after the inner convs) keeps its bias-free convs.
+  d_bn = gan_nets.Discriminator(1, 32, 8, norm="batch", rngs=nnx.Rngs(0))
+  assert d_bn.first.bias is None and all(c.bias is None for c in d_bn.convs)

@@ -117,7 +117,8 @@ class Discriminator(nnx.Module):
     n = layers.num_up_layers(image_size)
     self.head, self.num_classes = head, num_classes
     self.num_categorical, self.num_continuous = num_categorical, num_continuous
-    self.first = layers.conv(channels, width, 4, 2, 1, spectral=spectral, use_bias=False,
+    bias = norm == "none"  # without a norm after them the convs need their own biases
+    self.first = layers.conv(channels, width, 4, 2, 1, spectral=spectral, use_bias=bias,
                              dtype=dtype, rngs=rngs)
     self.first_attention = (layers.SelfAttention(width, spectral=spectral, dtype=dtype,
                                                  rngs=rngs)
@@ -125,7 +126,7 @@ class Discriminator(nnx.Module):
     self.convs, self.norms, self.attention = nnx.List(), nnx.List(), nnx.List()
     c, size = width, image_size // 2
     for _ in range(n - 1):
-      self.convs.append(layers.conv(c, 2 * c, 4, 2, 1, spectral=spectral, use_bias=False,
+      self.convs.append(layers.conv(c, 2 * c, 4, 2, 1, spectral=spectral, use_bias=bias,
                                     dtype=dtype, rngs=rngs))
       self.norms.append(layers.BatchNorm(2 * c, axis_name=axis_name, dtype=dtype, rngs=rngs)
                         if norm == "batch" else layers.Identity())
