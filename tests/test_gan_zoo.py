@@ -268,12 +268,7 @@ def test_infogan_accuracy_uses_the_hungarian_mapping():
      "least_squares, wasserstein, hinge"),
 ])
 def test_bad_gan_options_fail_in_one_line(key, value, match):
-  c = tiny_config("dcgan")
-  node = c
-  *path, last = key.split(".")
-  for part in path:
-    node = node[part]
-  node[last] = value
+  c = tiny_config("dcgan", **{key: value})
   with pytest.raises(ConfigError, match=match) as info:
     config_lib.validate(c)
   assert "\n" not in str(info.value)

@@ -325,7 +325,14 @@ class _SpectralKernel(nnx.Module):
   used unchanged, so evaluation does not alter the state.
   """
 
-  def _init_spectral(self, out_features: int, num_iterations: int, rngs: nnx.Rngs):
+  def _init_spectral(self, kernel_shape: tuple[int, ...], *, use_bias: bool,
+                     kernel_init: Callable, num_iterations: int, dtype: Dtype | None,
+                     param_dtype: Dtype, rngs: nnx.Rngs):
+    """The kernel (out features last), an optional zero bias and the power-iteration state."""
+    out_features = kernel_shape[-1]
+    self.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, param_dtype))
+    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
+    self.dtype = dtype
     self.u = PowerIteration(_l2_normalize(jax.random.normal(rngs.params(), (out_features,))))
     self.num_iterations = num_iterations
     self.use_running_average = False
@@ -353,12 +360,10 @@ class SNConv(_SpectralKernel):
                padding: int = 0, *, use_bias: bool = True, kernel_init: Callable = dcgan_normal,
                num_iterations: int = 1, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
-    kh, kw = _pair(kernel_size)
-    self.kernel = nnx.Param(kernel_init(rngs.params(), (kh, kw, in_features, out_features),
-                                        param_dtype))
-    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
-    self.stride, self.padding, self.dtype = _pair(stride), _pair(padding), dtype
-    self._init_spectral(out_features, num_iterations, rngs)
+    self._init_spectral((*_pair(kernel_size), in_features, out_features), use_bias=use_bias,
+                        kernel_init=kernel_init, num_iterations=num_iterations, dtype=dtype,
+                        param_dtype=param_dtype, rngs=rngs)
+    self.stride, self.padding = _pair(stride), _pair(padding)
 
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
@@ -376,12 +381,10 @@ class SNConvTranspose(_SpectralKernel):
                padding: int = 0, *, use_bias: bool = True, kernel_init: Callable = dcgan_normal,
                num_iterations: int = 1, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
-    kh, kw = _pair(kernel_size)
-    self.kernel = nnx.Param(kernel_init(rngs.params(), (kh, kw, in_features, out_features),
-                                        param_dtype))
-    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
-    self.stride, self.padding, self.dtype = stride, padding, dtype
-    self._init_spectral(out_features, num_iterations, rngs)
+    self._init_spectral((*_pair(kernel_size), in_features, out_features), use_bias=use_bias,
+                        kernel_init=kernel_init, num_iterations=num_iterations, dtype=dtype,
+                        param_dtype=param_dtype, rngs=rngs)
+    self.stride, self.padding = stride, padding
 
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
@@ -396,10 +399,9 @@ class SNLinear(_SpectralKernel):
   def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True,
                kernel_init: Callable = dcgan_normal, num_iterations: int = 1,
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
-    self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features), param_dtype))
-    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
-    self.dtype = dtype
-    self._init_spectral(out_features, num_iterations, rngs)
+    self._init_spectral((in_features, out_features), use_bias=use_bias, kernel_init=kernel_init,
+                        num_iterations=num_iterations, dtype=dtype, param_dtype=param_dtype,
+                        rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
