@@ -36,6 +36,11 @@ def tiny_config(family: str, **overrides):
   c.checkpoint_every = 2
   c.num_samples = 16
   c.compilation_cache_dir = ""
+  return apply_overrides(c, overrides)
+
+
+def apply_overrides(c, overrides: dict):
+  """Sets dotted keys (``"method.loss"``) of config ``c``; returns ``c``."""
   for key, value in overrides.items():
     node = c
     *path, last = key.split(".")

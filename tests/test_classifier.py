@@ -18,6 +18,7 @@ from genjax.methods import classification
 from genjax.metrics import features
 from genjax.models import classifier
 from genjax.models import layers
+from tests.conftest import apply_overrides
 
 CLASSIFIERS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "classifiers"
 
@@ -39,12 +40,7 @@ def tiny_classifier_config(**overrides):
   c.optimizer.learning_rate = 3e-3
   c.optimizer.b1 = 0.9
   c.compilation_cache_dir = ""
-  for key, value in overrides.items():
-    node = c
-    *path, last = key.split(".")
-    for part in path:
-      node = node[part]
-    node[last] = value
+  apply_overrides(c, overrides)
   return c
 
 

@@ -17,6 +17,7 @@ from genjax import train
 from genjax.data import augment
 from genjax.errors import ConfigError
 from genjax.methods import adversarial
+from tests.conftest import apply_overrides
 from tests.conftest import tiny_config
 
 ZOO = ("wgan", "wgan_gp", "lsgan", "hinge", "sngan", "sagan", "cgan", "acgan", "infogan", "sgan")
@@ -36,12 +37,7 @@ def tiny_zoo(name: str, **overrides):
   c.batch_size = 16
   c.eval.every = 0
   c.compilation_cache_dir = ""
-  for key, value in overrides.items():
-    node = c
-    *path, last = key.split(".")
-    for part in path:
-      node = node[part]
-    node[last] = value
+  apply_overrides(c, overrides)
   config_lib.validate(c)
   return c
 
