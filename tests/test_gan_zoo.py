@@ -272,7 +272,7 @@ def test_bad_gan_options_fail_in_one_line(key, value, match):
 
 def test_incompatible_networks_and_options_fail_in_one_line():
   c = tiny_config("dcgan", **{"method.penalty": "gp"})
-  with pytest.raises(ConfigError, match="set --config.model.norm=none"):
+  with pytest.raises(ConfigError, match="set --config.model.d_norm=none"):
     config_lib.validate(c)
   c = tiny_config("dcgan", **{"method.labelled_per_class": 10})
   with pytest.raises(ConfigError, match="needs an unconditional generator and a discriminator "
@@ -335,3 +335,24 @@ def test_unnormalised_discriminator_is_not_positively_homogeneous(spectral):
   # The DCGAN layout (BatchNorm after the inner convs) keeps its bias-free convs.
   d_bn = gan_nets.Discriminator(1, 32, 8, norm="batch", rngs=nnx.Rngs(0))
   assert d_bn.first.bias is None and all(c.bias is None for c in d_bn.convs)
+
+
+def test_dcgan_critic_without_norm_has_biases():
+  """WGAN-GP's critic (DCGAN's networks, ``model.d_norm='none'``) gets conv biases for the same
+  reason; the generator keeps BatchNorm and pytorch/examples' bias-free convs."""
+  from flax import nnx
+  from genjax.models import dcgan
+  nets = dcgan.build((32, 32, 1), rngs=nnx.Rngs(0), latent_dim=8, ngf=8, ndf=8, d_norm="none")
+  body = nets["discriminator"].body
+  convs = [body.first, *(conv for conv, _ in body.blocks)]
+  assert all(conv.bias is not None for conv in convs)
+  for conv in convs:
+    conv.bias[...] = 0.1 * jnp.ones_like(conv.bias[...])
+  x = jax.random.normal(jax.random.key(0), (4, 32, 32, 1))
+  d = nets["discriminator"]
+  assert not np.allclose(100 * np.asarray(d(0.01 * x)), np.asarray(d(x)), rtol=1e-2, atol=1e-4)
+  g = nets["generator"].body
+  assert all(conv.bias is None for conv, _ in g.blocks)
+  assert all(isinstance(norm, nnx.BatchNorm) for _, norm in g.blocks)
+  with pytest.raises(ValueError, match="unknown norm"):
+    dcgan.build((32, 32, 1), rngs=nnx.Rngs(0), latent_dim=8, ngf=8, ndf=8, d_norm="group")

@@ -103,9 +103,11 @@ class Adversarial(Method):
       augment.parse_policy(m.diffaugment)
     except ValueError as e:
       raise ConfigError(f"config.method.diffaugment: {e}") from None
-    if m.penalty == "gp" and config.model.get("norm") == "batch":
-      raise ConfigError("the gradient penalty is per example but BatchNorm mixes the batch: set "
-                        "--config.model.norm=none (WGAN-GP's critic has no BatchNorm)")
+    d_norm = config.model.get("d_norm") or config.model.get("norm")
+    if m.penalty == "gp" and d_norm == "batch":
+      flag = "d_norm" if "d_norm" in config.model else "norm"
+      raise ConfigError(f"the gradient penalty is per example but BatchNorm mixes the batch: set "
+                        f"--config.model.{flag}=none (WGAN-GP's critic has no BatchNorm)")
     if m.labelled_per_class and data.DATASETS[config.dataset.name].num_classes < 2:
       raise ConfigError(f"config.method.labelled_per_class needs labels, and dataset "
                         f"{config.dataset.name!r} has none")

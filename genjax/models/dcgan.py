@@ -45,13 +45,15 @@ class Discriminator(nnx.Module):
 
 def build(image_shape: tuple[int, int, int], *, rngs: nnx.Rngs, axis_name=None, dtype=None,
           latent_dim: int = 100, ngf: int = 64, ndf: int = 64, norm: str = "batch",
-          conv_transpose: str = "phase") -> dict[str, nnx.Module]:
-  """The networks of the family, by role. ``conv_transpose``: 'phase' (fast) or 'lax' (the
-  reference formulation, for comparisons; same parameters)."""
+          d_norm: str = "", conv_transpose: str = "phase") -> dict[str, nnx.Module]:
+  """The networks of the family, by role. ``norm``: both networks' norm, ``d_norm`` the
+  discriminator's where it differs (e.g. WGAN-GP's critic: 'none'; "" = ``norm``).
+  ``conv_transpose``: 'phase' (fast) or 'lax' (the reference formulation, for comparisons;
+  same parameters)."""
   size, _, channels = image_shape
   return {
       "generator": Generator(latent_dim, channels, size, ngf, norm=norm, axis_name=axis_name,
                              dtype=dtype, conv_transpose=conv_transpose, rngs=rngs),
-      "discriminator": Discriminator(channels, size, ndf, norm=norm, axis_name=axis_name,
-                                     dtype=dtype, rngs=rngs),
+      "discriminator": Discriminator(channels, size, ndf, norm=d_norm or norm,
+                                     axis_name=axis_name, dtype=dtype, rngs=rngs),
   }

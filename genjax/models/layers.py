@@ -230,7 +230,8 @@ class ConvDecoder(nnx.Module):
   ``ConvT(latent, w*2^(n-1), 4, 1, 0)`` to 4x4, then ``n-1`` x ``[ConvT(/2 channels, 4, 2, 1),
   norm, ReLU]`` and a last ``ConvT(w, out_channels, 4, 2, 1)``, where ``image_size = 4 * 2^n``.
   Returns the pre-activation output (the caller applies tanh/sigmoid as its likelihood needs).
-  ``conv_transpose`` picks :class:`ConvTranspose`'s ``impl``.
+  ``conv_transpose`` picks :class:`ConvTranspose`'s ``impl``. The inner convs have biases only
+  when no norm follows them (``norm="none"``).
   """
 
   def __init__(self, latent_dim: int, out_channels: int, image_size: int, width: int = 64, *,
@@ -241,8 +242,8 @@ class ConvDecoder(nnx.Module):
     self.blocks = nnx.List()
     c_in = latent_dim
     for i, c in enumerate(chans):
-      conv = ConvTranspose(c_in, c, 4, 1 if i == 0 else 2, 0 if i == 0 else 1, use_bias=False,
-                           dtype=dtype, impl=conv_transpose, rngs=rngs)
+      conv = ConvTranspose(c_in, c, 4, 1 if i == 0 else 2, 0 if i == 0 else 1,
+                           use_bias=norm == "none", dtype=dtype, impl=conv_transpose, rngs=rngs)
       self.blocks.append(nnx.List([conv, _norm(norm, c, axis_name=axis_name, dtype=dtype,
                                                rngs=rngs)]))
       c_in = c
@@ -261,19 +262,22 @@ class ConvEncoder(nnx.Module):
 
   ``Conv(C, w, 4, 2, 1)``, LeakyReLU(0.2), then ``n-1`` x ``[Conv(x2 channels, 4, 2, 1), norm,
   LeakyReLU(0.2)]`` to 4x4 and a last ``Conv(w*2^(n-1), out_features, 4, 1, 0)``; returns
-  ``(B, out_features)``.
+  ``(B, out_features)``. Bias-free convs as in pytorch/examples, except with ``norm="none"``:
+  then every conv has a bias, since a bias-free LeakyReLU network is positively homogeneous
+  (``f(c x) = c f(x)``) and scores all near-zero images alike.
   """
 
   def __init__(self, in_channels: int, out_features: int, image_size: int, width: int = 64, *,
                norm: str = "batch", out_bias: bool = False, axis_name: str | None = None,
                dtype: Dtype | None = None, rngs: nnx.Rngs):
     n = num_up_layers(image_size)
-    self.first = Conv(in_channels, width, 4, 2, 1, use_bias=False, dtype=dtype, rngs=rngs)
+    bias = norm == "none"
+    self.first = Conv(in_channels, width, 4, 2, 1, use_bias=bias, dtype=dtype, rngs=rngs)
     self.blocks = nnx.List()
     c = width
     for _ in range(n - 1):
       self.blocks.append(nnx.List([
-          Conv(c, 2 * c, 4, 2, 1, use_bias=False, dtype=dtype, rngs=rngs),
+          Conv(c, 2 * c, 4, 2, 1, use_bias=bias, dtype=dtype, rngs=rngs),
           _norm(norm, 2 * c, axis_name=axis_name, dtype=dtype, rngs=rngs)]))
       c *= 2
     self.out = Conv(c, out_features, 4, 1, 0, use_bias=out_bias, dtype=dtype, rngs=rngs)
