@@ -138,9 +138,17 @@ def r1_penalty(d_fn: Callable[[Array], Array], real: Array, fake: Array, u: Arra
   return 0.5 * jnp.mean(_input_grad_norm_sq(d_fn, real))
 
 
+def r2_penalty(d_fn: Callable[[Array], Array], real: Array, fake: Array, u: Array) -> Array:
+  """R2 (Mescheder et al. 2018): R1's penalty on the generated samples instead of the data,
+  1/2 E ||grad D(G(z))||^2."""
+  del u
+  return r1_penalty(d_fn, jax.lax.stop_gradient(fake), real, None)
+
+
 PENALTIES: dict[str, Callable[..., Array]] = {
     "gp": gradient_penalty,
     "r1": r1_penalty,
+    "r2": r2_penalty,
 }
 
 

@@ -149,8 +149,9 @@ def test_weight_clipping_and_ttur():
   assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(state.params["generator"])) > 0.01
 
 
-def test_lazy_r1_is_applied_every_n_steps_with_its_weight_scaled():
-  c = tiny_zoo("hinge", **{"method.penalty": "r1", "method.penalty_every": 2,
+@pytest.mark.parametrize("penalty", ["r1", "r2"])
+def test_lazy_penalty_is_applied_every_n_steps_with_its_weight_scaled(penalty):
+  c = tiny_zoo("hinge", **{"method.penalty": penalty, "method.penalty_every": 2,
                            "method.penalty_weight": 1.0})
   method, state, batches = make(c)
   step = jax.jit(method.step)
@@ -255,7 +256,7 @@ def test_infogan_accuracy_uses_the_hungarian_mapping():
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("method.penalty", "l2", "config.method.penalty must be one of none, gp, r1, got 'l2'"),
+    ("method.penalty", "l2", "config.method.penalty must be one of none, gp, r1, r2, got 'l2'"),
     ("method.n_critic", 0, "config.method.n_critic must be an integer >= 1"),
     ("method.penalty_every", 0, "config.method.penalty_every must be an integer >= 1"),
     ("method.clip_value", -0.1, "config.method.clip_value must be >= 0"),

@@ -141,6 +141,19 @@ def test_r1_penalty_is_half_the_squared_gradient_norm_on_real_data():
       float(out), rel=1e-6)
 
 
+def test_r2_penalty_is_half_the_squared_gradient_norm_on_generated_data():
+  d_fn = lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3))  # pylint: disable=unnecessary-lambda-assignment
+  real, fake = _images(5), _images(6)
+  expected = 0.5 * np.mean(np.sum(np.asarray(fake).reshape(3, -1) ** 2, axis=1))
+  out = losses.r2_penalty(d_fn, real, fake, jnp.zeros(3))
+  assert float(out) == pytest.approx(expected, rel=1e-5)
+  assert float(losses.r2_penalty(d_fn, real * 7, fake, jnp.ones(3))) == pytest.approx(
+      float(out), rel=1e-6)
+  # No gradient reaches the generator through the penalty.
+  grad = jax.grad(lambda f: losses.r2_penalty(d_fn, real, f, jnp.zeros(3)))(fake)
+  assert float(jnp.abs(grad).max()) == 0.0
+
+
 def test_weight_clipping():
   params = {"a": jnp.array([-1.0, 0.005, 0.3]), "b": {"c": jnp.array([[0.02, -0.001]])}}
   out = losses.clip_weights(params, 0.01)

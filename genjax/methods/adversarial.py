@@ -59,8 +59,8 @@ class Adversarial(Method):
       loss="non_saturating",  # a key of losses.GAN_LOSSES
       d_learning_rate=0.0,  # discriminator learning rate (TTUR); 0 = optimizer.learning_rate
       n_critic=1,  # discriminator updates per generator update (one per step)
-      penalty="none",  # 'none' or a key of losses.PENALTIES (gp: WGAN-GP, r1)
-      penalty_weight=10.0,  # lambda of the gradient penalty, gamma of R1
+      penalty="none",  # 'none' or a key of losses.PENALTIES (gp: WGAN-GP, r1, r2)
+      penalty_weight=10.0,  # lambda of the gradient penalty, gamma of R1/R2
       penalty_every=1,  # lazy regularisation: the penalty every N steps, weighted by N
       clip_value=0.0,  # WGAN weight clipping of the discriminator to [-c, c] (0 = off)
       diffaugment="",  # DiffAugment policy, e.g. 'color,translation,cutout' ('' = off)
