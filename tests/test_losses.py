@@ -130,28 +130,21 @@ def test_gradient_penalty_evaluates_on_the_interpolates():
   assert float(losses.gradient_penalty(d_fn, real, fake, u)) == pytest.approx(expected, rel=1e-5)
 
 
-def test_r1_penalty_is_half_the_squared_gradient_norm_on_real_data():
+@pytest.mark.parametrize("name", ["r1", "r2"])
+def test_r1_r2_penalties_are_half_the_squared_gradient_norm_on_real_or_generated_data(name):
   d_fn = lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3))  # pylint: disable=unnecessary-lambda-assignment
+  penalty = losses.PENALTIES[name]
   real, fake = _images(5), _images(6)
-  expected = 0.5 * np.mean(np.sum(np.asarray(real).reshape(3, -1) ** 2, axis=1))
-  out = losses.r1_penalty(d_fn, real, fake, jnp.zeros(3))
+  on = real if name == "r1" else fake
+  expected = 0.5 * np.mean(np.sum(np.asarray(on).reshape(3, -1) ** 2, axis=1))
+  out = penalty(d_fn, real, fake, jnp.zeros(3))
   assert float(out) == pytest.approx(expected, rel=1e-5)
-  # It does not look at the fakes.
-  assert float(losses.r1_penalty(d_fn, real, fake * 7, jnp.ones(3))) == pytest.approx(
-      float(out), rel=1e-6)
-
-
-def test_r2_penalty_is_half_the_squared_gradient_norm_on_generated_data():
-  d_fn = lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3))  # pylint: disable=unnecessary-lambda-assignment
-  real, fake = _images(5), _images(6)
-  expected = 0.5 * np.mean(np.sum(np.asarray(fake).reshape(3, -1) ** 2, axis=1))
-  out = losses.r2_penalty(d_fn, real, fake, jnp.zeros(3))
-  assert float(out) == pytest.approx(expected, rel=1e-5)
-  assert float(losses.r2_penalty(d_fn, real * 7, fake, jnp.ones(3))) == pytest.approx(
-      float(out), rel=1e-6)
-  # No gradient reaches the generator through the penalty.
-  grad = jax.grad(lambda f: losses.r2_penalty(d_fn, real, f, jnp.zeros(3)))(fake)
-  assert float(jnp.abs(grad).max()) == 0.0
+  # It does not look at the other batch.
+  args = (real, fake * 7) if name == "r1" else (real * 7, fake)
+  assert float(penalty(d_fn, *args, jnp.ones(3))) == pytest.approx(float(out), rel=1e-6)
+  if name == "r2":  # no gradient reaches the generator through the penalty
+    grad = jax.grad(lambda f: penalty(d_fn, real, f, jnp.zeros(3)))(fake)
+    assert float(jnp.abs(grad).max()) == 0.0
 
 
 def test_weight_clipping():
