@@ -1,9 +1,16 @@
 """User-facing errors.
 
 Every error a user can cause by bad input (names, shapes, missing data, incompatible checkpoints,
-non-finite losses) is a :class:`GenjaxError`. ``genjax.main`` prints its message as one line and
-exits with status 2; everything else is a bug and keeps its traceback.
+non-finite losses) is a :class:`GenjaxError`. The command-line tools print its message as one
+line and exit with status 2 (:func:`exit_with`); everything else is a bug and keeps its traceback.
 """
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Callable
 
 
 class GenjaxError(Exception):
@@ -24,3 +31,24 @@ class CheckpointError(GenjaxError):
 
 class NonFiniteError(GenjaxError):
   """A loss became NaN or Inf; training stopped with the last good checkpoint kept."""
+
+
+def exit_with(message: str) -> None:
+  """Prints ``genjax: error: <first line of message>`` to stderr and exits with status 2."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  print(f"genjax: error: {message.splitlines()[0] if message else ''}", file=sys.stderr,
+        flush=True)
+  # Exit at once: everything worth keeping is already closed, and a failed Orbax restore leaves
+  # reads in flight whose late errors would otherwise print tracebacks after this line.
+  logging.flush()
+  os._exit(2)  # pylint: disable=protected-access
+
+
+def report_json(fn: Callable[..., Any], *args, **kwargs) -> None:
+  """A command-line tool's body: prints ``fn(*args, **kwargs)`` as one JSON line, or exits with
+  :func:`exit_with` on a :class:`GenjaxError`."""
+  try:
+    result = fn(*args, **kwargs)
+  except GenjaxError as e:
+    exit_with(str(e))
+  print(json.dumps(result), flush=True)

@@ -7,14 +7,12 @@ are appended to ``<workdir>/metrics.jsonl``.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 
-from genjax.errors import GenjaxError
+from genjax.errors import report_json
 
 flags.DEFINE_string("workdir", None, "A training run's workdir (holding checkpoints/).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
@@ -64,13 +62,7 @@ def evaluate(workdir: str, step: int | None = None, **overrides) -> dict:
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    results = evaluate(FLAGS.workdir, FLAGS.step,
-                       **{k: getattr(FLAGS, k) for k in _OVERRIDES})
-  except GenjaxError as e:
-    print(f"genjax: error: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
-    os._exit(2)  # pylint: disable=protected-access
-  print(json.dumps(results), flush=True)
+  report_json(evaluate, FLAGS.workdir, FLAGS.step, **{k: getattr(FLAGS, k) for k in _OVERRIDES})
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 
 from genjax.errors import GenjaxError
+from genjax.errors import report_json
 
 flags.DEFINE_string("workdir", None, "A training run's workdir (holding checkpoints/).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
@@ -46,12 +46,7 @@ def gan_accuracy(workdir: str, step: int | None = None, split: str = "test") -> 
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    result = gan_accuracy(FLAGS.workdir, FLAGS.step, FLAGS.split)
-  except GenjaxError as e:
-    print(f"genjax: error: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
-    os._exit(2)  # pylint: disable=protected-access
-  print(json.dumps(result), flush=True)
+  report_json(gan_accuracy, FLAGS.workdir, FLAGS.step, FLAGS.split)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ print one line and exit with status 2; SIGTERM/SIGINT save a checkpoint and exit
 from __future__ import annotations
 
 import logging as pylogging
-import os
 import re
 import sys
 
@@ -21,6 +20,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from genjax.errors import GenjaxError
+from genjax.errors import exit_with
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (a get_config() module).",
                                 lock_config=True)
@@ -68,7 +68,7 @@ def main(argv) -> None:
         process_id=FLAGS.process_id, auto_detect=FLAGS.distributed,
         heartbeat_timeout_s=FLAGS.distributed_timeout)
   except GenjaxError as e:
-    _exit_with(str(e))
+    exit_with(str(e))
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_count() > 1:
     logging.get_absl_handler().addFilter(_ProcessTag(jax.process_index()))
@@ -77,12 +77,12 @@ def main(argv) -> None:
     config.get("model")  # the config is loaded lazily: touch it
   except OSError as e:  # config_flags defers file errors to the first access
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    _exit_with(f"cannot load --config={FLAGS['config'].config_filename}: {lines[-1]}")
+    exit_with(f"cannot load --config={FLAGS['config'].config_filename}: {lines[-1]}")
   try:
     result = train.train_and_evaluate(config, FLAGS.workdir)
   except GenjaxError as e:
     logging.flush()
-    _exit_with(str(e))
+    exit_with(str(e))
   if result.signal is not None:
     sys.exit(128 + result.signal)
 
@@ -92,23 +92,14 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    _exit_with(str(e))
+    exit_with(str(e))
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     # ml_collections rejects unknown keys with "'key'\nDid you mean "k" instead of "key"?".
     text = " ".join(str(e).replace("\\n", " ").split()).replace("\\'", "'").strip("'\" ")
     match = re.search(r'Did you mean "(.+?)" instead of "(.+?)"', text)
     if match:
       text = f"unknown config key {match[2]!r} (did you mean {match[1]!r}?)"
-    _exit_with(f"bad --config or --config.* override: {text}")
-
-
-def _exit_with(message: str) -> None:
-  print(f"genjax: error: {message.splitlines()[0] if message else ''}", file=sys.stderr,
-        flush=True)
-  # Exit at once: everything worth keeping is already closed, and a failed Orbax restore leaves
-  # reads in flight whose late errors would otherwise print tracebacks after this line.
-  logging.flush()
-  os._exit(2)  # pylint: disable=protected-access
+    exit_with(f"bad --config or --config.* override: {text}")
 
 
 if __name__ == "__main__":
