@@ -117,12 +117,13 @@ def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, mo
   assert line["source"] == "evaluate" and line["step"] == 2
 
 
-def test_evaluate_command_without_checkpoint_is_one_line(tmp_path):
+@pytest.mark.parametrize("tool", ["genjax.evaluate", "genjax.gan_accuracy"])
+def test_evaluation_commands_without_checkpoint_fail_in_one_line(tmp_path, tool):
   import subprocess, sys, os  # pylint: disable=g-import-not-at-top,g-multiple-import
   from tests.conftest import REPO  # pylint: disable=g-import-not-at-top
-  out = subprocess.run([sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}"],
+  out = subprocess.run([sys.executable, "-m", tool, f"--workdir={tmp_path}"],
                        cwd=REPO, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
   assert out.returncode == 2
-  assert out.stderr.strip().splitlines()[-1].startswith(
-      f"genjax: error: no checkpoint in {tmp_path}/checkpoints: train first")
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("genjax: error: no checkpoint") and str(tmp_path) in last
