@@ -369,32 +369,22 @@ class SNConv(_SpectralKernel):
                         param_dtype=param_dtype, rngs=rngs)
     self.stride, self.padding = _pair(stride), _pair(padding)
 
+  def _apply(self, x: Array, kernel: Array) -> Array:
+    (py, px) = self.padding
+    return jax.lax.conv_general_dilated(x, kernel, self.stride, ((py, py), (px, px)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
-    (py, px) = self.padding
-    y = jax.lax.conv_general_dilated(x.astype(dtype), self.normalized_kernel().astype(dtype),
-                                     self.stride, ((py, py), (px, px)),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = self._apply(x.astype(dtype), self.normalized_kernel().astype(dtype))
     return y if self.bias is None else y + self.bias[...].astype(dtype)
 
 
-class SNConvTranspose(_SpectralKernel):
+class SNConvTranspose(SNConv):
   """A ``ConvTranspose`` (PyTorch semantics) whose kernel is spectrally normalised."""
 
-  def __init__(self, in_features: int, out_features: int, kernel_size: int, stride: int = 1,
-               padding: int = 0, *, use_bias: bool = True, kernel_init: Callable = dcgan_normal,
-               num_iterations: int = 1, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
-    self._init_spectral((*_pair(kernel_size), in_features, out_features), use_bias=use_bias,
-                        kernel_init=kernel_init, num_iterations=num_iterations, dtype=dtype,
-                        param_dtype=param_dtype, rngs=rngs)
-    self.stride, self.padding = stride, padding
-
-  def __call__(self, x: Array) -> Array:
-    dtype = self.dtype or x.dtype
-    y = conv_transpose(x.astype(dtype), self.normalized_kernel().astype(dtype), self.stride,
-                       self.padding)
-    return y if self.bias is None else y + self.bias[...].astype(dtype)
+  def _apply(self, x: Array, kernel: Array) -> Array:
+    return conv_transpose(x, kernel, self.stride, self.padding)
 
 
 class SNLinear(_SpectralKernel):
