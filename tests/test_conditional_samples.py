@@ -20,7 +20,7 @@ from genjax.metrics import features
 DATA = pathlib.Path(__file__).parent / "data"
 
 
-@pytest.mark.parametrize("name", ["acgan_mnist"])
+@pytest.mark.parametrize("name", ["acgan_mnist", "cgan_mnist"])
 def test_conditional_samples_are_classified_as_their_label(name):
   method, params, buffers = load_generator(str(DATA / f"{name}_generator.npz"))
   labels = jnp.repeat(jnp.arange(10), 100)
