@@ -263,6 +263,7 @@ def test_infogan_accuracy_uses_the_hungarian_mapping():
     ("method.diffaugment", "color,flip", "config.method.diffaugment: unknown DiffAugment"),
     ("method.loss", "relativistic", "config.method.loss must be one of non_saturating, minimax, "
      "least_squares, wasserstein, hinge"),
+    ("method.noise", "cauchy", "config.method.noise must be one of normal, uniform, got 'cauchy'"),
 ])
 def test_bad_gan_options_fail_in_one_line(key, value, match):
   c = tiny_config("dcgan", **{key: value})
@@ -357,3 +358,13 @@ def test_dcgan_critic_without_norm_has_biases():
   assert all(isinstance(norm, nnx.BatchNorm) for _, norm in g.blocks)
   with pytest.raises(ValueError, match="unknown norm"):
     dcgan.build((32, 32, 1), rngs=nnx.Rngs(0), latent_dim=8, ngf=8, ndf=8, d_norm="group")
+
+
+@pytest.mark.parametrize("noise", ["normal", "uniform"])
+def test_generator_noise_distribution(noise):
+  method = train.build_method(tiny_config("dcgan", **{"method.noise": noise}))
+  z = np.asarray(method.sample_latent(jax.random.key(0), 4096, None)["z"])
+  if noise == "uniform":  # U(-1, 1): mean 0, variance 1/3, bounded
+    assert z.min() >= -1 and z.max() <= 1 and abs(z.var() - 1 / 3) < 0.01
+  else:
+    assert abs(z.var() - 1) < 0.03 and np.abs(z).max() > 3

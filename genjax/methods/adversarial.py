@@ -54,9 +54,16 @@ _NON_NEGATIVE = ("d_learning_rate", "penalty_weight", "clip_value", "aux_weight"
                  "info_continuous_weight", "supervised_weight")
 
 
+NOISE = {
+    "normal": jax.random.normal,
+    "uniform": functools.partial(jax.random.uniform, minval=-1.0, maxval=1.0),
+}
+
+
 class Adversarial(Method):
   DEFAULTS = dict(
       loss="non_saturating",  # a key of losses.GAN_LOSSES
+      noise="normal",  # the generator's noise z: 'normal' N(0, 1) or 'uniform' U(-1, 1)
       d_learning_rate=0.0,  # discriminator learning rate (TTUR); 0 = optimizer.learning_rate
       n_critic=1,  # discriminator updates per generator update (one per step)
       penalty="none",  # 'none' or a key of losses.PENALTIES (gp: WGAN-GP, r1, r2)
@@ -78,6 +85,9 @@ class Adversarial(Method):
   @classmethod
   def validate(cls, config) -> None:
     m = config.method
+    if m.noise not in NOISE:
+      raise ConfigError(f"config.method.noise must be one of {', '.join(NOISE)}, got "
+                        f"{m.noise!r}")
     if m.loss not in losses.GAN_LOSSES:
       raise ConfigError(f"config.method.loss must be one of {', '.join(losses.GAN_LOSSES)}, got "
                         f"{m.loss!r}")
@@ -168,7 +178,7 @@ class Adversarial(Method):
 
   def sample_latent(self, key: jax.Array, n: int, axis_name: str | None) -> dict[str, jax.Array]:
     """Noise ``z`` (from ``key`` itself), and labels / codes where the generator takes them."""
-    latent = {"z": parallel.batch_random(jax.random.normal, key, (n, self.latent_dim),
+    latent = {"z": parallel.batch_random(NOISE[self.mc.noise], key, (n, self.latent_dim),
                                          axis_name)}
     if self.cond_classes:
       latent["labels"] = parallel.batch_random(jax.random.randint, jax.random.fold_in(key, 1),
