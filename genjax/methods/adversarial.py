@@ -124,11 +124,7 @@ class Adversarial(Method):
 
   def __init__(self, config, image_shape, num_classes, axis_name=None):
     super().__init__(config, image_shape, num_classes, axis_name)
-    kwargs = {k: v for k, v in config.model.items() if k != "name"}
-    # Outside pmap: networks without the axis name (their BatchNorm would look for it).
-    build = lambda: self.family.build(image_shape, rngs=nnx.Rngs(0), **kwargs)  # pylint: disable=unnecessary-lambda-assignment
-    nets = nnx.eval_shape(build)
-    g, d = nets["generator"], nets["discriminator"]
+    g, d = self.abstract_nets["generator"], self.abstract_nets["discriminator"]
     self.latent_dim = g.latent_dim
     self.cond_classes = getattr(g, "num_classes", 0)
     self.num_categorical = getattr(g, "num_categorical", 0)
@@ -140,7 +136,8 @@ class Adversarial(Method):
     self.d_loss_fn, self.g_loss_fn = losses.GAN_LOSSES[self.mc.loss]
 
     def probe():
-      d_ = build()["discriminator"]
+      # Outside pmap: a discriminator without the axis name (its BatchNorm would look for it).
+      d_ = self._build(nnx.Rngs(0), axis_name=None)["discriminator"]
       labels = jnp.zeros((2,), jnp.int32) if self.cond_classes else None
       return self.call_d(d_, jnp.zeros((2, *image_shape)), labels, None)
     outputs = jax.eval_shape(probe)

@@ -101,13 +101,15 @@ class Method:
     self.family = family = models.get(config.model.name)
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else None
-    self._build = lambda rngs: family.build(image_shape, rngs=rngs, axis_name=axis_name,
-                                            dtype=dtype, **kwargs)
+    # axis_name=None builds networks that can run outside pmap (e.g. to probe their outputs).
+    self._build = lambda rngs, axis_name=axis_name: family.build(
+        image_shape, rngs=rngs, axis_name=axis_name, dtype=dtype, **kwargs)
     try:
       abstract = nnx.eval_shape(lambda: self._build(nnx.Rngs(0)))
     except ValueError as e:  # e.g. an image size the architecture cannot produce
       raise ConfigError(f"model {config.model.name!r} cannot be built for images of shape "
                         f"{image_shape}: {e}") from None
+    self.abstract_nets = abstract  # shapes only: what each network is, for methods to inspect
     self.graphdefs = {role: nnx.split(net, nnx.Param, ...)[0] for role, net in abstract.items()}
     self.schedules = {role: make_schedule(config.optimizer, config.num_steps,
                                           self.learning_rate(role)) for role in self.graphdefs}
