@@ -9,7 +9,6 @@ or optimizer state. ``load_generator`` reads it back.
 
 from __future__ import annotations
 
-import json
 
 import jax
 import numpy as np
@@ -23,7 +22,7 @@ def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
   return {prefix + jax.tree_util.keystr(path): np.asarray(x) for path, x in leaves}
 
 
-def export(workdir: str, out: str, dtype: str = "float16") -> None:
+def export(workdir: str, out: str, dtype: str = "float16") -> dict:
   from genjax.metrics import features  # pylint: disable=g-import-not-at-top
   method, state, config = features.restore_run(workdir)
   role = method.SAMPLE_NET
@@ -33,6 +32,7 @@ def export(workdir: str, out: str, dtype: str = "float16") -> None:
             for k, v in arrays.items()}
   np.savez_compressed(out, config=np.array(config.to_json()), step=np.array(int(state.step)),
                       **arrays)
+  return {"out": out}
 
 
 def load_generator(path: str):
@@ -56,9 +56,9 @@ def load_generator(path: str):
 
 def main(argv):
   del argv
+  from genjax.errors import report_json  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  export(f.workdir, f.out, f.dtype)
-  print(json.dumps({"out": f.out}))
+  report_json(export, f.workdir, f.out, f.dtype)
 
 
 if __name__ == "__main__":
