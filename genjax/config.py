@@ -16,6 +16,7 @@ from typing import Any
 import ml_collections
 
 from genjax import data
+from genjax import errors
 from genjax import evaluation
 from genjax import methods
 from genjax import models
@@ -141,20 +142,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive_int(config, key)
   _positive_int(config, "seed", minimum=0)
   _positive_int(config, "max_steps_in_flight", minimum=-1)
-  if config.parallel not in parallel.STRATEGIES:
-    _fail(f"config.parallel must be one of {', '.join(parallel.STRATEGIES)}, got "
-          f"{config.parallel!r}")
-  if config.dtype not in DTYPES:
-    _fail(f"config.dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
+  errors.check_config_choice("parallel", config.parallel, parallel.STRATEGIES)
+  errors.check_config_choice("dtype", config.dtype, DTYPES)
   if not 0.0 <= config.ema_decay < 1.0:
     _fail(f"config.ema_decay must be in [0, 1) (0 disables EMA), got {config.ema_decay}")
 
   opt = config.optimizer
-  if opt.name not in OPTIMIZERS:
-    _fail(f"config.optimizer.name must be one of {', '.join(OPTIMIZERS)}, got {opt.name!r}")
-  if opt.schedule not in SCHEDULES:
-    _fail(f"config.optimizer.schedule must be one of {', '.join(SCHEDULES)}, got "
-          f"{opt.schedule!r}")
+  errors.check_config_choice("optimizer.name", opt.name, OPTIMIZERS)
+  errors.check_config_choice("optimizer.schedule", opt.schedule, SCHEDULES)
   if not opt.learning_rate > 0:
     _fail(f"config.optimizer.learning_rate must be > 0, got {opt.learning_rate}")
   if not (0 <= opt.b1 < 1 and 0 <= opt.b2 < 1):

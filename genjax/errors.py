@@ -52,3 +52,16 @@ def report_json(fn: Callable[..., Any], *args, **kwargs) -> None:
   except GenjaxError as e:
     exit_with(str(e))
   print(json.dumps(result), flush=True)
+
+
+def check_choice(what: str, value: Any, valid, error: type[Exception] = ValueError) -> None:
+  """Raises ``error("unknown <what> <value!r>; valid: a, b")`` unless ``value`` is in ``valid``."""
+  if value not in valid:
+    raise error(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+def check_config_choice(key: str, value: Any, valid) -> None:
+  """Raises :class:`ConfigError` ``"config.<key> must be one of a, b, got <value!r>"`` unless
+  ``value`` is in ``valid``."""
+  if value not in valid:
+    raise ConfigError(f"config.{key} must be one of {', '.join(valid)}, got {value!r}")

@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax import data
+from genjax import errors
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
 
@@ -54,18 +55,14 @@ def defaults() -> dict[str, Any]:
 def parse_metrics(spec: str) -> list[str]:
   names = [m.strip() for m in spec.split(",") if m.strip()]
   for name in names:
-    if name not in METRICS:
-      raise ConfigError(f"unknown metric {name!r} in config.eval.metrics; valid: "
-                        f"{', '.join(METRICS)}")
+    errors.check_choice("config.eval.metrics entry", name, METRICS, ConfigError)
   return names
 
 
 def validate(config) -> None:
   ec = config.eval
   parse_metrics(ec.metrics)
-  if ec.extractor not in EXTRACTORS:
-    raise ConfigError(f"config.eval.extractor must be one of {', '.join(EXTRACTORS)}, got "
-                      f"{ec.extractor!r}")
+  errors.check_config_choice("eval.extractor", ec.extractor, EXTRACTORS)
   for key in ("every", "num_samples", "num_real", "batch_size"):
     if ec[key] < (0 if key == "every" else 2):
       raise ConfigError(f"config.eval.{key} must be >= {0 if key == 'every' else 2}, got "

@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from genjax import errors
 from genjax.errors import ConfigError
 
 STRATEGIES = ("mesh", "pmap")
@@ -194,8 +195,5 @@ def initialize_distributed(*, coordinator_address: str | None = None,
 
 
 def make_strategy(name: str) -> Strategy:
-  if name == "mesh":
-    return MeshStrategy()
-  if name == "pmap":
-    return PmapStrategy()
-  raise ConfigError(f"unknown parallel strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+  errors.check_choice("parallel strategy", name, STRATEGIES, ConfigError)
+  return MeshStrategy() if name == "mesh" else PmapStrategy()

@@ -89,7 +89,7 @@ def test_in_loop_evaluation_writes_jsonl_and_tensorboard(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("eval.metrics", "fid,lpips", "unknown metric 'lpips'"),
+    ("eval.metrics", "fid,lpips", "unknown config.eval.metrics entry 'lpips'"),
     ("eval.extractor", "vgg", "config.eval.extractor must be one of classifier, inception"),
     ("eval.num_samples", 1, "config.eval.num_samples must be >= 2"),
 ])

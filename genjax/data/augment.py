@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from genjax import errors
 from genjax import parallel
 
 Array = jax.Array
@@ -82,9 +83,7 @@ def parse_policy(spec: str) -> tuple[str, ...]:
   """``"color,translation"`` -> ("color", "translation"); raises ValueError for unknown names."""
   names = tuple(n.strip() for n in spec.split(",") if n.strip())
   for n in names:
-    if n not in AUGMENTATIONS:
-      raise ValueError(f"unknown DiffAugment transform {n!r}; valid: "
-                       f"{', '.join(AUGMENTATIONS)}")
+    errors.check_choice("DiffAugment transform", n, AUGMENTATIONS)
   return names
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from flax import nnx
 
 from genjax import data
+from genjax import errors
 from genjax import losses
 from genjax import parallel
 from genjax.data import augment
@@ -85,15 +86,9 @@ class Adversarial(Method):
   @classmethod
   def validate(cls, config) -> None:
     m = config.method
-    if m.noise not in NOISE:
-      raise ConfigError(f"config.method.noise must be one of {', '.join(NOISE)}, got "
-                        f"{m.noise!r}")
-    if m.loss not in losses.GAN_LOSSES:
-      raise ConfigError(f"config.method.loss must be one of {', '.join(losses.GAN_LOSSES)}, got "
-                        f"{m.loss!r}")
-    if m.penalty != "none" and m.penalty not in losses.PENALTIES:
-      raise ConfigError(f"config.method.penalty must be one of none, "
-                        f"{', '.join(losses.PENALTIES)}, got {m.penalty!r}")
+    errors.check_config_choice("method.noise", m.noise, NOISE)
+    errors.check_config_choice("method.loss", m.loss, losses.GAN_LOSSES)
+    errors.check_config_choice("method.penalty", m.penalty, ("none", *losses.PENALTIES))
     for key in ("n_critic", "penalty_every"):
       if not isinstance(m[key], int) or isinstance(m[key], bool) or m[key] < 1:
         raise ConfigError(f"config.method.{key} must be an integer >= 1, got {m[key]!r}")

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import data
+from genjax import errors
 from genjax import losses
 from genjax.errors import ConfigError
 from genjax.methods.base import Method
@@ -35,15 +36,11 @@ class Autoencoding(Method):
   def validate(cls, config) -> None:
     m = config.method
     vr = tuple(config.dataset.value_range)
-    if m.likelihood not in LIKELIHOODS:
-      raise ConfigError(f"config.method.likelihood must be one of {', '.join(LIKELIHOODS)}, got "
-                        f"{m.likelihood!r}")
+    errors.check_config_choice("method.likelihood", m.likelihood, LIKELIHOODS)
     if (m.likelihood == "bernoulli" or m.binarize) and vr != (0.0, 1.0):
       raise ConfigError("a Bernoulli likelihood or binarize=True needs pixels in [0, 1]: set "
                         "--config.dataset.value_range='(0., 1.)'")
-    if m.corruption not in data.CORRUPTIONS:
-      raise ConfigError(f"config.method.corruption must be one of "
-                        f"{', '.join(data.CORRUPTIONS)}, got {m.corruption!r}")
+    errors.check_config_choice("method.corruption", m.corruption, data.CORRUPTIONS)
     limit = np.inf if m.corruption == "gaussian" else 1.0
     if not 0.0 <= m.corruption_level <= limit:
       raise ConfigError(f"config.method.corruption_level must be in [0, {limit}] for "

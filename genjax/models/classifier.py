@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genjax import errors
 from genjax import parallel
 from genjax.models import layers
 
@@ -33,8 +34,7 @@ class Classifier(nnx.Module):
     if min(h, w) < 2 ** len(_KERNELS):
       raise ValueError(f"the classifier needs images of at least {2 ** len(_KERNELS)} pixels "
                        f"a side, got {h}x{w}")
-    if norm not in layers.NORMS:
-      raise ValueError(f"unknown norm {norm!r}; valid: {', '.join(layers.NORMS)}")
+    errors.check_choice("norm", norm, layers.NORMS)
     if not 0.0 <= dropout < 1.0:
       raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     self.dropout = dropout

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genjax import errors
 from genjax.models import layers
 
 Array = jax.Array
@@ -44,10 +45,8 @@ class Generator(nnx.Module):
                norm: str = "batch", conditioning: str = "none", num_classes: int = 0,
                num_categorical: int = 0, num_continuous: int = 0, spectral: bool = False,
                attention_size: int = 0, axis_name=None, dtype=None, rngs: nnx.Rngs):
-    if norm not in G_NORMS:
-      raise ValueError(f"unknown generator norm {norm!r}; valid: {', '.join(G_NORMS)}")
-    if conditioning not in CONDITIONING:
-      raise ValueError(f"unknown conditioning {conditioning!r}; valid: {', '.join(CONDITIONING)}")
+    errors.check_choice("generator norm", norm, G_NORMS)
+    errors.check_choice("conditioning", conditioning, CONDITIONING)
     if (conditioning != "none") != (num_classes > 0):
       raise ValueError(f"conditioning={conditioning!r} needs num_classes > 0 (and none needs 0), "
                        f"got {num_classes}")
@@ -107,10 +106,8 @@ class Discriminator(nnx.Module):
                spectral: bool = False, attention_size: int = 0, head: str = "none",
                num_classes: int = 0, num_categorical: int = 0, num_continuous: int = 0,
                q_width: int = 128, axis_name=None, dtype=None, rngs: nnx.Rngs):
-    if norm not in D_NORMS:
-      raise ValueError(f"unknown discriminator norm {norm!r}; valid: {', '.join(D_NORMS)}")
-    if head not in self.HEADS:
-      raise ValueError(f"unknown discriminator head {head!r}; valid: {', '.join(self.HEADS)}")
+    errors.check_choice("discriminator norm", norm, D_NORMS)
+    errors.check_choice("discriminator head", head, self.HEADS)
     if (head != "none") != (num_classes > 0):
       raise ValueError(f"head={head!r} needs num_classes > 0 (and none needs 0), got "
                        f"{num_classes}")

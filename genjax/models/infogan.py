@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genjax import errors
 from genjax.models import gan_nets
 from genjax.models import layers
 
@@ -91,8 +92,7 @@ def build(image_shape: tuple[int, int, int], *, rngs: nnx.Rngs, axis_name=None, 
   if num_categorical == 1 or num_categorical < 0 or num_continuous < 0:
     raise ValueError(f"InfoGAN needs num_categorical of 0 or >= 2 and num_continuous >= 0, got "
                      f"{num_categorical}, {num_continuous}")
-  if arch not in ARCHS:
-    raise ValueError(f"unknown InfoGAN arch {arch!r}; valid: {', '.join(ARCHS)}")
+  errors.check_choice("InfoGAN arch", arch, ARCHS)
   if arch == "paper":
     return {
         "generator": PaperGenerator(latent_dim, channels, size, num_categorical, num_continuous,

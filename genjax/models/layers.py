@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genjax import errors
+
 Array = jax.Array
 Dtype = Any
 
@@ -147,9 +149,7 @@ class ConvTranspose(nnx.Module):
                output_padding: int | tuple[int, int] = 0, *, use_bias: bool = True,
                kernel_init: Callable = dcgan_normal, dtype: Dtype | None = None,
                param_dtype: Dtype = jnp.float32, impl: str = "phase", rngs: nnx.Rngs):
-    if impl not in CONV_TRANSPOSE_IMPLS:
-      raise ValueError(f"unknown transposed-convolution impl {impl!r}; valid: "
-                       f"{', '.join(CONV_TRANSPOSE_IMPLS)}")
+    errors.check_choice("transposed-convolution impl", impl, CONV_TRANSPOSE_IMPLS)
     self.impl = impl
     kh, kw = _pair(kernel_size)
     self.kernel = nnx.Param(kernel_init(rngs.params(), (kh, kw, in_features, out_features),
@@ -217,11 +217,10 @@ NORMS = ("batch", "none")
 
 
 def _norm(kind: str, features: int, *, axis_name, dtype, rngs) -> nnx.Module:
+  errors.check_choice("norm", kind, NORMS)
   if kind == "batch":
     return BatchNorm(features, axis_name=axis_name, dtype=dtype, rngs=rngs)
-  if kind == "none":
-    return Identity()
-  raise ValueError(f"unknown norm {kind!r}; valid: {', '.join(NORMS)}")
+  return Identity()
 
 
 class ConvDecoder(nnx.Module):
