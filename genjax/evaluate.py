@@ -7,8 +7,6 @@ are appended to ``<workdir>/metrics.jsonl``.
 
 from __future__ import annotations
 
-import os
-
 from absl import app
 from absl import flags
 
@@ -32,28 +30,17 @@ _OVERRIDES = ("metrics", "num_samples", "extractor", "weights", "split", "allow_
 def evaluate(workdir: str, step: int | None = None, **overrides) -> dict:
   """Scores checkpoint ``step`` (newest if None) of ``workdir``; returns and records the results."""
   import jax  # pylint: disable=g-import-not-at-top
-  from genjax import checkpoint, config as config_lib, evaluation, parallel, train  # pylint: disable=g-import-not-at-top,g-multiple-import
-  from genjax.errors import CheckpointError  # pylint: disable=g-import-not-at-top
+  from genjax import config as config_lib, evaluation, parallel  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from genjax.metrics import features  # pylint: disable=g-import-not-at-top
 
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1_000_000)
-  try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise CheckpointError(f"no checkpoint in {ckpt.directory}: train first with "
-                            f"python -m genjax.main --workdir={workdir} ...")
-    meta = ckpt.read_meta(step)
-    config = config_lib.from_json(meta["config"])
-    for key, value in overrides.items():
-      if value is not None:
-        config.eval[key] = value
-    config_lib.validate(config)
-    strategy = parallel.make_strategy("mesh")
-    method = train.build_method(config)
-    rng = jax.random.PRNGKey(config.seed)
-    state, _ = ckpt.restore(step, jax.eval_shape(method.init, rng),
-                            sharding=strategy.state_sharding(), model=config.model.name)
-  finally:
-    ckpt.close()
+  method, state, config = features.restore_run(
+      workdir, step, sharding=parallel.make_strategy("mesh").state_sharding())
+  step = int(state.step)
+  for key, value in overrides.items():
+    if value is not None:
+      config.eval[key] = value
+  config_lib.validate(config)
+  rng = jax.random.PRNGKey(config.seed)
   results = evaluation.Evaluator(config, method)(state, jax.random.fold_in(rng, 0x7FFFFFFE))
   evaluation.record(workdir, step, results, source="evaluate")
   return {"step": step, **results}

@@ -687,11 +687,12 @@ class ClassifierFeatures:
     return self._apply(_as_unit_float(images01, channels))
 
 
-def restore_run(workdir: str | os.PathLike, step: int | None = None):
+def restore_run(workdir: str | os.PathLike, step: int | None = None, *,
+                sharding: jax.sharding.Sharding | None = None):
   """``(method, state, config)`` of the newest (or given) checkpoint of a genjax run.
 
-  The model is rebuilt from the config stored with the checkpoint; the state is restored onto
-  the local devices, replicated.
+  The model is rebuilt from the config stored with the checkpoint; the state is restored with
+  ``sharding`` (default: replicated over the local devices).
 
   Raises:
     CheckpointError: No checkpoint, or one that does not match its own config.
@@ -700,23 +701,27 @@ def restore_run(workdir: str | os.PathLike, step: int | None = None):
   from genjax import config as config_lib  # pylint: disable=g-import-not-at-top
   from genjax import train  # pylint: disable=g-import-not-at-top
 
-  directory = os.path.join(os.fspath(workdir), "checkpoints")
+  workdir = os.fspath(workdir)
+  directory = os.path.join(workdir, "checkpoints")
+  missing = CheckpointError(f"no checkpoints in {directory}: train first with "
+                            f"python -m genjax.main --workdir={workdir} ...")
   if not os.path.isdir(directory):
-    raise CheckpointError(f"no checkpoints in {os.fspath(workdir)} (expected {directory}/<step>)")
+    raise missing
   ckpt = checkpoint.Checkpointer(directory, keep=1 << 30, asynchronous=False)
   try:
     step = ckpt.latest_step() if step is None else step
     if step is None:
-      raise CheckpointError(f"no checkpoints in {directory}")
+      raise missing
     meta = ckpt.read_meta(step)
     if "config" not in meta:
       raise CheckpointError(f"checkpoint step {step} in {directory} holds no config")
     config = config_lib.from_json(meta["config"])
     method = train.build_method(config)
-    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), (parallel.MESH_AXIS,))
+    if sharding is None:
+      mesh = jax.sharding.Mesh(np.array(jax.local_devices()), (parallel.MESH_AXIS,))
+      sharding = NamedSharding(mesh, P())
     abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0))
-    state, _ = ckpt.restore(step, abstract, sharding=NamedSharding(mesh, P()),
-                            model=config.model.name)
+    state, _ = ckpt.restore(step, abstract, sharding=sharding, model=config.model.name)
   finally:
     ckpt.close()
   return method, state, config
