@@ -11,7 +11,7 @@ from experiments.configs._zoo import zoo_config
 
 
 def get_config(dataset="fashion_mnist"):
-  c = zoo_config("sgan", dataset, num_steps=24000)
+  c = zoo_config("sgan", dataset, num_steps=48000)
   c.dataset.image_size = 0
   c.dataset.value_range = (0.0, 1.0)
   c.model.latent_dim = 100
