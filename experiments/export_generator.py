@@ -9,7 +9,6 @@ or optimizer state. ``load_generator`` reads it back.
 
 from __future__ import annotations
 
-
 import jax
 import numpy as np
 from absl import app

@@ -120,12 +120,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_keys("method", dict(config.method), method.DEFAULTS)
 
   ds = config.dataset
-  if ds.name not in data.DATASETS:
-    _fail(f"unknown dataset {ds.name!r}; valid names: {', '.join(data.DATASETS)}")
-  if ds.split not in ("train", "test"):
-    _fail(f"config.dataset.split must be 'train' or 'test', got {ds.split!r}")
-  if ds.resize not in ("pad", "resize"):
-    _fail(f"config.dataset.resize must be 'pad' or 'resize', got {ds.resize!r}")
+  errors.check_choice("dataset", ds.name, data.DATASETS, ConfigError, listing="valid names")
+  errors.check_config_choice("dataset.split", ds.split, data.SPLITS)
+  errors.check_config_choice("dataset.resize", ds.resize, data.RESIZE_MODES)
   if not isinstance(ds.image_size, int) or ds.image_size < 0:
     _fail(f"config.dataset.image_size must be 0 (native) or a positive size, got "
           f"{ds.image_size!r}")

@@ -54,10 +54,12 @@ def report_json(fn: Callable[..., Any], *args, **kwargs) -> None:
   print(json.dumps(result), flush=True)
 
 
-def check_choice(what: str, value: Any, valid, error: type[Exception] = ValueError) -> None:
-  """Raises ``error("unknown <what> <value!r>; valid: a, b")`` unless ``value`` is in ``valid``."""
+def check_choice(what: str, value: Any, valid, error: type[Exception] = ValueError, *,
+                 listing: str = "valid") -> None:
+  """Raises ``error("unknown <what> <value!r>; <listing>: a, b")`` unless ``value`` is in
+  ``valid``."""
   if value not in valid:
-    raise error(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    raise error(f"unknown {what} {value!r}; {listing}: {', '.join(valid)}")
 
 
 def check_config_choice(key: str, value: Any, valid) -> None:

@@ -11,6 +11,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from genjax import errors
 from genjax.errors import ConfigError
 from genjax.parallel import batch_random
 
@@ -44,8 +45,7 @@ def to_float(images: jax.Array, *, value_range: Range = (-1.0, 1.0),
     ConfigError: Unknown ``resize`` mode, bad range, or padding to a smaller size.
   """
   lo, hi = _check_range(value_range)
-  if resize not in RESIZE_MODES:
-    raise ConfigError(f"unknown resize mode {resize!r}; valid modes: {', '.join(RESIZE_MODES)}")
+  errors.check_choice("resize mode", resize, RESIZE_MODES, ConfigError, listing="valid modes")
   h, w = images.shape[-3], images.shape[-2]
   if image_size is None:
     th, tw = h, w
@@ -97,8 +97,7 @@ def corrupt(x: jax.Array, rng: jax.Array, *, kind: str, level: float | jax.Array
   Raises:
     ConfigError: Unknown kind, or a static ``level`` outside its valid range.
   """
-  if kind not in CORRUPTIONS:
-    raise ConfigError(f"unknown corruption kind {kind!r}; valid kinds: {', '.join(CORRUPTIONS)}")
+  errors.check_choice("corruption kind", kind, CORRUPTIONS, ConfigError, listing="valid kinds")
   lo, hi = _check_range(value_range)
   if isinstance(level, (int, float)):
     limit = float("inf") if kind == "gaussian" else 1.0

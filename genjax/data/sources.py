@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from genjax import errors
 from genjax.errors import DataError
 
 SPLITS = ("train", "test")
@@ -91,9 +92,8 @@ def load(name: str, split: str, *, local_dir: str | os.PathLike | None = None,
     DataError: Unknown name or split, corrupt files, or data that is missing and cannot be
       downloaded.
   """
-  info = DATASETS.get(name)
-  if info is None:
-    raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+  errors.check_choice("dataset", name, DATASETS, DataError, listing="valid names")
+  info = DATASETS[name]
   if split not in SPLITS:
     raise DataError(f"unknown split {split!r} for dataset {name!r}; valid splits: "
                     f"{', '.join(SPLITS)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from genjax import errors
 from genjax.errors import ConfigError
 from genjax.methods.adversarial import Adversarial
 from genjax.methods.autoencoding import Autoencoding
@@ -14,8 +15,7 @@ METHODS: dict[str, type[Method]] = {"autoencoding": Autoencoding, "adversarial":
 
 
 def get(name: str) -> type[Method]:
-  if name not in METHODS:
-    raise ConfigError(f"unknown method {name!r}; valid names: {', '.join(METHODS)}")
+  errors.check_choice("method", name, METHODS, ConfigError, listing="valid names")
   return METHODS[name]
 
 

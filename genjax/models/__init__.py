@@ -8,6 +8,7 @@ import inspect
 from types import ModuleType
 from typing import Any
 
+from genjax import errors
 from genjax.errors import ConfigError
 from genjax.models import acgan
 from genjax.models import ae
@@ -32,8 +33,7 @@ _LAUNCHER_ARGS = ("rngs", "axis_name", "dtype")
 
 
 def get(name: str) -> ModuleType:
-  if name not in FAMILIES:
-    raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(FAMILIES)}")
+  errors.check_choice("model", name, FAMILIES, ConfigError, listing="valid names")
   return FAMILIES[name]
 
 
