@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test setup data clean
+.PHONY: demo test setup data kernels clean
 
 # A virtual environment with genjax and its dependencies (python3-venv comes from Debian if the
 # interpreter lacks it).
@@ -28,14 +28,20 @@ data:
 	@[ -e $(FASHION_MNIST) ] || ($(SUDO) apt-get update -qq && \
 	  $(SUDO) apt-get install -y -qq dataset-fashion-mnist)
 
+# g++ and oneDNN 2.x for genjax's CPU convolution kernels (conv_backend 'auto'/'onednn'; genjax
+# compiles them on first use), from Debian where they are missing.
+kernels:
+	@[ -e /usr/include/oneapi/dnnl/dnnl.hpp ] && command -v g++ >/dev/null || \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq g++ libdnnl-dev)
+
 # A few minutes of DCGAN on Fashion-MNIST on CPU; the sample grid ends up in runs/demo/samples/.
-demo: $(BIN)/.genjax data
+demo: $(BIN)/.genjax data kernels
 	$(BIN)/python -m genjax.main --config=experiments/configs/dcgan_fashion_mnist.py \
 	  --workdir=runs/demo --config.num_steps=1000 --config.sample_every=250 \
 	  --config.checkpoint_every=250 --config.log_every=50
 	@echo "sample grid: runs/demo/samples/samples.png"
 
-test: $(BIN)/.genjax-test data
+test: $(BIN)/.genjax-test data kernels
 	$(BIN)/python -m pytest -q
 
 clean:
@@ -45,5 +51,5 @@ clean:
 # on this machine -> benchmarks/results/ (JSON, markdown, README). ~6 min on 2 idle cores; each
 # model first waits (up to 10 min) for other processes to leave the CPU quiet.
 .PHONY: bench
-bench: $(BIN)/.genjax-test data
+bench: $(BIN)/.genjax-test data kernels
 	$(BIN)/python -m benchmarks.run --suite default --wait-quiet 600

@@ -43,6 +43,7 @@ import numpy as np
 from benchmarks import probe
 from benchmarks import workloads
 from genjax import data
+from genjax import kernels
 
 # Other processes' CPU share under which the machine counts as quiet (``--wait-quiet``), and how
 # many times a timing disturbed by them is redone, after waiting, when waiting is asked for.
@@ -313,7 +314,10 @@ def run_probe(side: str, name: str, batch: int, dtype: str, opts: Options, *,
 # --- one workload -------------------------------------------------------------------------------
 
 def _flops(setup: workloads.GenjaxSetup) -> tuple[float | None, str]:
-  lowered = setup.step.lower(setup.state, setup.batch)
+  # XLA counts no FLOPs in custom calls, so the step is lowered with XLA's conv kernels (the
+  # same function) through a fresh jit, whose trace the timed step never reuses.
+  with kernels.use_conv_backend("xla", mesh=setup.strategy.data_mesh):
+    lowered = jax.jit(lambda *a: setup.method.step(*a)).lower(setup.state, setup.batch)
   for source, get in (("XLA cost analysis (lowered HLO)", lowered.cost_analysis),
                       ("XLA cost analysis (compiled)", lambda: lowered.compile().cost_analysis())):
     try:
@@ -393,6 +397,7 @@ def measure_workload(name: str, batch: int, dtype: str, opts: Options, *,
   log(f"  [{name} {dtype}] steady state, interleaved")
   host_batch = workloads.make_batch(config)
   setup = workloads.build_genjax(config, host_batch)
+  rec["conv_backend"] = kernels.conv_backend()
   rec["params"] = {role: int(sum(x.size for x in jax.tree.leaves(p)))
                    for role, p in setup.state.params.items()}
   rec["flops_per_step"], rec["flops_source"] = _flops(setup)

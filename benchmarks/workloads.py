@@ -16,6 +16,7 @@ import numpy as np
 
 from genjax import config as config_lib
 from genjax import data
+from genjax import kernels
 from genjax import methods
 from genjax import models
 from genjax import parallel
@@ -107,6 +108,7 @@ def build_genjax(config, host_batch: dict[str, np.ndarray], seed: int = 0) -> Ge
   """Builds the method, its initial state and the jitted step (not yet compiled)."""
   strategy = parallel.make_strategy(config.parallel)
   strategy.check_batch(config.batch_size)
+  kernels.set_conv_backend(config.conv_backend, mesh=strategy.data_mesh)
   method_cls = methods.get(models.get(config.model.name).METHOD)
   method = method_cls(config, config_lib.image_shape(config),
                       data.DATASETS[config.dataset.name].num_classes, strategy.axis_name)

@@ -18,6 +18,7 @@ import ml_collections
 from genjax import data
 from genjax import errors
 from genjax import evaluation
+from genjax import kernels
 from genjax import methods
 from genjax import models
 from genjax import parallel
@@ -67,6 +68,9 @@ def base_config(family: str) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.async_checkpoints = True
   c.compilation_cache_dir = "~/.cache/genjax/xla"  # persistent XLA cache ('' = off)
+  # Convolution kernels (genjax.kernels): 'onednn' (CPU: oneDNN through XLA's FFI), 'xla', or
+  # 'auto' = 'onednn' where it builds on a CPU backend, else 'xla'. Same function either way.
+  c.conv_backend = "auto"
   c.lock()
   return c
 
@@ -141,6 +145,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _positive_int(config, "max_steps_in_flight", minimum=-1)
   errors.check_config_choice("parallel", config.parallel, parallel.STRATEGIES)
   errors.check_config_choice("dtype", config.dtype, DTYPES)
+  errors.check_config_choice("conv_backend", config.conv_backend, kernels.BACKENDS)
   if not 0.0 <= config.ema_decay < 1.0:
     _fail(f"config.ema_decay must be in [0, 1) (0 disables EMA), got {config.ema_decay}")
 

@@ -29,6 +29,10 @@ class CheckpointError(GenjaxError):
   """A checkpoint is incompatible with the configured model, or unreadable."""
 
 
+class KernelError(GenjaxError):
+  """A native kernel library cannot be built or loaded on this machine."""
+
+
 class NonFiniteError(GenjaxError):
   """A loss became NaN or Inf; training stopped with the last good checkpoint kept."""
 

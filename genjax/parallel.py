@@ -86,6 +86,12 @@ class Strategy:
     """The state as one replicated copy (what checkpoints and samplers see)."""
     raise NotImplementedError
 
+  @property
+  def data_mesh(self) -> jax.sharding.Mesh | None:
+    """The mesh over which a traced step's activations are batch-sharded, if several devices
+    share one jitted program (what custom calls must be mapped over; ``genjax.kernels``)."""
+    return None
+
   def state_sharding(self) -> jax.sharding.Sharding:
     """Sharding of one un-replicated copy of the state, for restoring checkpoints."""
     return NamedSharding(self.mesh, P())
@@ -110,6 +116,10 @@ class MeshStrategy(Strategy):
                               axis_types=(jax.sharding.AxisType.Auto,))
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(MESH_AXIS))
+
+  @property
+  def data_mesh(self):
+    return self.mesh if self.num_devices > 1 else None
 
   def put_state(self, state):
     return jax.device_put(state, self.replicated)

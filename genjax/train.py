@@ -27,6 +27,7 @@ from genjax import checkpoint
 from genjax import config as config_lib
 from genjax import data
 from genjax import evaluation
+from genjax import kernels
 from genjax import methods
 from genjax import models
 from genjax import parallel
@@ -108,6 +109,9 @@ def train_and_evaluate(config, workdir: str) -> Result:
                                    keep=config.keep_checkpoints,
                                    asynchronous=config.async_checkpoints)
     cleanup.callback(ckpt.close)
+    cleanup.enter_context(kernels.use_conv_backend(config.conv_backend,
+                                                   mesh=strategy.data_mesh))
+    logging.info("conv kernels: %s", kernels.conv_backend())
     return _train(config, workdir, strategy, arrays, method, ckpt, cleanup)
 
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genjax import errors
+from genjax import errors, kernels
 
 Array = jax.Array
 Dtype = Any
@@ -137,11 +137,23 @@ def lax_conv_transpose(x: Array, kernel: Array, stride: int | tuple[int, int] = 
 CONV_TRANSPOSE_IMPLS = {"phase": conv_transpose, "lax": lax_conv_transpose}
 
 
+def transposed_conv(x: Array, kernel: Array, stride: int | tuple[int, int] = 1,
+                    padding: int | tuple[int, int] = 0,
+                    output_padding: int | tuple[int, int] = 0, *, impl: str = "phase") -> Array:
+  """:func:`conv_transpose` on the kernels of :func:`genjax.kernels.conv_backend`: oneDNN's, or
+  XLA's in the formulation ``impl`` names."""
+  if kernels.conv_backend() == "onednn":
+    return kernels.onednn_conv_transpose(x, kernel, _pair(stride), _pair(padding),
+                                         _pair(output_padding))
+  return CONV_TRANSPOSE_IMPLS[impl](x, kernel, stride, padding, output_padding)
+
+
 class ConvTranspose(nnx.Module):
   """``torch.nn.ConvTranspose2d`` equivalent (same parameter count and semantics), NHWC.
 
   ``impl``: ``'phase'`` (:func:`conv_transpose`, the fast one) or ``'lax'``
-  (:func:`lax_conv_transpose`); the parameters are the same either way.
+  (:func:`lax_conv_transpose`), the formulation used on the ``'xla'`` conv backend; the
+  parameters are the same either way.
   """
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple[int, int],
@@ -160,22 +172,48 @@ class ConvTranspose(nnx.Module):
 
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
-    y = CONV_TRANSPOSE_IMPLS[self.impl](x.astype(dtype), self.kernel[...].astype(dtype),
-                                        self.stride, self.padding, self.output_padding)
+    y = transposed_conv(x.astype(dtype), self.kernel[...].astype(dtype), self.stride,
+                        self.padding, self.output_padding, impl=self.impl)
     if self.bias is not None:
       y = y + self.bias[...].astype(dtype)
     return y
 
 
-def Conv(in_features: int, out_features: int, kernel_size: int, stride: int = 1,
-         padding: int = 0, *, use_bias: bool = True, kernel_init: Callable = dcgan_normal,
-         dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-         rngs: nnx.Rngs) -> nnx.Conv:
-  """``torch.nn.Conv2d``-style constructor (integer padding) for ``nnx.Conv``."""
-  p = _pair(padding)
-  return nnx.Conv(in_features, out_features, _pair(kernel_size), _pair(stride),
-                  padding=((p[0], p[0]), (p[1], p[1])), use_bias=use_bias,
-                  kernel_init=kernel_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+def conv2d(x: Array, kernel: Array, stride: tuple[int, int],
+           padding: tuple[tuple[int, int], tuple[int, int]]) -> Array:
+  """NHWC x HWIO convolution, explicit ((top, bottom), (left, right)) padding, on the kernels of
+  :func:`genjax.kernels.conv_backend`."""
+  if kernels.conv_backend() == "onednn":
+    return kernels.onednn_conv(x, kernel, stride, padding)
+  return jax.lax.conv_general_dilated(x, kernel, stride, padding,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class Conv(nnx.Module):
+  """``torch.nn.Conv2d`` equivalent (integer padding), NHWC, kernel (kh, kw, in, out).
+
+  The parameters, their initialisation and the keys it draws are ``nnx.Conv``'s, so checkpoints
+  and seeds carry over; it runs on :func:`conv2d`'s kernels. ``dtype=None`` computes in the
+  promoted dtype of the input and the kernel, as ``nnx.Conv`` does.
+  """
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple[int, int],
+               stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, *,
+               use_bias: bool = True, kernel_init: Callable = dcgan_normal,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+    self.kernel = nnx.Param(kernel_init(rngs.params(), (*_pair(kernel_size), in_features,
+                                                        out_features), param_dtype))
+    if use_bias:
+      rngs.params()  # nnx.Conv draws a key for its zero bias; so do we, for the same later draws
+    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
+    self.stride, self.padding, self.dtype = _pair(stride), _pair(padding), dtype
+
+  def __call__(self, x: Array) -> Array:
+    kernel = self.kernel[...]
+    dtype = self.dtype or jnp.result_type(x, kernel)
+    (py, px) = self.padding
+    y = conv2d(x.astype(dtype), kernel.astype(dtype), self.stride, ((py, py), (px, px)))
+    return y if self.bias is None else y + self.bias[...].astype(dtype)
 
 
 def BatchNorm(num_features: int, *, axis_name: str | None = None, dtype: Dtype | None = None,
@@ -370,8 +408,7 @@ class SNConv(_SpectralKernel):
 
   def _apply(self, x: Array, kernel: Array) -> Array:
     (py, px) = self.padding
-    return jax.lax.conv_general_dilated(x, kernel, self.stride, ((py, py), (px, px)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return conv2d(x, kernel, self.stride, ((py, py), (px, px)))
 
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
@@ -383,7 +420,7 @@ class SNConvTranspose(SNConv):
   """A ``ConvTranspose`` (PyTorch semantics) whose kernel is spectrally normalised."""
 
   def _apply(self, x: Array, kernel: Array) -> Array:
-    return conv_transpose(x, kernel, self.stride, self.padding)
+    return transposed_conv(x, kernel, self.stride, self.padding)
 
 
 class SNLinear(_SpectralKernel):
