@@ -170,7 +170,8 @@ def top_ops(path: str, n: int = 15) -> dict[str, Any]:
 
 def describe_ops(hlo_text: str, names: list[str]) -> dict[str, str]:
   """One line per op name from an optimized HLO dump: its output shape, the convolution or dot
-  inside it (window, dilations) and the JAX operation it came from (``op_name`` metadata)."""
+  inside it (window, dilations) or the custom call's target, and the JAX operation it came from
+  (``op_name`` metadata)."""
   out = {}
   for name in names:
     m = re.search(r"^\s*(?:ROOT )?%" + re.escape(name) + r" = (\S+) ([\w-]+)\((.*)$", hlo_text,
@@ -187,7 +188,8 @@ def describe_ops(hlo_text: str, names: list[str]) -> dict[str, str]:
         opcode, body = f"{opcode}[{inner.group(1)}]", inner.group(2)
     window = re.search(r"window=\{([^}]*)\}", body)
     source = re.search(r'op_name="([^"]*)"', body) or re.search(r'op_name="([^"]*)"', rest)
-    parts = [shape.split("{")[0], opcode]
+    target = re.search(r'custom_call_target="([^"]*)"', rest)
+    parts = [shape.split("{")[0], opcode] + ([target.group(1)] if target else [])
     if window:
       parts.append(f"window={{{window.group(1)}}}")
     if source:

@@ -159,7 +159,8 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
     results = evaluator(strategy.get_state(state), eval_key)
     evaluation.record(workdir, step, results, report.tb)
 
-  sample_fn = jax.jit(method.sample_grids)
+  # replicated grids: every process can fetch them, however the networks shard activations
+  sample_fn = jax.jit(method.sample_grids, out_shardings=strategy.state_sharding())
   sample_images = arrays["image"][:config.num_samples]
   sample_key = jax.random.fold_in(rng, 0x7FFFFFFF)
 

@@ -15,24 +15,27 @@ from genjax.errors import ConfigError
 from tests.conftest import tiny_config
 
 
+RUNS = [("mesh", "onednn"), ("pmap", "onednn"), ("mesh", "xla")]  # (strategy, conv backend)
+
+
 @pytest.fixture(scope="module")
 def unprofiled(tmp_path_factory):
-  """The same tiny DCGAN run without profiling, per strategy."""
+  """The same tiny DCGAN run without profiling, per strategy and conv backend."""
   out = {}
-  for strategy in ("mesh", "pmap"):
-    c = tiny_config("dcgan", parallel=strategy)
-    out[strategy] = train.train_and_evaluate(c, str(tmp_path_factory.mktemp(strategy))).state
+  for strategy, backend in RUNS:
+    c = tiny_config("dcgan", parallel=strategy, conv_backend=backend)
+    out[strategy, backend] = train.train_and_evaluate(
+        c, str(tmp_path_factory.mktemp(strategy))).state
   return out
 
 
-@pytest.mark.parametrize("strategy", ["mesh", "pmap"])
-def test_trace_and_hlo_leave_training_unchanged(tmp_path, unprofiled, strategy):
-  c = tiny_config("dcgan", parallel=strategy, **{"profile.start_step": 2,
-                                                 "profile.stop_step": 4,
-                                                 "profile.dump_hlo": True})
+@pytest.mark.parametrize("strategy,backend", RUNS)
+def test_trace_and_hlo_leave_training_unchanged(tmp_path, unprofiled, strategy, backend):
+  c = tiny_config("dcgan", parallel=strategy, conv_backend=backend,
+                  **{"profile.start_step": 2, "profile.stop_step": 4, "profile.dump_hlo": True})
   result = train.train_and_evaluate(c, str(tmp_path))
   # Profiling and the explicitly compiled step change nothing: bit-identical parameters.
-  for a, b in zip(jax.tree.leaves(result.state), jax.tree.leaves(unprofiled[strategy])):
+  for a, b in zip(jax.tree.leaves(result.state), jax.tree.leaves(unprofiled[strategy, backend])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
   # TensorBoard/XProf's XPlane file and Perfetto's trace, under <workdir>/profile.
@@ -47,15 +50,21 @@ def test_trace_and_hlo_leave_training_unchanged(tmp_path, unprofiled, strategy):
   assert "annotated steps" in profiling.format_top(summary)
 
   hlo = tmp_path / "hlo"
-  assert "stablehlo.convolution" in (hlo / "train_step.stablehlo.mlir").read_text()
+  conv = "stablehlo.convolution" if backend == "xla" else "genjax_onednn_conv_fwd"
+  assert conv in (hlo / "train_step.stablehlo.mlir").read_text()
   optimized = (hlo / "train_step.optimized.hlo.txt").read_text()
-  assert optimized.startswith("HloModule") and "convolution" in optimized
+  assert optimized.startswith("HloModule") and conv.split(".")[-1] in optimized
   cost = json.loads((hlo / "train_step.cost_analysis.json").read_text())
   assert cost["flops"] > 0
   # The summary names each op after what it is in the optimized HLO.
   every_op = profiling.top_ops(str(tmp_path), n=100_000)
   described = profiling.describe_ops(optimized, [op["name"] for op in every_op["ops"]])
-  assert any("convolution" in d and "window={" in d for d in described.values()), described
+  if backend == "xla":
+    assert any("convolution" in d and "window={" in d for d in described.values()), described
+  else:  # the custom calls, by target: forward, backward-data and backward-weights
+    for kind in ("fwd", "bwd_data", "bwd_weights"):
+      assert any(f"custom-call genjax_onednn_conv_{kind}" in d for d in described.values()), (
+          kind, described)
   table = profiling.format_top(every_op, optimized)
   assert all(d in table for d in described.values())
 

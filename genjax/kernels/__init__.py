@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.sharding import PartitionSpec as P
@@ -111,7 +114,7 @@ def build() -> Path:
           (l for l in proc.stderr.splitlines() if "error" in l), proc.stderr.strip()[-200:])
       raise errors.KernelError(
           f"cannot build genjax's oneDNN kernels ({first.strip()}): install g++ and oneDNN 2.x "
-          f"(apt-get install g++ libdnnl-dev) or use conv_backend 'xla'")
+          f"(apt-get install g++ libdnnl-dev) or use --config.conv_backend=xla")
     os.replace(tmp_out, out)  # atomic: concurrent builders leave one whole library
   return out
 
@@ -120,7 +123,7 @@ def _load() -> ctypes.CDLL:
   if _state["library"] is None:
     if jax.default_backend() != "cpu":
       raise errors.KernelError(f"conv backend 'onednn' runs on CPU only; this process's JAX "
-                               f"backend is {jax.default_backend()!r}: use conv_backend 'xla'")
+                               f"backend is {jax.default_backend()!r}: use --config.conv_backend=xla")
     lib = ctypes.cdll.LoadLibrary(str(build()))
     for kind, symbol in _TARGETS.items():
       jax.ffi.register_ffi_target(f"genjax_onednn_conv_{kind}",
@@ -129,18 +132,29 @@ def _load() -> ctypes.CDLL:
   return _state["library"]
 
 
-def _call(kind: str, shape, first, second, strides, padding, transposed: bool):
+class Geometry(NamedTuple):
+  """A convolution C from src (B, H, W, I) to dst (B, OH, OW, O). Its kernel is stored
+  (kh, kw, I, O) (HWIO), or (kh, kw, O, I) when ``transposed`` (a transposed conv's own kernel,
+  the transposed conv being C's input-gradient)."""
+  src_hw: tuple[int, int]
+  kernel_hw: tuple[int, int]
+  strides: tuple[int, int]
+  padding: tuple[tuple[int, int], tuple[int, int]]
+  transposed: bool
+
+
+def _call(kind: str, shape, first, second, geo: Geometry):
   """One custom call; ``shape`` is the global result shape. On a batch mesh each device runs
   it on its shard of the batch (both inputs batched for the kernel gradient, which is then
   summed over the mesh)."""
-  (pt, pb), (pl, pr) = padding
+  (pt, pb), (pl, pr) = geo.padding
 
   def call(a, b):
     local = shape if kind == "bwd_weights" else (a.shape[0], *shape[1:])
     return jax.ffi.ffi_call(f"genjax_onednn_conv_{kind}", jax.ShapeDtypeStruct(local, a.dtype),
                             vmap_method="sequential")(
-        a, b, sh=np.int64(strides[0]), sw=np.int64(strides[1]), pt=np.int64(pt),
-        pb=np.int64(pb), pl=np.int64(pl), pr=np.int64(pr), transposed=bool(transposed))
+        a, b, sh=np.int64(geo.strides[0]), sw=np.int64(geo.strides[1]), pt=np.int64(pt),
+        pb=np.int64(pb), pl=np.int64(pl), pr=np.int64(pr), transposed=geo.transposed)
 
   mesh = _state["mesh"]
   if mesh is None or first.shape[0] % mesh.size:  # unshardable batches run whole
@@ -154,69 +168,56 @@ def _call(kind: str, shape, first, second, strides, padding, transposed: bool):
                        check_vma=False)(first, second)
 
 
-def _out_size(size: int, k: int, s: int, lo: int, hi: int) -> int:
-  return (size + lo + hi - k) // s + 1
+# C's three primitives are bilinear, and each one's VJP is made of the other two, so every
+# order of reverse-mode differentiation (e.g. a gradient penalty's) stays on oneDNN.
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _fwd(src, kernel, geo: Geometry):
+  """dst = C(src; kernel)."""
+  (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = geo.kernel_hw, geo.strides, geo.padding
+  o = kernel.shape[2] if geo.transposed else kernel.shape[3]
+  shape = (src.shape[0], (src.shape[1] + pt + pb - kh) // sh + 1,
+           (src.shape[2] + pl + pr - kw) // sw + 1, o)
+  return _call("fwd", shape, src, kernel, geo)
 
 
-# A convolution C from src (B, H, W, I) to dst (B, OH, OW, O), kernel given as (kh, kw, A, B_):
-# HWIO when not transposed, (kh, kw, O, I) when transposed. The three primitives are C, its
-# input-gradient and its kernel-gradient; conv and conv_transpose below are C and C's
-# input-gradient, each differentiated by the other two.
-
-def _fwd(src, kernel, strides, padding, transposed):
-  kh, kw = kernel.shape[:2]
-  o = kernel.shape[2] if transposed else kernel.shape[3]
-  b, h, w, _ = src.shape
-  shape = (b, _out_size(h, kh, strides[0], *padding[0]), _out_size(w, kw, strides[1], *padding[1]),
-           o)
-  return _call("fwd", shape, src, kernel, strides, padding, transposed)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _bwd_data(dst, kernel, geo: Geometry):
+  """src-space = C^T(dst; kernel), the input-gradient of C."""
+  i = kernel.shape[3] if geo.transposed else kernel.shape[2]
+  return _call("bwd_data", (dst.shape[0], *geo.src_hw, i), dst, kernel, geo)
 
 
-def _bwd_data(dst, kernel, src_hw, strides, padding, transposed):
-  i = kernel.shape[3] if transposed else kernel.shape[2]
-  return _call("bwd_data", (dst.shape[0], *src_hw, i), dst, kernel, strides, padding, transposed)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _bwd_weights(src, dst, geo: Geometry):
+  """kernel-space: the kernel-gradient of <C(src; kernel), dst>."""
+  i, o = src.shape[3], dst.shape[3]
+  return _call("bwd_weights", (*geo.kernel_hw, *((o, i) if geo.transposed else (i, o))), src,
+               dst, geo)
 
 
-def _bwd_weights(src, dst, kernel_shape, strides, padding, transposed):
-  return _call("bwd_weights", kernel_shape, src, dst, strides, padding, transposed)
+def _fwd_bwd(geo, res, g):
+  src, kernel = res
+  return _bwd_data(g, kernel, geo), _bwd_weights(src, g, geo)
 
 
-def _conv(x, kernel, strides, padding):
-  return _fwd(x, kernel, strides, padding, False)
+def _bwd_data_bwd(geo, res, g):
+  dst, kernel = res
+  return _fwd(g, kernel, geo), _bwd_weights(g, dst, geo)
 
 
-def _conv_vjp_fwd(x, kernel, strides, padding):
-  return _fwd(x, kernel, strides, padding, False), (x, kernel)
+def _bwd_weights_bwd(geo, res, g):
+  src, dst = res
+  return _bwd_data(dst, g, geo), _fwd(src, g, geo)
 
 
-def _conv_vjp_bwd(strides, padding, res, g):
-  x, kernel = res
-  return (_bwd_data(g, kernel, x.shape[1:3], strides, padding, False),
-          _bwd_weights(x, g, kernel.shape, strides, padding, False))
+def _saving_inputs(prim):
+  return lambda a, b, geo: (prim(a, b, geo), (a, b))
 
 
-_conv = jax.custom_vjp(_conv, nondiff_argnums=(2, 3))
-_conv.defvjp(_conv_vjp_fwd, _conv_vjp_bwd)
-
-
-def _conv_t(x, kernel, out_hw, strides, padding):
-  return _bwd_data(x, kernel, out_hw, strides, padding, True)
-
-
-_conv_t = jax.custom_vjp(_conv_t, nondiff_argnums=(2, 3, 4))
-
-
-def _conv_t_vjp_fwd(x, kernel, out_hw, strides, padding):
-  return _bwd_data(x, kernel, out_hw, strides, padding, True), (x, kernel)
-
-
-def _conv_t_vjp_bwd(out_hw, strides, padding, res, g):
-  x, kernel = res
-  return (_fwd(g, kernel, strides, padding, True),
-          _bwd_weights(g, x, kernel.shape, strides, padding, True))
-
-
-_conv_t.defvjp(_conv_t_vjp_fwd, _conv_t_vjp_bwd)
+for _prim, _bwd in ((_fwd, _fwd_bwd), (_bwd_data, _bwd_data_bwd),
+                    (_bwd_weights, _bwd_weights_bwd)):
+  _prim.defvjp(_saving_inputs(_prim), _bwd)
 
 
 def _check(x, kernel):
@@ -234,22 +235,30 @@ def onednn_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
   """``lax.conv_general_dilated(x, kernel, strides, padding, ('NHWC', 'HWIO', 'NHWC'))`` by
   oneDNN, differentiable in ``x`` and ``kernel``."""
   _check(x, kernel)
-  padding = tuple(tuple(int(p) for p in pair) for pair in padding)
-  return _conv(x, kernel, tuple(int(s) for s in strides), padding)
+  geo = Geometry(tuple(x.shape[1:3]), tuple(kernel.shape[:2]), tuple(int(s) for s in strides),
+                 tuple(tuple(int(p) for p in pair) for pair in padding), False)
+  return _fwd(x, kernel, geo)
 
 
 def onednn_conv_transpose(x: jax.Array, kernel: jax.Array, stride: tuple[int, int],
                           padding: tuple[int, int], output_padding: tuple[int, int]) -> jax.Array:
   """PyTorch's ``ConvTranspose2d`` (kernel (kh, kw, in, out), integer padding; see
   :func:`genjax.models.layers.conv_transpose`) by oneDNN: the input-gradient of the conv from
-  its output space back to its input space, padded (padding, padding - output_padding)."""
+  its output space back to its input space, padded (padding, padding - output_padding).
+
+  Output rows/columns past ``(H - 1) * stride - padding + k`` receive no input; where
+  ``output_padding > padding`` asks for them, they are zeros appended to the result.
+  """
   _check(x, kernel)
   kh, kw = kernel.shape[:2]
   (sy, sx), (py, px), (opy, opx) = stride, padding, output_padding
-  if opy > py or opx > px:
-    raise ValueError(f"conv backend 'onednn' needs output_padding <= padding, got "
-                     f"{output_padding} > {padding}; use conv backend 'xla'")
   h, w = x.shape[1:3]
-  out_hw = ((h - 1) * sy - 2 * py + kh + opy, (w - 1) * sx - 2 * px + kw + opx)
-  return _conv_t(x, kernel, out_hw, (int(sy), int(sx)),
-                 ((int(py), int(py - opy)), (int(px), int(px - opx))))
+  out_h, out_w = (h - 1) * sy - 2 * py + kh + opy, (w - 1) * sx - 2 * px + kw + opx
+  if out_h <= 0 or out_w <= 0:
+    raise ValueError(f"conv_transpose output would be empty: input {h}x{w}, kernel {kh}x{kw}, "
+                     f"stride {(sy, sx)}, padding {(py, px)}")
+  ey, ex = max(0, opy - py), max(0, opx - px)  # all-zero rows/columns at the end
+  geo = Geometry((out_h - ey, out_w - ex), (kh, kw), (int(sy), int(sx)),
+                 ((int(py), int(py - opy + ey)), (int(px), int(px - opx + ex))), True)
+  y = _bwd_data(x, kernel, geo)
+  return jnp.pad(y, ((0, 0), (0, ey), (0, ex), (0, 0))) if ey or ex else y

@@ -1,0 +1,199 @@
+"""genjax.kernels: the oneDNN convolutions equal XLA's, forward and both gradients, for every
+geometry genjax's models use; the backend switch, its errors and its mesh mapping."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from genjax import errors, kernels
+from genjax.models import dcgan, layers
+from tests.test_layers import CASES
+
+# (input (H, W, C), kernel (kh, kw, out), stride, ((top, bottom), (left, right))): DCGAN's and the
+# AEs' 4x4/s2/p1 encoder convs and their 4x4 valid output conv, the classifier's 3x3 same conv,
+# and an odd one with unequal strides and asymmetric padding.
+CONVS = [((16, 16, 8), (4, 4, 16), (2, 2), ((1, 1), (1, 1))),
+         ((4, 4, 16), (4, 4, 1), (1, 1), ((0, 0), (0, 0))),
+         ((9, 9, 3), (3, 3, 6), (1, 1), ((1, 1), (1, 1))),
+         ((9, 7, 5), (3, 2, 6), (2, 1), ((1, 2), (0, 1)))]
+
+
+def _lax_conv(x, k, stride, padding):
+  return jax.lax.conv_general_dilated(x, k, stride, padding,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _value_and_grads(fn, x, k, g):
+  """fn(x, k) and the gradients of <fn(x, k), g>, through a fresh jit (fresh trace)."""
+  return jax.jit(lambda x, k: (fn(x, k), jax.grad(lambda x, k: jnp.vdot(fn(x, k), g),
+                                                   (0, 1))(x, k)))(x, k)
+
+
+def _assert_same(ours, ref, rtol):
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=0, atol=rtol * np.abs(b).max())
+
+
+@pytest.mark.parametrize("hwc,kernel,stride,padding", CONVS)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_onednn_conv_matches_lax_forward_and_gradients(hwc, kernel, stride, padding, dtype):
+  rng = np.random.default_rng(sum(hwc))
+  x = jnp.asarray(rng.normal(size=(4, *hwc)), dtype)
+  k = jnp.asarray(rng.normal(size=(*kernel[:2], hwc[2], kernel[2])), dtype)
+  out = _lax_conv(x.astype(jnp.float32), k.astype(jnp.float32), stride, padding)
+  g = jnp.asarray(rng.normal(size=out.shape), dtype)
+  ref = _value_and_grads(lambda x, k: _lax_conv(x, k, stride, padding), *(
+      a.astype(jnp.float32) for a in (x, k, g)))
+  ours = _value_and_grads(lambda x, k: kernels.onednn_conv(x, k, stride, padding), x, k, g)
+  assert ours[0].dtype == dtype
+  _assert_same(ours, ref, 1e-5 if dtype == "float32" else 1e-2)
+
+
+@pytest.mark.parametrize("size,k,stride,padding,out_pad", CASES)
+def test_onednn_conv_transpose_matches_lax_forward_and_gradients(size, k, stride, padding,
+                                                                   out_pad):
+  rng = np.random.default_rng(size * 100 + k * 10 + stride)
+  x = jnp.asarray(rng.normal(size=(2, size, size + 1, 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, 3, 5)), jnp.float32)
+  args = ((stride, stride), (padding, padding), (out_pad, out_pad))
+  out = layers.lax_conv_transpose(x, w, *args)
+  g = jnp.asarray(rng.normal(size=out.shape), jnp.float32)
+  ref = _value_and_grads(lambda x, w: layers.lax_conv_transpose(x, w, *args), x, w, g)
+  ours = _value_and_grads(lambda x, w: kernels.onednn_conv_transpose(x, w, *args), x, w, g)
+  _assert_same(ours, ref, 1e-5)
+
+
+def test_onednn_conv_transpose_bfloat16():
+  rng = np.random.default_rng(0)
+  x, w = (jnp.asarray(rng.normal(size=s), jnp.bfloat16) for s in ((2, 8, 8, 16), (4, 4, 16, 8)))
+  ref = layers.lax_conv_transpose(x.astype(jnp.float32), w.astype(jnp.float32), 2, 1)
+  ours = kernels.onednn_conv_transpose(x, w, (2, 2), (1, 1), (0, 0))
+  assert ours.dtype == jnp.bfloat16
+  _assert_same(ours, ref, 1e-2)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_second_order_gradients_match_lax(transposed):
+  """A gradient penalty differentiates the input-gradient again (WGAN-GP, R1)."""
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(3, 8, 8, 4)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(4, 4, 4, 6)), jnp.float32)
+  if transposed:
+    ours = lambda x, k: kernels.onednn_conv_transpose(x, k, (2, 2), (1, 1), (0, 0))
+    ref = lambda x, k: layers.lax_conv_transpose(x, k, 2, 1)
+  else:
+    ours = lambda x, k: kernels.onednn_conv(x, k, (2, 2), ((1, 1), (1, 1)))
+    ref = lambda x, k: _lax_conv(x, k, (2, 2), ((1, 1), (1, 1)))
+
+  def penalty(fn):
+    def input_grad_norm(x, k):
+      dx = jax.grad(lambda x: jnp.sum(jnp.tanh(fn(x, k))))(x)
+      return jnp.sum(dx ** 2)
+    return jax.jit(jax.value_and_grad(input_grad_norm, (0, 1)))
+
+  _assert_same(penalty(ours)(x, k), penalty(ref)(x, k), 1e-5)
+
+
+def test_layers_conv_is_nnx_conv_with_the_same_parameters_and_key_draws():
+  for bias in (True, False):
+    ours_rngs, theirs_rngs = nnx.Rngs(3), nnx.Rngs(3)
+    ours = layers.Conv(3, 5, 4, 2, 1, use_bias=bias, rngs=ours_rngs)
+    theirs = nnx.Conv(3, 5, (4, 4), (2, 2), padding=((1, 1), (1, 1)), use_bias=bias,
+                      kernel_init=layers.dcgan_normal, rngs=theirs_rngs)
+    if bias:
+      theirs.bias[...] = ours.bias[...] = jnp.linspace(-1, 1, 5)
+    assert jax.tree.structure(nnx.state(ours)) == jax.tree.structure(nnx.state(theirs))
+    np.testing.assert_array_equal(ours.kernel[...], theirs.kernel[...])
+    # the keys drawn next are the same, so every later layer initialises as before
+    np.testing.assert_array_equal(jax.random.key_data(ours_rngs.params()),
+                                  jax.random.key_data(theirs_rngs.params()))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32)
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-6)
+
+
+def test_dcgan_networks_give_the_same_outputs_and_gradients_on_both_backends():
+  nets = dcgan.build((32, 32, 1), rngs=nnx.Rngs(0), ngf=8, ndf=8, latent_dim=16)
+  (gdef, gstate), (ddef, dstate) = nnx.split(nets["generator"]), nnx.split(nets["discriminator"])
+  z = jax.random.normal(jax.random.PRNGKey(1), (4, 16))
+  real = jax.random.normal(jax.random.PRNGKey(2), (4, 32, 32, 1))
+
+  def run():
+    def loss(gs, ds):
+      d = nnx.merge(ddef, ds)
+      fake = nnx.merge(gdef, gs)(z)
+      return jnp.sum(d(fake) ** 2) + jnp.sum(d(real)), fake
+    return jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(gstate, dstate)
+
+  with kernels.use_conv_backend("xla"):
+    ref = run()
+  with kernels.use_conv_backend("onednn"):
+    ours = run()
+  _assert_same(ours, ref, 1e-5)
+
+
+def test_onednn_on_a_batch_mesh_runs_per_shard_and_matches_one_device():
+  n = len(jax.devices())
+  mesh = jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  rng = np.random.default_rng(0)
+  x = jax.device_put(jnp.asarray(rng.normal(size=(2 * n, 8, 8, 4)), jnp.float32), shard)
+  k = jnp.asarray(rng.normal(size=(4, 4, 4, 6)), jnp.float32)
+
+  def fn(x, k):
+    y = layers.conv2d(x, k, (2, 2), ((1, 1), (1, 1)))
+    return layers.transposed_conv(y, k.transpose(0, 1, 3, 2), 2, 1)
+
+  g = jnp.ones((2 * n, 8, 8, 4), jnp.float32)
+  with kernels.use_conv_backend("xla"):
+    ref = _value_and_grads(fn, x, k, g)
+  with kernels.use_conv_backend("onednn", mesh=mesh):
+    hlo = jax.jit(fn).lower(x, k).compile().as_text()
+    ours = _value_and_grads(fn, x, k, g)
+  _assert_same(ours, ref, 1e-5)
+  calls = [line for line in hlo.splitlines() if "custom-call(" in line]
+  assert calls and all(f"f32[2," in line.split("=")[1] for line in calls)  # per-device shards
+  assert "all-gather" not in hlo
+
+
+def test_backend_switch_errors_and_fallback(tmp_path, monkeypatch):
+  with pytest.raises(ValueError, match="unknown conv backend 'cudnn'; valid: auto, xla, onednn"):
+    kernels.set_conv_backend("cudnn")
+  with kernels.use_conv_backend("onednn"):
+    assert kernels.conv_backend() == "onednn"
+  assert kernels.conv_backend() == "xla"
+  x = jnp.zeros((1, 4, 4, 3))
+  with pytest.raises(ValueError, match=r"must agree, got \(1, 4, 4, 3\) and \(3, 3, 2, 5\)"):
+    kernels.onednn_conv(x, jnp.zeros((3, 3, 2, 5)), (1, 1), ((1, 1), (1, 1)))
+  with pytest.raises(TypeError, match="both be float32 or bfloat16, got float32 and float16"):
+    kernels.onednn_conv(x, jnp.zeros((3, 3, 3, 5), jnp.float16), (1, 1), ((1, 1), (1, 1)))
+  with pytest.raises(ValueError, match="conv_transpose output would be empty"):
+    kernels.onednn_conv_transpose(x, jnp.zeros((1, 1, 3, 2)), (1, 1), (2, 2), (0, 0))
+
+  # No compiler: a one-line error naming the fix; 'auto' falls back to XLA's kernels.
+  monkeypatch.setenv("GENJAX_KERNEL_DIR", str(tmp_path))
+  monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
+  monkeypatch.setitem(kernels._state, "library", None)  # pylint: disable=protected-access
+  with pytest.raises(errors.KernelError) as e:
+    kernels.build()
+  assert str(e.value) == ("cannot build genjax's oneDNN kernels (compiler not found): install "
+                          "g++ and oneDNN 2.x (apt-get install g++ libdnnl-dev) or use "
+                          "--config.conv_backend=xla")
+  assert "\n" not in str(e.value) and not list(tmp_path.glob("*.so"))
+  with kernels.use_conv_backend("auto"):
+    assert kernels.conv_backend() == "xla"
+  with pytest.raises(errors.KernelError, match="cannot build"):
+    kernels.set_conv_backend("onednn")
+  assert kernels.conv_backend() == "xla"
+
+
+def test_build_compiles_into_the_kernel_dir_once(tmp_path, monkeypatch):
+  monkeypatch.setenv("GENJAX_KERNEL_DIR", str(tmp_path))
+  path = kernels.build()
+  assert path.parent == tmp_path and path.exists() and path.suffix == ".so"
+  mtime = path.stat().st_mtime_ns
+  assert kernels.build() == path and path.stat().st_mtime_ns == mtime
+  assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
