@@ -77,6 +77,7 @@ class Options:
   dry_run: bool = False
   peer: bool = True
   peer_channels_last: bool = True
+  conv_backend: str = "auto"  # genjax's config.conv_backend
   probes: bool = True
   wait_quiet: float = 0.0  # seconds to wait, per workload, for other processes to go quiet
   log: Callable[[str], None] = print
@@ -299,6 +300,7 @@ def run_probe(side: str, name: str, batch: int, dtype: str, opts: Options, *,
     cmd.append("--tiny")
   if opts.peer_channels_last:
     cmd.append("--peer-channels-last")
+  cmd += ["--conv-backend", opts.conv_backend]
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ)
   env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
@@ -383,7 +385,8 @@ def measure_workload(name: str, batch: int, dtype: str, opts: Options, *,
   """One record: interleaved timing in this process plus the fresh-process probes."""
   log = opts.log
   w = workloads.get(name)
-  config = workloads.make_config(w, batch, dtype, tiny=opts.dry_run)
+  config = workloads.make_config(w, batch, dtype, tiny=opts.dry_run,
+                                 conv_backend=opts.conv_backend)
   rec: dict[str, Any] = {"model": name, "description": w.description, "batch": batch,
                          "dtype": dtype, "tiny": opts.dry_run}
   rec["waited_for_quiet_s"] = wait_quiet(opts.wait_quiet, QUIET, log)

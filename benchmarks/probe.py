@@ -147,9 +147,11 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--tiny", action="store_true")
   p.add_argument("--peer-device", default="cpu")
   p.add_argument("--peer-channels-last", action="store_true")
+  p.add_argument("--conv-backend", default="auto")
   p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
   a = p.parse_args(argv)
-  config = workloads.make_config(workloads.get(a.model), a.batch, a.dtype, tiny=a.tiny)
+  config = workloads.make_config(workloads.get(a.model), a.batch, a.dtype, tiny=a.tiny,
+                                 conv_backend=a.conv_backend)
   if a.side == "genjax":
     result = probe_genjax(config, a.steps, a.cache_dir)
   else:

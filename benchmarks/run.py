@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from benchmarks import harness  # pylint: disable=wrong-import-position
 from benchmarks import report  # pylint: disable=wrong-import-position
 from benchmarks import workloads  # pylint: disable=wrong-import-position
+from genjax import kernels  # pylint: disable=wrong-import-position
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -58,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  f"under {100 * harness.QUIET:.0f}%% of the CPU, and time again (up to "
                  f"{harness.TIMING_RETRIES} times) when they took more while timing (for shared "
                  "machines)")
+  p.add_argument("--conv-backend", default="auto", choices=kernels.BACKENDS,
+                 help="genjax's config.conv_backend (default auto: oneDNN's kernels on CPU)")
   p.add_argument("--peer-nchw", action="store_true",
                  help="run the PyTorch peer in pytorch/examples' NCHW-contiguous memory format "
                  "instead of channels_last (the faster one on CPU here)")
@@ -87,7 +90,7 @@ def options(a: argparse.Namespace) -> harness.Options:
       steps=a.steps or (2 if small else 20),
       warmup=a.warmup if a.warmup is not None else (1 if small else 3),
       block=a.block or (1 if small else 5), peer=not a.no_peer,
-      peer_channels_last=not a.peer_nchw, probes=not a.no_probes, wait_quiet=a.wait_quiet,
+      peer_channels_last=not a.peer_nchw, conv_backend=a.conv_backend, probes=not a.no_probes, wait_quiet=a.wait_quiet,
       log=lambda msg: print(msg, flush=True))
 
 

@@ -66,8 +66,10 @@ def get(name: str) -> Workload:
   return WORKLOADS[name]
 
 
-def make_config(workload: Workload, batch: int, dtype: str, *, tiny: bool = False):
-  """The genjax config of ``workload`` at ``batch`` and compute ``dtype``, validated."""
+def make_config(workload: Workload, batch: int, dtype: str, *, tiny: bool = False,
+                conv_backend: str = "auto"):
+  """The genjax config of ``workload`` at ``batch``, compute ``dtype`` and ``conv_backend``,
+  validated."""
   c = importlib.import_module(f"experiments.configs.{workload.config}").get_config()
   c.unlock()
   c.dataset.name = workload.dataset
@@ -75,6 +77,7 @@ def make_config(workload: Workload, batch: int, dtype: str, *, tiny: bool = Fals
   c.dataset.resize = workload.resize
   c.batch_size = batch
   c.dtype = dtype
+  c.conv_backend = conv_backend
   c.compilation_cache_dir = ""
   if tiny:
     for key, value in workload.tiny.items():

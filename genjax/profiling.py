@@ -141,8 +141,12 @@ def top_ops(path: str, n: int = 15) -> dict[str, Any]:
   executor and the GPU's kernel events name them) and leaves out the enclosing host events, so
   the shares are of the time spent in ops.
 
+  Steps are dispatched asynchronously, so the traced window can hold more executions than the
+  steps annotated in it: ``executions`` counts the distinct (module, run id) of the ops.
+
   Returns:
-    ``{"trace", "steps", "total_ms", "ops": [{"name", "ms", "count", "share"}, ...]}``.
+    ``{"trace", "steps", "executions", "total_ms",
+    "ops": [{"name", "ms", "count", "share"}, ...]}``.
   """
   file = latest_trace(path)
   with gzip.open(file, "rt") as f:
@@ -150,7 +154,7 @@ def top_ops(path: str, n: int = 15) -> dict[str, Any]:
   events = trace["traceEvents"] if isinstance(trace, dict) else trace
   totals: dict[str, float] = collections.defaultdict(float)
   counts: dict[str, int] = collections.Counter()
-  steps = set()
+  steps, runs = set(), set()
   for e in events:
     if e.get("ph") != "X" or "dur" not in e:
       continue
@@ -161,9 +165,12 @@ def top_ops(path: str, n: int = 15) -> dict[str, Any]:
       continue
     totals[name] += float(e["dur"]) / 1e3
     counts[name] += 1
+    args = e.get("args", {})
+    if "run_id" in args:
+      runs.add((args.get("hlo_module"), args["run_id"]))
   total = sum(totals.values())
   ops = sorted(totals, key=totals.get, reverse=True)[:n]
-  return {"trace": file, "steps": len(steps), "total_ms": total,
+  return {"trace": file, "steps": len(steps), "executions": len(runs), "total_ms": total,
           "ops": [{"name": k, "ms": totals[k], "count": counts[k],
                    "share": totals[k] / total if total else 0.0} for k in ops]}
 
@@ -202,7 +209,7 @@ def format_top(summary: dict[str, Any], hlo_text: str | None = None) -> str:
   """The summary as a table; with the run's optimized HLO, each op is described."""
   described = describe_ops(hlo_text, [op["name"] for op in summary["ops"]]) if hlo_text else {}
   lines = [f"{summary['trace']}: {summary['steps']} annotated steps, "
-           f"{summary['total_ms']:.1f} ms in ops",
+           f"{summary['executions']} executions traced, {summary['total_ms']:.1f} ms in ops",
            f"{'ms':>10} {'share':>6} {'calls':>6}  op"]
   for op in summary["ops"]:
     line = f"{op['ms']:10.1f} {op['share']:6.1%} {op['count']:6d}  {op['name']}"
