@@ -90,7 +90,8 @@ def options(a: argparse.Namespace) -> harness.Options:
       steps=a.steps or (2 if small else 20),
       warmup=a.warmup if a.warmup is not None else (1 if small else 3),
       block=a.block or (1 if small else 5), peer=not a.no_peer,
-      peer_channels_last=not a.peer_nchw, conv_backend=a.conv_backend, probes=not a.no_probes, wait_quiet=a.wait_quiet,
+      peer_channels_last=not a.peer_nchw, conv_backend=a.conv_backend, probes=not a.no_probes,
+      wait_quiet=a.wait_quiet,
       log=lambda msg: print(msg, flush=True))
 
 

@@ -155,7 +155,7 @@ def test_onednn_on_a_batch_mesh_runs_per_shard_and_matches_one_device():
     ours = _value_and_grads(fn, x, k, g)
   _assert_same(ours, ref, 1e-5)
   calls = [line for line in hlo.splitlines() if "custom-call(" in line]
-  assert calls and all(f"f32[2," in line.split("=")[1] for line in calls)  # per-device shards
+  assert calls and all("f32[2," in line.split("=")[1] for line in calls)  # per-device shards
   assert "all-gather" not in hlo
 
 
@@ -197,3 +197,14 @@ def test_build_compiles_into_the_kernel_dir_once(tmp_path, monkeypatch):
   mtime = path.stat().st_mtime_ns
   assert kernels.build() == path and path.stat().st_mtime_ns == mtime
   assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
+
+
+def test_unloadable_library_is_one_line_and_auto_falls_back(tmp_path, monkeypatch):
+  monkeypatch.setenv("GENJAX_KERNEL_DIR", str(tmp_path))
+  monkeypatch.setitem(kernels._state, "library", None)  # pylint: disable=protected-access
+  kernels.library_path().write_bytes(b"not a shared object")  # a corrupt cached library
+  with pytest.raises(errors.KernelError, match=r"^cannot load genjax's oneDNN kernels \(.*\): "
+                     r"reinstall oneDNN 2.x \(apt-get install libdnnl-dev\) or use "
+                     r"--config.conv_backend=xla$"):
+    kernels.set_conv_backend("onednn")
+  assert kernels.set_conv_backend("auto") == "xla"

@@ -1,18 +1,20 @@
 """Which kernels genjax's convolution layers run: XLA's, or oneDNN's through XLA's FFI (CPU).
 
-``conv_backend`` is a process setting, like an XLA flag: ``set_conv_backend('onednn')`` (the
-trainer does it from ``config.conv_backend``) before the step is traced, or the
-:func:`use_conv_backend` context for a block of code.
+``conv_backend`` is a process setting, like an XLA flag: ``set_conv_backend(name)`` (the trainer
+does it from ``config.conv_backend``) before the step is traced, or the
+:func:`use_conv_backend` context for a block of code. Until set, layers use XLA's kernels.
 
-- ``'xla'`` (default): ``lax`` convolutions; transposed convolutions by the phase decomposition
-  (or ``lax.conv_transpose``) that the layer's ``impl`` names.
+- ``'xla'``: ``lax`` convolutions; transposed convolutions by the phase decomposition (or
+  ``lax.conv_transpose``) that the layer's ``impl`` names.
 - ``'onednn'``: every conv and transposed conv of :mod:`genjax.models.layers` is a custom call
-  into oneDNN 2.x primitives (``onednn_conv.cc``: forward, backward-data, backward-weights), with
-  a ``custom_vjp`` whose gradients are those primitives too. On the 2-core AVX-512 CPU here the
-  discriminator's 4x4/stride-2 conv takes half XLA:CPU's time forward and backward (see
-  benchmarks/results/README.md). CPU only, float32 and bfloat16, one device per process or
-  ``config.parallel='pmap'`` (the custom calls have no SPMD partitioning rule). The library is
-  compiled on first use into ``~/.cache/genjax/kernels`` (needs ``g++`` and ``libdnnl-dev``).
+  into oneDNN 2.x primitives (``onednn_conv.cc``: forward, backward-data, backward-weights),
+  differentiated (to any order, in reverse mode) by those primitives too. On the 2-core AVX-512
+  CPU here they take about half XLA:CPU's time (see benchmarks/results/README.md). CPU only,
+  float32 and bfloat16. Under the ``mesh`` strategy each custom call runs on every device's
+  shard of the batch (``shard_map``); under ``pmap`` per device. The library is compiled on
+  first use into ``~/.cache/genjax/kernels`` (``GENJAX_KERNEL_DIR``; needs ``g++`` and
+  ``libdnnl-dev``).
+- ``'auto'`` (the config's default): ``'onednn'`` where it builds and loads, else ``'xla'``.
 
 Both backends compute the same function with the same parameters; they differ in rounding only.
 """
@@ -111,7 +113,8 @@ def build() -> Path:
       proc = None
     if proc is None or proc.returncode:
       first = "compiler not found" if proc is None else next(
-          (l for l in proc.stderr.splitlines() if "error" in l), proc.stderr.strip()[-200:])
+          (line for line in proc.stderr.splitlines() if "error" in line),
+          proc.stderr.strip()[-200:])
       raise errors.KernelError(
           f"cannot build genjax's oneDNN kernels ({first.strip()}): install g++ and oneDNN 2.x "
           f"(apt-get install g++ libdnnl-dev) or use --config.conv_backend=xla")
@@ -123,8 +126,14 @@ def _load() -> ctypes.CDLL:
   if _state["library"] is None:
     if jax.default_backend() != "cpu":
       raise errors.KernelError(f"conv backend 'onednn' runs on CPU only; this process's JAX "
-                               f"backend is {jax.default_backend()!r}: use --config.conv_backend=xla")
-    lib = ctypes.cdll.LoadLibrary(str(build()))
+                               f"backend is {jax.default_backend()!r}: use "
+                               f"--config.conv_backend=xla")
+    path = build()
+    try:
+      lib = ctypes.cdll.LoadLibrary(str(path))
+    except OSError as e:  # e.g. libdnnl.so.2 removed since the build
+      raise errors.KernelError(f"cannot load genjax's oneDNN kernels ({e}): reinstall oneDNN 2.x "
+                               f"(apt-get install libdnnl-dev) or use --config.conv_backend=xla")
     for kind, symbol in _TARGETS.items():
       jax.ffi.register_ffi_target(f"genjax_onednn_conv_{kind}",
                                   jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
