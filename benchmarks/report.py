@@ -38,18 +38,22 @@ HOW_TO_RUN = """\
 make bench                                   # the default suite, here (CPU or GPU)
 .venv/bin/python -m benchmarks.run [--suite default] [--models dcgan64,dcgan32,vae] \\
     [--batch 64] [--dtypes float32,bfloat16] [--steps 20] [--warmup 3] \\
-    [--out benchmarks/results] [--dry-run]
+    [--conv-backend auto|onednn|xla] [--out benchmarks/results] [--dry-run]
 bash benchmarks/gpu.sh [--dry-run]           # on a GPU machine (see the script's header)
 ```
 
 The default suite is DCGAN-64 (pytorch/examples: nz=100, ngf=ndf=64, 3 channels) at batch 64,
 the 32-px, 1-channel DCGAN at batch 64 and the Fashion-MNIST VAE at batch 128, each in float32
-and bfloat16. `--dry-run` runs the same flow on tiny networks for 2 steps (seconds per model)
-and writes to a temporary folder unless `--out` is given. Each run writes
+and bfloat16. genjax runs with `config.conv_backend` = `--conv-backend` (default `auto`:
+oneDNN's kernels on CPU; each record's `conv_backend` says which ran). `--dry-run` runs the
+same flow on tiny networks for 2 steps (seconds per model) and writes to a temporary folder
+unless `--out` is given. Each run writes
 `<date>_<time>_<backend>.json` (a list of records, one per model and dtype) and a `.md` table,
 then rewrites this README."""
 
 METHOD = """\
+- **FLOPs with oneDNN kernels**: XLA's cost analysis counts nothing inside custom calls, so the
+  FLOPs are those of the same step lowered with XLA's kernels (the same function).
 - **Steady state**: genjax's jitted step (`strategy.compile(method.step)`, donated state) and
   the PyTorch peer's eager step run in one process, in alternating blocks (genjax first in even
   rounds, PyTorch first in odd ones) so that drift and neighbours' load hit both alike. Each

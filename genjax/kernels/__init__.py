@@ -56,13 +56,15 @@ def set_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None) -> str
   keep theirs) and returns the backend chosen.
 
   ``'onednn'`` builds/loads its library here, so a missing compiler or oneDNN is reported at
-  start-up; ``'auto'`` is ``'onednn'`` on a CPU backend where the library builds and loads, and
-  ``'xla'`` elsewhere (saying why in the log). ``mesh``: a one-axis mesh over which the batch
-  of activations is sharded (the ``mesh`` strategy's, several devices): each custom call then
-  runs on every device's shard (``shard_map``), with the kernel gradient summed over the axis.
+  start-up; ``'auto'`` is ``'onednn'`` on a CPU backend where the library builds and loads (and
+  logs why not where it does not), else ``'xla'``. ``mesh``: a one-axis mesh over which the
+  batch of activations is sharded (the ``mesh`` strategy's, several devices): each custom call
+  then runs on every device's shard (``shard_map``), with the kernel gradient summed over it.
   """
   errors.check_choice("conv backend", name, BACKENDS)
-  if name == "auto":
+  if name == "auto" and jax.default_backend() != "cpu":
+    name = "xla"  # the oneDNN kernels are CPU kernels
+  elif name == "auto":
     try:
       _load()
       name = "onednn"
