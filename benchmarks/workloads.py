@@ -18,8 +18,8 @@ from genjax import config as config_lib
 from genjax import data
 from genjax import kernels
 from genjax import methods
-from genjax import models
 from genjax import parallel
+from genjax import train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,9 +112,7 @@ def build_genjax(config, host_batch: dict[str, np.ndarray], seed: int = 0) -> Ge
   strategy = parallel.make_strategy(config.parallel)
   strategy.check_batch(config.batch_size)
   kernels.set_conv_backend(config.conv_backend, mesh=strategy.data_mesh)
-  method_cls = methods.get(models.get(config.model.name).METHOD)
-  method = method_cls(config, config_lib.image_shape(config),
-                      data.DATASETS[config.dataset.name].num_classes, strategy.axis_name)
+  method = train.build_method(config, strategy.axis_name)
   state = jax.jit(method.init, out_shardings=strategy.state_sharding())(
       jax.random.PRNGKey(seed))
   return GenjaxSetup(method=method, strategy=strategy, state=strategy.put_state(state),

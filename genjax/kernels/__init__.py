@@ -251,6 +251,20 @@ def onednn_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
   return _fwd(x, kernel, geo)
 
 
+def transposed_output_hw(in_hw: tuple[int, int], kernel_hw: tuple[int, int],
+                         stride: tuple[int, int], padding: tuple[int, int],
+                         output_padding: tuple[int, int]) -> tuple[int, int]:
+  """PyTorch's ``ConvTranspose2d`` output size, ``(H - 1) * stride - 2 * padding + k +
+  output_padding`` per axis; a ValueError where it would be empty."""
+  (h, w), (kh, kw), (sy, sx), (py, px), (opy, opx) = (in_hw, kernel_hw, stride, padding,
+                                                     output_padding)
+  out_h, out_w = (h - 1) * sy - 2 * py + kh + opy, (w - 1) * sx - 2 * px + kw + opx
+  if out_h <= 0 or out_w <= 0:
+    raise ValueError(f"conv_transpose output would be empty: input {h}x{w}, kernel {kh}x{kw}, "
+                     f"stride {(sy, sx)}, padding {(py, px)}")
+  return out_h, out_w
+
+
 def onednn_conv_transpose(x: jax.Array, kernel: jax.Array, stride: tuple[int, int],
                           padding: tuple[int, int], output_padding: tuple[int, int]) -> jax.Array:
   """PyTorch's ``ConvTranspose2d`` (kernel (kh, kw, in, out), integer padding; see
@@ -263,11 +277,7 @@ def onednn_conv_transpose(x: jax.Array, kernel: jax.Array, stride: tuple[int, in
   _check(x, kernel)
   kh, kw = kernel.shape[:2]
   (sy, sx), (py, px), (opy, opx) = stride, padding, output_padding
-  h, w = x.shape[1:3]
-  out_h, out_w = (h - 1) * sy - 2 * py + kh + opy, (w - 1) * sx - 2 * px + kw + opx
-  if out_h <= 0 or out_w <= 0:
-    raise ValueError(f"conv_transpose output would be empty: input {h}x{w}, kernel {kh}x{kw}, "
-                     f"stride {(sy, sx)}, padding {(py, px)}")
+  out_h, out_w = transposed_output_hw(x.shape[1:3], (kh, kw), stride, padding, output_padding)
   ey, ex = max(0, opy - py), max(0, opx - px)  # all-zero rows/columns at the end
   geo = Geometry((out_h - ey, out_w - ex), (kh, kw), (int(sy), int(sx)),
                  ((int(py), int(py - opy + ey)), (int(px), int(px - opx + ex))), True)

@@ -98,11 +98,7 @@ def conv_transpose(x: Array, kernel: Array, stride: int | tuple[int, int] = 1,
   opy, opx = _pair(output_padding)
   kh, kw, cin, cout = kernel.shape
   b, h, w, _ = x.shape
-  out_h = (h - 1) * sy - 2 * py + kh + opy
-  out_w = (w - 1) * sx - 2 * px + kw + opx
-  if out_h <= 0 or out_w <= 0:
-    raise ValueError(f"conv_transpose output would be empty: input {h}x{w}, kernel {kh}x{kw}, "
-                     f"stride {(sy, sx)}, padding {(py, px)}")
+  out_h, out_w = kernels.transposed_output_hw((h, w), (kh, kw), (sy, sx), (py, px), (opy, opx))
   if h == 1 and w == 1:
     # A 1x1 input (e.g. DCGAN's latent projection) is a matrix product: y[o] = x * kernel[o + p].
     y = jnp.einsum("bc,hwcd->bhwd", x[:, 0, 0, :], kernel)
