@@ -71,16 +71,14 @@ std::shared_ptr<Primitive> Build(Kind kind, memory::data_type dt, const memory::
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   const auto alg = dnnl::algorithm::convolution_direct;
   auto& eng = Engine();
+  // The forward primitive, and the hint the backward ones are built against.
   dnnl::convolution_forward::primitive_desc hint(
       dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, p->src, w_any,
-                                      p->dst, strides, pad_l, pad_r), eng);
+                                      p->dst, strides, pad_l, pad_r), attr, eng);
   if (kind == kFwd) {
-    dnnl::convolution_forward::primitive_desc pd(
-        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, p->src, w_any,
-                                        p->dst, strides, pad_l, pad_r), attr, eng);
-    p->prim = dnnl::convolution_forward(pd);
-    p->weights = pd.weights_desc();
-    p->scratch = pd.scratchpad_desc();
+    p->prim = dnnl::convolution_forward(hint);
+    p->weights = hint.weights_desc();
+    p->scratch = hint.scratchpad_desc();
   } else if (kind == kBwdData) {
     dnnl::convolution_backward_data::primitive_desc pd(
         dnnl::convolution_backward_data::desc(alg, p->src, w_any, p->dst, strides, pad_l, pad_r),
