@@ -71,6 +71,9 @@ def base_config(family: str) -> ml_collections.ConfigDict:
   # Convolution kernels (genjax.kernels): 'onednn' (CPU: oneDNN through XLA's FFI), 'xla', or
   # 'auto' = 'onednn' where it builds on a CPU backend, else 'xla'. Same function either way.
   c.conv_backend = "auto"
+  # glibc keeps freed memory in the process instead of page-faulting each step's buffers back
+  # in (genjax.host; applied by genjax.main before JAX starts).
+  c.tune_malloc = True
   c.lock()
   return c
 

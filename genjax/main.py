@@ -61,7 +61,15 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_quiet_libraries)
-  from genjax import parallel, train  # pylint: disable=g-import-not-at-top
+  try:
+    config = FLAGS.config
+    config.get("model")  # the config is loaded lazily: touch it
+  except OSError as e:  # config_flags defers file errors to the first access
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    exit_with(f"cannot load --config={FLAGS['config'].config_filename}: {lines[-1]}")
+  from genjax import host, parallel, train  # pylint: disable=g-import-not-at-top
+  if config.tune_malloc:  # before any thread of JAX's (or jax.distributed's)
+    host.tune_malloc()
   try:
     parallel.initialize_distributed(
         coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
@@ -72,12 +80,6 @@ def main(argv) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_count() > 1:
     logging.get_absl_handler().addFilter(_ProcessTag(jax.process_index()))
-  try:
-    config = FLAGS.config
-    config.get("model")  # the config is loaded lazily: touch it
-  except OSError as e:  # config_flags defers file errors to the first access
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    exit_with(f"cannot load --config={FLAGS['config'].config_filename}: {lines[-1]}")
   try:
     result = train.train_and_evaluate(config, FLAGS.workdir)
   except GenjaxError as e:
