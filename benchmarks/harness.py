@@ -78,6 +78,7 @@ class Options:
   peer: bool = True
   peer_channels_last: bool = True
   conv_backend: str = "auto"  # genjax's config.conv_backend
+  tune_malloc: bool = True  # genjax.host.tune_malloc in this process and the probes (both sides)
   probes: bool = True
   wait_quiet: float = 0.0  # seconds to wait, per workload, for other processes to go quiet
   log: Callable[[str], None] = print
@@ -290,9 +291,11 @@ def measure_pipeline(batch: int, *, dry_run: bool) -> dict[str, Any]:
 
 # --- fresh-process probes -----------------------------------------------------------------------
 
-def run_probe(side: str, name: str, batch: int, dtype: str, opts: Options, *,
-              cache_dir: str = "", device: str = "cpu") -> dict[str, Any]:
-  """Runs ``benchmarks.probe`` in a fresh interpreter and returns its result."""
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _probe_command(side: str, name: str, batch: int, dtype: str, opts: Options, *,
+                   cache_dir: str = "", device: str = "cpu") -> tuple[list[str], dict[str, str]]:
   cmd = [sys.executable, "-m", "benchmarks.probe", "--side", side, "--model", name, "--batch",
          str(batch), "--dtype", dtype, "--steps", "1" if opts.dry_run else "2",
          "--cache-dir", cache_dir, "--peer-device", device, "--threads", str(num_cores())]
@@ -301,16 +304,59 @@ def run_probe(side: str, name: str, batch: int, dtype: str, opts: Options, *,
   if opts.peer_channels_last:
     cmd.append("--peer-channels-last")
   cmd += ["--conv-backend", opts.conv_backend]
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if not opts.tune_malloc:
+    cmd.append("--default-malloc")
   env = dict(os.environ)
-  env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
-  proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1200,
+  env["PYTHONPATH"] = _REPO + os.pathsep + env.get("PYTHONPATH", "")
+  return cmd, env
+
+
+def run_probe(side: str, name: str, batch: int, dtype: str, opts: Options, *,
+              cache_dir: str = "", device: str = "cpu") -> dict[str, Any]:
+  """Runs ``benchmarks.probe`` in a fresh interpreter and returns its result."""
+  cmd, env = _probe_command(side, name, batch, dtype, opts, cache_dir=cache_dir, device=device)
+  proc = subprocess.run(cmd, cwd=_REPO, env=env, capture_output=True, text=True, timeout=1200,
                         check=False)
   for line in reversed(proc.stdout.splitlines()):
     if line.startswith(probe.MARKER):
       return json.loads(line[len(probe.MARKER):])
   tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
   raise RuntimeError(f"probe {side} {name} {dtype} failed (exit {proc.returncode}):\n{tail}")
+
+
+class PeerServer:
+  """The PyTorch peer in a process of its own (``benchmarks.probe --serve``), timing steps on
+  request; see :func:`benchmarks.probe.serve_peer` for why not in the harness's process."""
+
+  def __init__(self, name: str, batch: int, dtype: str, opts: Options, device: str):
+    cmd, env = _probe_command("peer", name, batch, dtype, opts, device=device)
+    self.what = f"peer server {name} {dtype}"
+    self.proc = subprocess.Popen(cmd + ["--serve"], cwd=_REPO, env=env, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+    self.hello = self._reply()
+
+  def _reply(self) -> dict[str, Any]:
+    for line in self.proc.stdout:
+      if line.startswith(probe.MARKER):
+        return json.loads(line[len(probe.MARKER):])
+    self.proc.wait()
+    tail = "\n".join(self.proc.stderr.read().strip().splitlines()[-15:])
+    raise RuntimeError(f"{self.what} failed (exit {self.proc.returncode}):\n{tail}")
+
+  def steps(self, n: int) -> list[float]:
+    """Runs ``n`` peer steps there and returns their times (seconds)."""
+    if n <= 0:
+      return []
+    self.proc.stdin.write(f"{n}\n")
+    self.proc.stdin.flush()
+    return self._reply()["times"]
+
+  def close(self) -> None:
+    if self.proc.poll() is None:
+      self.proc.stdin.write("0\n")
+      self.proc.stdin.close()
+      self.proc.wait(timeout=60)
 
 
 # --- one workload -------------------------------------------------------------------------------
@@ -330,17 +376,6 @@ def _flops(setup: workloads.GenjaxSetup) -> tuple[float | None, str]:
     if ca and ca.get("flops", 0) > 0:
       return float(ca["flops"]), source
   return None, "unavailable"
-
-
-def _peer_flops(peer, images) -> float | None:
-  try:
-    from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  counter = FlopCounterMode(display=False)
-  with counter:
-    peer.step(images)
-  return float(counter.get_total_flops())
 
 
 def _probes(name: str, batch: int, dtype: str, opts: Options, *, device: str | None,
@@ -414,44 +449,41 @@ def measure_workload(name: str, batch: int, dtype: str, opts: Options, *,
     jax.block_until_ready((state, metrics))
     return time.perf_counter() - t
 
-  sides: dict[str, Callable[[], float]] = {"genjax": genjax_step}
+  sides: dict[str, Callable[[int], list[float]]] = {
+      "genjax": lambda n: [genjax_step() for _ in range(n)]}
+  peer = None
   if device is not None:
-    from benchmarks import torch_peers  # pylint: disable=g-import-not-at-top
-    peer = workloads.build_peer(config, dtype, device, channels_last=opts.peer_channels_last)
-    torch_peers.load_genjax(peer, workloads.networks(setup))
-    rec["peer_params"] = peer.num_params()
-    images = workloads.peer_batch(host_batch).to(device)
-    rec["peer_flops_per_step"] = _peer_flops(peer, images)
+    peer = PeerServer(name, batch, dtype, opts, device)
+    if peer.hello["digest"] != probe.params_digest(workloads.networks(setup)):
+      raise RuntimeError(f"{peer.what}: its copy of genjax's initial weights differs")
+    rec["peer_params"] = peer.hello["params"]
+    rec["peer_flops_per_step"] = peer.hello["flops"]
+    sides["peer"] = peer.steps
 
-    def peer_step() -> float:
-      t = time.perf_counter()
-      peer.step(images)
-      _sync_peer(device)
-      return time.perf_counter() - t
-
-    sides["peer"] = peer_step
-
-  t = time.perf_counter()
-  genjax_step()  # compiles, from the persistent cache the probes filled when they ran
-  rec["first_call_in_harness_s"] = time.perf_counter() - t
-  for _ in range(opts.warmup):
+  try:
+    t = time.perf_counter()
+    genjax_step()  # compiles, from the persistent cache the probes filled when they ran
+    rec["first_call_in_harness_s"] = time.perf_counter() - t
     for fn in sides.values():
-      fn()
-  block = max(1, min(opts.block, opts.steps))
-  rounds = -(-opts.steps // block)
-  order = list(sides)
-  attempts = 1 + (TIMING_RETRIES if opts.wait_quiet > 0 else 0)
-  for attempt in range(1, attempts + 1):
-    samples: dict[str, list[float]] = {s: [] for s in sides}
-    meter = OtherLoad()
-    for r in range(rounds):
-      for side in (order if r % 2 == 0 else order[::-1]):
-        samples[side].extend(sides[side]() for _ in range(block))
-    share = meter.share()
-    if share is None or share <= QUIET or attempt == attempts:
-      break
-    log(f"  other processes took {share:.0%} of the CPU while timing: timing again")
-    rec["waited_for_quiet_s"] += wait_quiet(opts.wait_quiet, QUIET, log)
+      fn(opts.warmup)
+    block = max(1, min(opts.block, opts.steps))
+    rounds = -(-opts.steps // block)
+    order = list(sides)
+    attempts = 1 + (TIMING_RETRIES if opts.wait_quiet > 0 else 0)
+    for attempt in range(1, attempts + 1):
+      samples: dict[str, list[float]] = {s: [] for s in sides}
+      meter = OtherLoad()
+      for r in range(rounds):
+        for side in (order if r % 2 == 0 else order[::-1]):
+          samples[side].extend(sides[side](block))
+      share = meter.share()
+      if share is None or share <= QUIET or attempt == attempts:
+        break
+      log(f"  other processes took {share:.0%} of the CPU while timing: timing again")
+      rec["waited_for_quiet_s"] += wait_quiet(opts.wait_quiet, QUIET, log)
+  finally:
+    if peer is not None:
+      peer.close()
   rec["steps_timed"] = len(samples["genjax"])
   rec["other_load_timing"] = share
   rec["timing_attempts"] = attempt
@@ -497,6 +529,7 @@ def run_suite(opts: Options) -> list[dict[str, Any]]:
       "num_devices": jax.device_count(), "peer": "PyTorch eager" if device else None,
       "peer_device": device, "threads": threads, "steps": opts.steps, "warmup": opts.warmup,
       "block": opts.block, "peer_channels_last": opts.peer_channels_last,
+      "malloc": "tuned" if opts.tune_malloc else "default",
       "dry_run": opts.dry_run, "python_version": platform.python_version(),
       "jax_version": jax.__version__, "torch_version": getattr(torch, "__version__", None),
   }

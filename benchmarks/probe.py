@@ -3,7 +3,8 @@
 The harness runs ``python -m benchmarks.probe --side genjax --cache-dir D ...`` twice per workload
 (the first run fills the persistent compilation cache ``D``, the second reads it) and
 ``--side peer`` once; each prints one ``PROBE {json}`` line. A fresh process makes the first call
-really the first and its peak memory that of this workload alone.
+really the first and its peak memory that of this workload alone. ``--side peer --serve`` is the
+PyTorch side of the interleaved step timing (:func:`serve_peer`).
 
 Memory: on CPU the increase of the process's peak RSS (``VmHWM``) over its RSS before the model
 was built; on GPU the device's ``peak_bytes_in_use`` (JAX) or
@@ -13,16 +14,21 @@ was built; on GPU the device's ``peak_bytes_in_use`` (JAX) or
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
+import sys
 import time
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave GPU memory to torch
 
+from flax import nnx  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from benchmarks import workloads  # pylint: disable=wrong-import-position
+from genjax import host  # pylint: disable=wrong-import-position
 
 MARKER = "PROBE "
 _MB = 2.0 ** 20
@@ -136,6 +142,68 @@ def probe_peer(config, dtype: str, steps: int, device: str, channels_last: bool,
   return {"peak_mem_mb": (peak_rss() - base) / _MB, "mem_source": "peak RSS increase"}
 
 
+def peer_flops(peer, images) -> float | None:
+  """PyTorch's FlopCounterMode count of one peer step (convolutions and matrix products)."""
+  try:
+    from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  counter = FlopCounterMode(display=False)
+  with counter:
+    peer.step(images)
+  return float(counter.get_total_flops())
+
+
+def params_digest(nets: dict) -> str:
+  """A digest of the genjax networks' parameters (the peer's server checks it is the same
+  initial state as the harness's)."""
+  digest = hashlib.sha256()
+  for role in sorted(nets):
+    for leaf in jax.tree.leaves(nnx.state(nets[role], nnx.Param)):
+      digest.update(np.asarray(leaf).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def serve_peer(config, dtype: str, device: str, channels_last: bool, threads: int) -> None:
+  """The PyTorch side of the harness's interleaved timing, in a process of its own.
+
+  Sharing a process with genjax would skew the peer: both link OpenMP as ``libgomp.so.1``, so
+  they share one runtime, and genjax's oneDNN teams (one per XLA thread) push its thread count
+  over the cores, which makes libgomp stop spin-waiting, so that PyTorch's many small parallel
+  ops each pay a futex wake-up (its VAE step went from 28 to 38 ms after genjax had run).
+
+  Replies (one ``PROBE {json}`` line each): first the peer's parameter counts, FLOPs and the
+  digest of the genjax weights it copied; then, for each line ``n`` read from stdin, the times
+  of ``n`` steps (seconds). An empty line or ``0`` ends it.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_peers  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(threads)
+  cuda = device.startswith("cuda")
+  if cuda:
+    torch.backends.cudnn.benchmark = True
+  host_batch = workloads.make_batch(config)
+  config.conv_backend = "xla"  # only the initial weights are needed here: no oneDNN teams
+  nets = workloads.networks(workloads.build_genjax(config, host_batch))
+  peer = workloads.build_peer(config, dtype, device, channels_last=channels_last)
+  torch_peers.load_genjax(peer, nets)
+  images = workloads.peer_batch(host_batch).to(device)
+  print(MARKER + json.dumps({"params": peer.num_params(), "flops": peer_flops(peer, images),
+                             "digest": params_digest(nets)}), flush=True)
+  for line in sys.stdin:
+    n = int(line.strip() or 0)
+    if n <= 0:
+      break
+    times = []
+    for _ in range(n):
+      t = time.perf_counter()
+      peer.step(images)
+      if cuda:
+        torch.cuda.synchronize()
+      times.append(time.perf_counter() - t)
+    print(MARKER + json.dumps({"times": times}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--side", choices=("genjax", "peer"), required=True)
@@ -149,9 +217,17 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--peer-channels-last", action="store_true")
   p.add_argument("--conv-backend", default="auto")
   p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+  p.add_argument("--default-malloc", action="store_true")
+  p.add_argument("--serve", action="store_true",
+                 help="--side peer: time steps on request (stdin) for the harness")
   a = p.parse_args(argv)
+  if not a.default_malloc:
+    host.tune_malloc()
   config = workloads.make_config(workloads.get(a.model), a.batch, a.dtype, tiny=a.tiny,
                                  conv_backend=a.conv_backend)
+  if a.serve:
+    serve_peer(config, a.dtype, a.peer_device, a.peer_channels_last, a.threads)
+    return
   if a.side == "genjax":
     result = probe_genjax(config, a.steps, a.cache_dir)
   else:

@@ -38,7 +38,7 @@ HOW_TO_RUN = """\
 make bench                                   # the default suite, here (CPU or GPU)
 .venv/bin/python -m benchmarks.run [--suite default] [--models dcgan64,dcgan32,vae] \\
     [--batch 64] [--dtypes float32,bfloat16] [--steps 20] [--warmup 3] \\
-    [--conv-backend auto|onednn|xla] [--out benchmarks/results] [--dry-run]
+    [--conv-backend auto|onednn|xla] [--default-malloc] [--out benchmarks/results] [--dry-run]
 bash benchmarks/gpu.sh [--dry-run]           # on a GPU machine (see the script's header)
 ```
 
@@ -51,16 +51,32 @@ unless `--out` is given. Each run writes
 `<date>_<time>_<backend>.json` (a list of records, one per model and dtype) and a `.md` table,
 then rewrites this README."""
 
+MALLOC = {
+    "tuned": "glibc tuned by `genjax.host.tune_malloc` (one arena, no mmap, trim above 1 GiB) "
+             "for both sides",
+    "default": "glibc default for both sides (`--default-malloc`)",
+}
+
 METHOD = """\
+- **Host allocator**: `benchmarks.run` calls `genjax.host.tune_malloc` first (as `genjax.main`
+  does), in its own process and in the probes, so genjax and PyTorch run on the same allocator.
+  With glibc's defaults both page-fault their large buffers back in every step (DCGAN-64:
+  64,000 minor faults per genjax step, 45,000 per PyTorch step); the tuned allocator keeps
+  freed memory in the process. `--default-malloc` measures the defaults.
 - **FLOPs with oneDNN kernels**: XLA's cost analysis counts nothing inside custom calls, so the
   FLOPs are those of the same step lowered with XLA's kernels (the same function).
 - **Steady state**: genjax's jitted step (`strategy.compile(method.step)`, donated state) and
-  the PyTorch peer's eager step run in one process, in alternating blocks (genjax first in even
-  rounds, PyTorch first in odd ones) so that drift and neighbours' load hit both alike. Each
-  step is timed alone and waited for (`jax.block_until_ready`, `torch.cuda.synchronize`); the
-  tables give medians and interquartile ranges. Both start from the same weights (genjax's
-  initial state copied into PyTorch) and take the same uint8 batch at the dataset's native size,
-  preprocessing it on the device (scale, then pad 28->32 or upsample 32->64).
+  the PyTorch peer's eager step run in alternating blocks (genjax first in even rounds,
+  PyTorch first in odd ones) so that drift and neighbours' load hit both alike; one side waits
+  while the other runs. The peer runs in a process of its own (`benchmarks.probe --serve`):
+  in one process the two would share libgomp, whose threads stop spin-waiting once genjax's
+  oneDNN teams push their count past the cores, and PyTorch's small parallel ops then pay a
+  wake-up each (its VAE step took 38 instead of 28 ms after genjax had run). Each step is
+  timed alone and waited for (`jax.block_until_ready`, `torch.cuda.synchronize`); the tables
+  give medians and interquartile ranges. Both start from the same weights (genjax's initial
+  state, built again in the peer's process and checked by digest, copied into PyTorch) and
+  take the same uint8 batch at the dataset's native size, preprocessing it on the device
+  (scale, then pad 28->32 or upsample 32->64).
 - **Peers** (`benchmarks/torch_peers.py`): the same networks (parameter counts asserted equal)
   and update: the DCGAN step in pytorch/examples' order (G forward once; D step on real and
   detached fakes; G step through the updated D; BCE with logits; Adam(2e-4, 0.5, 0.999)), the
@@ -159,6 +175,7 @@ def summary(records: list[dict[str, Any]]) -> str:
       f"- device: {r['device']}, backend `{r['backend']}` ({r['num_devices']} device(s)); "
       f"peer: {r['peer'] or 'none'} on `{r['peer_device']}`, {r['threads']} threads, "
       f"{'channels_last' if r.get('peer_channels_last') else 'NCHW'}",
+      f"- host allocator: {MALLOC.get(r.get('malloc'), 'glibc default (not recorded)')}",
       f"- {versions}",
       f"- {r['steps_timed']} timed steps per side after {r['warmup']} warm-up, in alternating "
       f"blocks of {min(r['block'], r['steps'])}",

@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from benchmarks import harness  # pylint: disable=wrong-import-position
 from benchmarks import report  # pylint: disable=wrong-import-position
 from benchmarks import workloads  # pylint: disable=wrong-import-position
+from genjax import host  # pylint: disable=wrong-import-position
 from genjax import kernels  # pylint: disable=wrong-import-position
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -61,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  "machines)")
   p.add_argument("--conv-backend", default="auto", choices=kernels.BACKENDS,
                  help="genjax's config.conv_backend (default auto: oneDNN's kernels on CPU)")
+  p.add_argument("--default-malloc", action="store_true",
+                 help="leave glibc's allocator as it is; by default genjax.host.tune_malloc "
+                 "applies to this process and the probes, so to both genjax and PyTorch")
   p.add_argument("--peer-nchw", action="store_true",
                  help="run the PyTorch peer in pytorch/examples' NCHW-contiguous memory format "
                  "instead of channels_last (the faster one on CPU here)")
@@ -91,6 +95,7 @@ def options(a: argparse.Namespace) -> harness.Options:
       warmup=a.warmup if a.warmup is not None else (1 if small else 3),
       block=a.block or (1 if small else 5), peer=not a.no_peer,
       peer_channels_last=not a.peer_nchw, conv_backend=a.conv_backend, probes=not a.no_probes,
+      tune_malloc=not a.default_malloc,
       wait_quiet=a.wait_quiet,
       log=lambda msg: print(msg, flush=True))
 
@@ -98,6 +103,8 @@ def options(a: argparse.Namespace) -> harness.Options:
 def main(argv: list[str] | None = None) -> int:
   a = parse_args(argv)
   opts = options(a)
+  if opts.tune_malloc:  # before JAX's or torch's threads start
+    host.tune_malloc()
   out = a.out or (tempfile.mkdtemp(prefix="genjax-bench-") if a.dry_run else DEFAULT_OUT)
   records = harness.run_suite(opts)
   json_path, md_path = report.write_run(records, out)

@@ -15,6 +15,8 @@ import pytest
 import torch
 from flax import nnx
 
+from benchmarks import harness
+from benchmarks import probe
 from benchmarks import report
 from benchmarks import torch_peers
 from benchmarks import workloads
@@ -56,9 +58,10 @@ def test_gpu_script_dry_run_writes_records_markdown_and_readme(tmp_path):
     assert r["params"] == r["peer_params"]
     assert r["jax_version"] == jax.__version__ and r["torch_version"] == torch.__version__
     assert set(r["compile_detail"]) == {"cold", "warm"}
+    assert r["malloc"] == "tuned"
 
   md = json_path.with_suffix(".md").read_text()
-  assert report.TABLE_HEADER in md
+  assert report.TABLE_HEADER in md and report.MALLOC["tuned"] in md
   rows = [line for line in md.splitlines() if line.startswith("| dcgan32")]
   assert len(rows) == 2 and all(row.count("|") == report.TABLE_HEADER.count("|") // 2
                                 for row in rows)
@@ -116,3 +119,21 @@ def test_one_peer_step_gives_genjax_losses_from_the_same_weights(name):
   assert set(theirs) == set(metrics)
   for k, v in metrics.items():
     np.testing.assert_allclose(float(v), float(theirs[k]), rtol=2e-4, atol=1e-5, err_msg=k)
+
+
+def test_peer_server_times_steps_from_genjax_weights_in_its_own_process():
+  opts = harness.Options(models=[("vae", 8)], dtypes=["float32"], dry_run=True)
+  config = workloads.make_config(workloads.get("vae"), 8, "float32", tiny=True,
+                                 conv_backend="xla")
+  setup = workloads.build_genjax(config, workloads.make_batch(config))
+  server = harness.PeerServer("vae", 8, "float32", opts, "cpu")
+  try:
+    assert server.proc.pid != os.getpid()
+    assert server.hello["digest"] == probe.params_digest(workloads.networks(setup))
+    assert server.hello["params"] == _genjax_param_counts(config)
+    assert server.steps(0) == []
+    times = server.steps(3)
+    assert len(times) == 3 and all(t > 0 for t in times)
+  finally:
+    server.close()
+  assert server.proc.returncode == 0
