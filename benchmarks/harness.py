@@ -137,17 +137,24 @@ def device_description(backend: str) -> str:
   return f"{len(devices)}x {devices[0].device_kind}"
 
 
+_LIVE_CHILDREN: set[int] = set()  # this run's processes not yet waited for (the peer server)
+
+
+def _process_ticks(pid: int | str) -> int:
+  """utime + stime of all the process's threads, plus cutime + cstime of the children it has
+  waited for."""
+  with open(f"/proc/{pid}/stat") as f:
+    fields = f.read().rsplit(")", 1)[1].split()
+  return sum(int(v) for v in fields[11:15])
+
+
 def _cpu_ticks() -> tuple[int, int, int] | None:
-  """(all cores' ticks, their idle ticks, this process's and its reaped children's ticks) so far;
-  None off Linux."""
+  """(all cores' ticks, their idle ticks, the ticks of this run's processes) so far; None off
+  Linux. This run's processes: this one, the probes it waited for, the live peer server."""
   try:
     with open("/proc/stat") as f:
       values = [int(v) for v in f.readline().split()[1:9]]
-    with open("/proc/self/stat") as f:
-      fields = f.read().rsplit(")", 1)[1].split()
-    # utime + stime of all threads, plus cutime + cstime of the children waited for (the
-    # fresh-process probes are this run's own work, not other load).
-    own = sum(int(v) for v in fields[11:15])
+    own = _process_ticks("self") + sum(_process_ticks(pid) for pid in _LIVE_CHILDREN)
   except (OSError, ValueError, IndexError):
     return None
   return sum(values), values[3] + values[4], own
@@ -334,6 +341,7 @@ class PeerServer:
     self.proc = subprocess.Popen(cmd + ["--serve"], cwd=_REPO, env=env, text=True,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
+    _LIVE_CHILDREN.add(self.proc.pid)
     self.hello = self._reply()
 
   def _reply(self) -> dict[str, Any]:
@@ -341,6 +349,7 @@ class PeerServer:
       if line.startswith(probe.MARKER):
         return json.loads(line[len(probe.MARKER):])
     self.proc.wait()
+    _LIVE_CHILDREN.discard(self.proc.pid)
     tail = "\n".join(self.proc.stderr.read().strip().splitlines()[-15:])
     raise RuntimeError(f"{self.what} failed (exit {self.proc.returncode}):\n{tail}")
 
@@ -357,6 +366,7 @@ class PeerServer:
       self.proc.stdin.write("0\n")
       self.proc.stdin.close()
       self.proc.wait(timeout=60)
+    _LIVE_CHILDREN.discard(self.proc.pid)  # waited for: its ticks are in our cutime now
 
 
 # --- one workload -------------------------------------------------------------------------------

@@ -129,6 +129,7 @@ def test_peer_server_times_steps_from_genjax_weights_in_its_own_process():
   server = harness.PeerServer("vae", 8, "float32", opts, "cpu")
   try:
     assert server.proc.pid != os.getpid()
+    assert server.proc.pid in harness._LIVE_CHILDREN  # its CPU time is the run's, not others'
     assert server.hello["digest"] == probe.params_digest(workloads.networks(setup))
     assert server.hello["params"] == _genjax_param_counts(config)
     assert server.steps(0) == []
@@ -136,4 +137,4 @@ def test_peer_server_times_steps_from_genjax_weights_in_its_own_process():
     assert len(times) == 3 and all(t > 0 for t in times)
   finally:
     server.close()
-  assert server.proc.returncode == 0
+  assert server.proc.returncode == 0 and server.proc.pid not in harness._LIVE_CHILDREN
