@@ -338,9 +338,9 @@ class PeerServer:
   def __init__(self, name: str, batch: int, dtype: str, opts: Options, device: str):
     cmd, env = _probe_command("peer", name, batch, dtype, opts, device=device)
     self.what = f"peer server {name} {dtype}"
+    self.log = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill and block it
     self.proc = subprocess.Popen(cmd + ["--serve"], cwd=_REPO, env=env, text=True,
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE)
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
     _LIVE_CHILDREN.add(self.proc.pid)
     self.hello = self._reply()
 
@@ -350,7 +350,8 @@ class PeerServer:
         return json.loads(line[len(probe.MARKER):])
     self.proc.wait()
     _LIVE_CHILDREN.discard(self.proc.pid)
-    tail = "\n".join(self.proc.stderr.read().strip().splitlines()[-15:])
+    self.log.seek(0)
+    tail = "\n".join(self.log.read().strip().splitlines()[-15:])
     raise RuntimeError(f"{self.what} failed (exit {self.proc.returncode}):\n{tail}")
 
   def steps(self, n: int) -> list[float]:
@@ -367,6 +368,7 @@ class PeerServer:
       self.proc.stdin.close()
       self.proc.wait(timeout=60)
     _LIVE_CHILDREN.discard(self.proc.pid)  # waited for: its ticks are in our cutime now
+    self.log.close()
 
 
 # --- one workload -------------------------------------------------------------------------------

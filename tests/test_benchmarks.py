@@ -138,3 +138,11 @@ def test_peer_server_times_steps_from_genjax_weights_in_its_own_process():
   finally:
     server.close()
   assert server.proc.returncode == 0 and server.proc.pid not in harness._LIVE_CHILDREN
+
+
+def test_peer_server_that_cannot_start_reports_why():
+  opts = harness.Options(models=[("nope", 8)], dtypes=["float32"], dry_run=True)
+  with pytest.raises(RuntimeError, match=r"peer server nope float32 failed \(exit 1\)(.|\n)*"
+                                         r"unknown model 'nope'"):
+    harness.PeerServer("nope", 8, "float32", opts, "cpu")
+  assert not harness._LIVE_CHILDREN
