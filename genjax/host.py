@@ -3,7 +3,7 @@
 XLA:CPU allocates each execution's temporary buffer afresh (255 MB for the DCGAN-64 step at
 batch 64). glibc serves allocations that large with a new ``mmap`` from the calling thread's
 arena, and returns them to the kernel on free, so every step page-faults its whole working set
-back in (64,000 minor faults, about 15% of that step on the 2-core CPU here). PyTorch's eager
+back in (64,000 minor faults, 10-15% of that step on the 2-core CPU here). PyTorch's eager
 steps fault the same way (45,000 per DCGAN-64 step, 9,600 per VAE step) with their
 per-op tensors.
 
