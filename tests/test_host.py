@@ -41,10 +41,11 @@ def _faults_per_buffer(mode: str) -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_tune_malloc_keeps_freed_buffers_mapped():
-  pages = (64 << 20) // 4096
   default, tuned = _faults_per_buffer("default"), _faults_per_buffer("tuned")
-  assert default > pages // 2, default  # glibc mmaps each 64 MiB block afresh
-  assert tuned < pages // 20, tuned  # the tuned heap reuses it
+  # glibc mmaps each 64 MiB block afresh: one fault per page touched (16,384 with 4 KiB pages,
+  # at least 32 where transparent huge pages back it); the tuned heap reuses the block.
+  assert default >= (64 << 20) // (2 << 20), default
+  assert tuned * 20 <= default, (tuned, default)
 
 
 def test_tune_malloc_after_backend_warns(caplog):
