@@ -120,23 +120,33 @@ def probe_genjax(config, steps: int, cache_dir: str) -> dict:
           "peak_mem_mb": peak, "mem_source": source}
 
 
+def _torch(device: str, threads: int):
+  """torch, set up as the peer runs: ``threads`` threads, cuDNN autotuning on a GPU."""
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(threads)
+  if device.startswith("cuda"):
+    torch.backends.cudnn.benchmark = True
+  return torch
+
+
+def _peer_step(torch, peer, images) -> None:
+  """One peer update, waited for."""
+  peer.step(images)
+  if images.is_cuda:
+    torch.cuda.synchronize()
+
+
 def probe_peer(config, dtype: str, steps: int, device: str, channels_last: bool,
                threads: int) -> dict:
   """Peak memory of the PyTorch peer over ``steps + 1`` updates."""
-  import torch  # pylint: disable=g-import-not-at-top
-  torch.set_num_threads(threads)
-  cuda = device.startswith("cuda")
-  if cuda:
-    torch.backends.cudnn.benchmark = True
+  torch = _torch(device, threads)
   host_batch = workloads.make_batch(config)
   base = _baseline()
   peer = workloads.build_peer(config, dtype, device, channels_last=channels_last)
   images = workloads.peer_batch(host_batch).to(device)
   for _ in range(steps + 1):
-    peer.step(images)
-    if cuda:
-      torch.cuda.synchronize()
-  if cuda:
+    _peer_step(torch, peer, images)
+  if images.is_cuda:
     return {"peak_mem_mb": torch.cuda.max_memory_allocated() / _MB,
             "mem_source": "torch.cuda.max_memory_allocated"}
   return {"peak_mem_mb": (peak_rss() - base) / _MB, "mem_source": "peak RSS increase"}
@@ -176,12 +186,8 @@ def serve_peer(config, dtype: str, device: str, channels_last: bool, threads: in
   digest of the genjax weights it copied; then, for each line ``n`` read from stdin, the times
   of ``n`` steps (seconds). An empty line or ``0`` ends it.
   """
-  import torch  # pylint: disable=g-import-not-at-top
   from benchmarks import torch_peers  # pylint: disable=g-import-not-at-top
-  torch.set_num_threads(threads)
-  cuda = device.startswith("cuda")
-  if cuda:
-    torch.backends.cudnn.benchmark = True
+  torch = _torch(device, threads)
   host_batch = workloads.make_batch(config)
   config.conv_backend = "xla"  # only the initial weights are needed here: no oneDNN teams
   nets = workloads.networks(workloads.build_genjax(config, host_batch))
@@ -197,9 +203,7 @@ def serve_peer(config, dtype: str, device: str, channels_last: bool, threads: in
     times = []
     for _ in range(n):
       t = time.perf_counter()
-      peer.step(images)
-      if cuda:
-        torch.cuda.synchronize()
+      _peer_step(torch, peer, images)
       times.append(time.perf_counter() - t)
     print(MARKER + json.dumps({"times": times}), flush=True)
 
