@@ -13,11 +13,16 @@ from tests.test_layers import CASES
 
 # (input (H, W, C), kernel (kh, kw, out), stride, ((top, bottom), (left, right))): DCGAN's and the
 # AEs' 4x4/s2/p1 encoder convs and their 4x4 valid output conv, the classifier's 3x3 same conv,
-# and an odd one with unequal strides and asymmetric padding.
+# and an odd one with unequal strides and asymmetric padding. The forward pass of DCGAN-64's
+# 256->512 conv (a 4096 x 512 kernel, 4x4 outputs) and of convs to one output pixel runs as
+# im2col + GEMM (with padding, or on the input itself); backward-data into 3 or 5 channels runs
+# on plain weights in float32.
 CONVS = [((16, 16, 8), (4, 4, 16), (2, 2), ((1, 1), (1, 1))),
          ((4, 4, 16), (4, 4, 1), (1, 1), ((0, 0), (0, 0))),
          ((9, 9, 3), (3, 3, 6), (1, 1), ((1, 1), (1, 1))),
-         ((9, 7, 5), (3, 2, 6), (2, 1), ((1, 2), (0, 1)))]
+         ((9, 7, 5), (3, 2, 6), (2, 1), ((1, 2), (0, 1))),
+         ((8, 8, 256), (4, 4, 512), (2, 2), ((1, 1), (1, 1))),
+         ((3, 2, 8), (4, 3, 5), (2, 1), ((1, 0), (0, 1)))]
 
 
 def _lax_conv(x, k, stride, padding):
@@ -65,6 +70,20 @@ def test_onednn_conv_transpose_matches_lax_forward_and_gradients(size, k, stride
   ref = _value_and_grads(lambda x, w: layers.lax_conv_transpose(x, w, *args), x, w, g)
   ours = _value_and_grads(lambda x, w: kernels.onednn_conv_transpose(x, w, *args), x, w, g)
   _assert_same(ours, ref, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_onednn_conv_transpose_with_a_gemm_input_gradient(dtype):
+  """DCGAN-64's 512->256, 4->8 px transposed conv: its input-gradient is the 256->512 conv
+  that runs as im2col + GEMM, on its kernel reordered from (kh, kw, out, in)."""
+  rng = np.random.default_rng(2)
+  x, w = (jnp.asarray(rng.normal(size=s), dtype) for s in ((2, 4, 4, 512), (4, 4, 512, 256)))
+  args = ((2, 2), (1, 1), (0, 0))
+  g = jnp.asarray(rng.normal(size=(2, 8, 8, 256)), dtype)
+  ref = _value_and_grads(lambda x, w: layers.lax_conv_transpose(x, w, *args), *(
+      a.astype(jnp.float32) for a in (x, w, g)))
+  ours = _value_and_grads(lambda x, w: kernels.onednn_conv_transpose(x, w, *args), x, w, g)
+  _assert_same(ours, ref, 1e-5 if dtype == "float32" else 1e-2)
 
 
 def test_onednn_conv_transpose_bfloat16():

@@ -106,7 +106,7 @@ def build() -> Path:
   out.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
     tmp_out = Path(tmp) / out.name
-    cmd = [os.environ.get("CXX", "g++"), "-O2", "-std=c++17", "-shared", "-fPIC",
+    cmd = [os.environ.get("CXX", "g++"), "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp",
            "-Wno-return-type", "-I", jax.ffi.include_dir(), str(SOURCE), "-o", str(tmp_out),
            "-ldnnl"]
     try:
