@@ -203,3 +203,123 @@ def test_weight_norm_data_dependent_init_standardises_the_first_batch_then_stays
   layer(x2)  # a second batch changes nothing
   np.testing.assert_array_equal(layer.scale[...], scale)
   np.testing.assert_allclose(inference(layer)(x1), y1, rtol=1e-5, atol=1e-5)
+
+
+def _bn_pair(features=6, **kw):
+  """genjax's BatchNorm and nnx.BatchNorm with the same (perturbed) parameters and state."""
+  ours = layers.BatchNorm(features, rngs=nnx.Rngs(0), **kw)
+  ref = nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, scale_init=layers.dcgan_scale_init,
+                      rngs=nnx.Rngs(0), **kw)
+  rng = np.random.default_rng(7)
+  for m in (ours, ref):
+    m.bias[...] = jnp.asarray(rng.normal(size=features), jnp.float32) if m is ours else ours.bias[...]
+    m.mean[...] = jnp.full((features,), 0.3)
+    m.var[...] = jnp.full((features,), 2.0)
+  return ours, ref
+
+
+def _bn_value_and_grads(module, x, g):
+  """BatchNorm's training-mode output, the gradients of <y, g> in x, scale and bias (through a
+  fresh jit) and the running averages it leaves."""
+  graph, state = nnx.split(module)
+
+  def loss(x, state):
+    m = nnx.merge(graph, state)
+    y = m(x)
+    return jnp.vdot(y.astype(jnp.float32), g), (y, nnx.state(m, nnx.BatchStat))
+
+  (_, (y, stats)), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(x, state)
+  params = nnx.state(nnx.merge(graph, grads[1]), nnx.Param)
+  return y, grads[0], params, stats
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 3, 6), (10, 6)])
+def test_batch_norm_equals_nnx_batch_norm_forward_gradients_and_running_stats(shape):
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(2.0, 3.0, size=shape), jnp.float32)
+  g = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  ours, ref = _bn_pair()
+  assert type(ours) is not nnx.BatchNorm  # the fused path is under test
+  for a, b in zip(jax.tree.leaves(_bn_value_and_grads(ours, x, g)),
+                  jax.tree.leaves(_bn_value_and_grads(ref, x, g))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  # Evaluation mode is nnx.BatchNorm's own path.
+  np.testing.assert_array_equal(ours(x, use_running_average=True),
+                                ref(x, use_running_average=True))
+
+
+def test_batch_norm_bfloat16_computes_in_float32_and_rounds_once():
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(1.0, 2.0, size=(8, 4, 4, 6)), jnp.bfloat16)
+  g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  ours, _ = _bn_pair(dtype=jnp.bfloat16)
+  ref, _ = _bn_pair()
+  y, dx, params, stats = _bn_value_and_grads(ours, x, g)
+  ry, rdx, rparams, rstats = _bn_value_and_grads(ref, x.astype(jnp.float32), g)
+  assert y.dtype == dx.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(y, ry.astype(jnp.bfloat16))  # one rounding of the f32 result
+  # The gradients see y's cotangent rounded to bfloat16.
+  for a, b in zip(jax.tree.leaves((dx, params)), jax.tree.leaves((rdx, rparams))):
+    np.testing.assert_allclose(np.asarray(a, np.float32), b, rtol=0, atol=1e-2 * np.abs(b).max())
+  for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(rstats)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_without_affine_equals_nnx():
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.normal(size=(6, 3, 3, 4)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  ours = layers.FusedBatchNorm(4, use_scale=False, use_bias=False, momentum=0.9, epsilon=1e-5,
+                               rngs=nnx.Rngs(0))
+  ref = nnx.BatchNorm(4, use_scale=False, use_bias=False, momentum=0.9, epsilon=1e-5,
+                      rngs=nnx.Rngs(0))
+  for a, b in zip(jax.tree.leaves(_bn_value_and_grads(ours, x, g)),
+                  jax.tree.leaves(_bn_value_and_grads(ref, x, g))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_under_pmap_uses_the_global_batch():
+  """Synced over ``axis_name``: each device's output and input gradient are those of the whole
+  batch normalised at once, and the parameter gradients sum to the whole batch's."""
+  n = jax.local_device_count()
+  rng = np.random.default_rng(6)
+  x = jnp.asarray(rng.normal(1.0, 2.0, size=(n * 2, 3, 3, 4)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  ours, _ = _bn_pair(4, axis_name="d")
+  _, ref = _bn_pair(4)
+  graph, state = nnx.split(ours)
+
+  def shard(x, g, state):
+    def loss(x, state):
+      return jnp.vdot(nnx.merge(graph, state)(x), g)
+    dx, dstate = jax.grad(loss, (0, 1))(x, state)
+    return nnx.merge(graph, state)(x), dx, nnx.state(nnx.merge(graph, dstate), nnx.Param)
+
+  y, dx, dparams = jax.pmap(shard, axis_name="d", in_axes=(0, 0, None))(
+      x.reshape(n, 2, 3, 3, 4), g.reshape(n, 2, 3, 3, 4), state)
+  ry, rdx, rparams, _ = _bn_value_and_grads(ref, x, g)
+  np.testing.assert_allclose(y.reshape(x.shape), ry, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dx.reshape(x.shape), rdx, rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(dparams), jax.tree.leaves(rparams)):
+    np.testing.assert_allclose(a.sum(0), b, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_second_order_gradient_equals_autodiff():
+  """A gradient penalty differentiates BatchNorm's input gradient again."""
+  rng = np.random.default_rng(8)
+  x, scale, bias = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((6, 2, 2, 3), 3, 3))
+
+  def plain(x, scale, bias):  # nnx.BatchNorm's training-mode arithmetic, left to autodiff
+    mean, mean_sq = x.mean((0, 1, 2)), jnp.square(x).mean((0, 1, 2))
+    var = jnp.maximum(0.0, mean_sq - jnp.square(mean))
+    return (x - mean) * (jax.lax.rsqrt(var + 1e-5) * scale) + bias
+
+  def penalty(bn):
+    def f(scale, bias):
+      dx = jax.grad(lambda x: jnp.sum(jnp.tanh(bn(x, scale, bias)) ** 3))(x)
+      return jnp.sum(dx ** 2)
+    return jax.jit(jax.grad(f, (0, 1)))(scale, bias)
+
+  fused = lambda x, scale, bias: layers._batch_norm(x, scale, bias, 1e-5, None)[0]  # pylint: disable=protected-access
+  for a, b in zip(penalty(fused), penalty(plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -11,6 +11,7 @@ Conventions shared by every model file:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -212,12 +213,80 @@ class Conv(nnx.Module):
     return y if self.bias is None else y + self.bias[...].astype(dtype)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _batch_norm(x: Array, scale: Array, bias: Array, epsilon: float, axis_name: str | None):
+  """Training-mode BatchNorm over all axes but the last, statistics (and arithmetic) in float32:
+  ``(y, mean, var)``, with ``y`` in ``x``'s dtype and the biased batch variance
+  ``E[x^2] - E[x]^2`` (clipped at 0) as ``nnx.BatchNorm`` computes it."""
+  return _batch_norm_fwd(x, scale, bias, epsilon, axis_name)[0]
+
+
+def _batch_norm_fwd(x, scale, bias, epsilon, axis_name):
+  axes = tuple(range(x.ndim - 1))
+  xf = x.astype(jnp.float32)
+  mean, mean_sq = xf.mean(axes), jnp.square(xf).mean(axes)
+  if axis_name is not None:
+    mean, mean_sq = jax.lax.pmean((mean, mean_sq), axis_name)
+  var = jnp.maximum(0.0, mean_sq - jnp.square(mean))
+  inv = jax.lax.rsqrt(var + epsilon)
+  y = (xf - mean) * (inv * scale.astype(jnp.float32)) + bias.astype(jnp.float32)
+  return (y.astype(x.dtype), mean, var), (x, mean, inv, scale, bias)
+
+
+def _batch_norm_bwd(epsilon, axis_name, res, cotangents):
+  """The closed-form input gradient, ``scale / sigma * (g - E[g] - xhat E[g xhat])``, from two
+  reductions and one elementwise pass over the saved input (the statistics' own cotangents are
+  not used: they only feed the running averages, under stop_gradient)."""
+  del epsilon
+  x, mean, inv, scale, bias = res
+  axes = tuple(range(x.ndim - 1))
+  g = cotangents[0].astype(jnp.float32)
+  xhat = (x.astype(jnp.float32) - mean) * inv
+  d_bias, d_scale = g.sum(axes), (g * xhat).sum(axes)
+  count = x.size // x.shape[-1]
+  mean_g, mean_gx = d_bias / count, d_scale / count
+  if axis_name is not None:
+    mean_g, mean_gx = jax.lax.pmean((mean_g, mean_gx), axis_name)
+  dx = (inv * scale.astype(jnp.float32)) * (g - mean_g - xhat * mean_gx)
+  return dx.astype(x.dtype), d_scale.astype(scale.dtype), d_bias.astype(bias.dtype)
+
+
+_batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)
+
+
+class FusedBatchNorm(nnx.BatchNorm):
+  """``nnx.BatchNorm`` (the same parameters, state and running averages) whose training-mode
+  normalisation is :func:`_batch_norm`, one function with a hand-written VJP. Autodiff of
+  ``nnx.BatchNorm`` keeps float32 copies of bfloat16 activations and, with ``dtype`` bfloat16,
+  normalises in bfloat16 arithmetic (the mean rounded to bfloat16); this computes in float32 and
+  rounds once. DCGAN-64's step, serialised: 267-272 vs 280-285 ms in bfloat16, 405-412 vs
+  414-422 ms in float32. Evaluation mode, masks, other feature axes and axis index groups take
+  ``nnx.BatchNorm``'s own path."""
+
+  def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+    if use_running_average is None:
+      use_running_average = self.use_running_average
+    if (use_running_average or mask is not None or self.axis not in (-1, x.ndim - 1) or
+        self.axis_index_groups is not None or not self.use_fast_variance):
+      return super().__call__(x, use_running_average, mask=mask)
+    params = [p[...] for p in (self.scale, self.bias) if p is not None]
+    dtype = self.dtype or jnp.result_type(x, self.mean[...], *params)
+    ones = jnp.ones(x.shape[-1], self.param_dtype)
+    scale = self.scale[...] if self.scale is not None else ones
+    bias = self.bias[...] if self.bias is not None else jnp.zeros_like(ones)
+    y, mean, var = _batch_norm(x.astype(dtype), scale, bias, self.epsilon, self.axis_name)
+    mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+    self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
+    self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * var
+    return y
+
+
 def BatchNorm(num_features: int, *, axis_name: str | None = None, dtype: Dtype | None = None,
               param_dtype: Dtype = jnp.float32, scale_init: Callable = dcgan_scale_init,
               rngs: nnx.Rngs) -> nnx.BatchNorm:
   """BatchNorm with PyTorch's defaults (momentum 0.1, eps 1e-5), synced over ``axis_name``."""
-  return nnx.BatchNorm(num_features, momentum=0.9, epsilon=1e-5, axis_name=axis_name,
-                       dtype=dtype, param_dtype=param_dtype, scale_init=scale_init, rngs=rngs)
+  return FusedBatchNorm(num_features, momentum=0.9, epsilon=1e-5, axis_name=axis_name,
+                        dtype=dtype, param_dtype=param_dtype, scale_init=scale_init, rngs=rngs)
 
 
 def Linear(in_features: int, out_features: int, *, use_bias: bool = True,
@@ -491,8 +560,8 @@ class ConditionalBatchNorm(nnx.Module):
 
   def __init__(self, features: int, num_classes: int, *, axis_name: str | None = None,
                dtype: Dtype | None = None, rngs: nnx.Rngs):
-    self.bn = nnx.BatchNorm(features, use_scale=False, use_bias=False, momentum=0.9,
-                            epsilon=1e-5, axis_name=axis_name, dtype=dtype, rngs=rngs)
+    self.bn = FusedBatchNorm(features, use_scale=False, use_bias=False, momentum=0.9,
+                             epsilon=1e-5, axis_name=axis_name, dtype=dtype, rngs=rngs)
     self.scale = nnx.Embed(num_classes, features, embedding_init=nnx.initializers.ones,
                            rngs=rngs)
     self.shift = nnx.Embed(num_classes, features, embedding_init=nnx.initializers.zeros,
