@@ -8,8 +8,10 @@ does it from ``config.conv_backend``) before the step is traced, or the
   ``lax.conv_transpose``) that the layer's ``impl`` names.
 - ``'onednn'``: every conv and transposed conv of :mod:`genjax.models.layers` is a custom call
   into oneDNN 2.x primitives (``onednn_conv.cc``: forward, backward-data, backward-weights),
-  differentiated (to any order, in reverse mode) by those primitives too. On the 2-core AVX-512
-  CPU here they take about half XLA:CPU's time (see benchmarks/results/README.md). CPU only,
+  differentiated (to any order, in reverse mode) by those primitives too (a forward conv with
+  at most 16 output pixels and a kernel of 2^21 or more weights, or with a 1x1 output, runs as
+  im2col + oneDNN's matmul, which is faster there). On the 2-core AVX-512 CPU here they take
+  about half XLA:CPU's time (see benchmarks/results/README.md). CPU only,
   float32 and bfloat16. Under the ``mesh`` strategy each custom call runs on every device's
   shard of the batch (``shard_map``); under ``pmap`` per device. The library is compiled on
   first use into ``~/.cache/genjax/kernels`` (``GENJAX_KERNEL_DIR``; needs ``g++`` and
