@@ -210,9 +210,9 @@ def _bn_pair(features=6, **kw):
   ours = layers.BatchNorm(features, rngs=nnx.Rngs(0), **kw)
   ref = nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, scale_init=layers.dcgan_scale_init,
                       rngs=nnx.Rngs(0), **kw)
-  rng = np.random.default_rng(7)
+  bias = jnp.asarray(np.random.default_rng(7).normal(size=features), jnp.float32)
   for m in (ours, ref):
-    m.bias[...] = jnp.asarray(rng.normal(size=features), jnp.float32) if m is ours else ours.bias[...]
+    m.bias[...] = bias
     m.mean[...] = jnp.full((features,), 0.3)
     m.var[...] = jnp.full((features,), 2.0)
   return ours, ref
