@@ -59,7 +59,10 @@ struct Primitive {
   memory::desc src, dst, weights_user, weights, scratch;
   dnnl::reorder weights_reorder;  // user -> primitive layout (primitive -> user for kBwdWeights)
   bool reorder = false;
-  bool gemm = false;  // kFwd as a matmul over src (or its im2col) and the weights as (K, N)
+  // kFwd as a matmul: src and dst are then the (rows, K) and (rows, N) matrices, gemm_weights
+  // the (K, N) view of the weights in their HWIO layout.
+  bool gemm = false;
+  memory::desc gemm_weights;
   Im2col im2col;
 };
 
@@ -116,15 +119,17 @@ std::shared_ptr<Primitive> Build(Kind kind, memory::data_type dt, const memory::
   auto& eng = Engine();
   const int64_t oh = dst[2], ow = dst[3];
   if (kind == kFwd && GemmForward(oh, ow, kh * kw * ic, oc)) {
-    Im2col& g = p->im2col;
-    g = {true, src[0], src[2], src[3], ic, oh, ow, kh, kw, strides[0], strides[1], pad_l[0],
-         pad_l[1], static_cast<int64_t>(memory::data_type_size(dt))};
-    g.on = !(oh == 1 && ow == 1 && kh == g.h && kw == g.w && pad_l[0] == 0 && pad_l[1] == 0);
+    const bool direct = oh == 1 && ow == 1 && kh == src[2] && kw == src[3] && pad_l[0] == 0 &&
+                        pad_l[1] == 0;
+    const Im2col& g = p->im2col = {!direct, src[0], src[2], src[3], ic, oh, ow, kh, kw,
+                                   strides[0], strides[1], pad_l[0], pad_l[1],
+                                   static_cast<int64_t>(memory::data_type_size(dt))};
     const auto ab = memory::format_tag::ab;
-    dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(memory::desc({g.Rows(), g.Cols()}, dt, ab),
-                           memory::desc({g.Cols(), oc}, dt, ab),
-                           memory::desc({g.Rows(), oc}, dt, ab)), attr, eng);
+    p->src = memory::desc({g.Rows(), g.Cols()}, dt, ab);
+    p->dst = memory::desc({g.Rows(), oc}, dt, ab);
+    p->gemm_weights = memory::desc({g.Cols(), oc}, dt, ab);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p->src, p->gemm_weights, p->dst), attr,
+                                    eng);
     p->prim = dnnl::matmul(pd);
     p->gemm = true;
     p->weights = w_hwio;
@@ -220,13 +225,10 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::AnyB
         cols.reset(new uint8_t[g.Rows() * g.Cols() * g.elem]);
         FillColumns(g, static_cast<const uint8_t*>(first.untyped_data()), cols.get());
       }
-      const auto ab = memory::format_tag::ab;
-      const int64_t n = p->dst.dims()[1];
       p->prim.execute(stream, {
-          {DNNL_ARG_SRC, memory({{g.Rows(), g.Cols()}, dt, ab}, eng,
-                                g.on ? cols.get() : first.untyped_data())},
-          {DNNL_ARG_WEIGHTS, memory({{g.Cols(), n}, dt, ab}, eng, w.get_data_handle())},
-          {DNNL_ARG_DST, memory({{g.Rows(), n}, dt, ab}, eng, out.untyped_data())},
+          {DNNL_ARG_SRC, memory(p->src, eng, g.on ? cols.get() : first.untyped_data())},
+          {DNNL_ARG_WEIGHTS, memory(p->gemm_weights, eng, w.get_data_handle())},
+          {DNNL_ARG_DST, memory(p->dst, eng, out.untyped_data())},
           {DNNL_ARG_SCRATCHPAD, scratch}});
     } else if (kind == kFwd) {
       p->prim.execute(stream, {{DNNL_ARG_SRC, memory(p->src, eng, first.untyped_data())},
