@@ -1,6 +1,8 @@
 """genjax.kernels: the oneDNN convolutions equal XLA's, forward and both gradients, for every
 geometry genjax's models use; the backend switch, its errors and its mesh mapping."""
 
+import concurrent.futures
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -176,6 +178,32 @@ def test_onednn_on_a_batch_mesh_runs_per_shard_and_matches_one_device():
   calls = [line for line in hlo.splitlines() if "custom-call(" in line]
   assert calls and all("f32[2," in line.split("=")[1] for line in calls)  # per-device shards
   assert "all-gather" not in hlo
+
+
+def test_onednn_calls_from_many_threads_at_once_match_lax():
+  """The kernels are entered from several threads at once (XLA's runtime threads, one per CPU
+  device, Python threads): each thread's results equal lax's, and nothing deadlocks."""
+  rng = np.random.default_rng(0)
+  cases = [(jnp.asarray(rng.normal(size=(4,) + hwc), jnp.float32),
+            jnp.asarray(rng.normal(size=kernel[:2] + (hwc[-1], kernel[-1])), jnp.float32),
+            stride, padding) for hwc, kernel, stride, padding in CONVS[:4]]
+  with kernels.use_conv_backend("onednn"):
+    fns = [jax.jit(jax.value_and_grad(
+        lambda x, k, s=s, p=p: jnp.sum(jnp.sin(layers.conv2d(x, k, s, p))), (0, 1)))
+        for _, _, s, p in cases]
+    for fn, (x, k, _, _) in zip(fns, cases):
+      jax.block_until_ready(fn(x, k))  # traced and compiled before the threads start
+  refs = [jax.value_and_grad(lambda x, k, s=s, p=p: jnp.sum(jnp.sin(_lax_conv(x, k, s, p))),
+                             (0, 1))(x, k) for x, k, s, p in cases]
+
+  def work(i):
+    return [jax.block_until_ready(fns[(i + j) % 4](*cases[(i + j) % 4][:2])) for j in range(8)]
+
+  with concurrent.futures.ThreadPoolExecutor(6) as pool:
+    results = list(pool.map(work, range(6), timeout=120))
+  for i, outs in enumerate(results):
+    for j, out in enumerate(outs):
+      _assert_same(out, refs[(i + j) % 4], 1e-5)
 
 
 def test_backend_switch_errors_and_fallback(tmp_path, monkeypatch):

@@ -17,6 +17,11 @@
 // GFLOP/s (15.8 ms at batch 64 on the 2-core AVX-512 CPU here), the GEMM at 430 (9.9 ms with the
 // im2col). A conv to a 1x1 output is a GEMM outright; where its kernel covers the unpadded input,
 // the input rows are the columns.
+//
+// Calls run one at a time (RunSerialised). XLA's CPU runtime may run two independent custom
+// calls at once, and each oneDNN call starts its own OpenMP team with a thread per core: two
+// teams on the 2 cores here made bfloat16 DCGAN-64 steps take ~800 instead of ~290 ms in some
+// periods (a traced step: two 117 ms backward-weights calls overlapping took 507 and 464 ms).
 
 #include <cstdint>
 #include <cstring>
@@ -254,11 +259,21 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::AnyB
   return ffi::Error::Success();
 }
 
+// One oneDNN call at a time per process (see the top of the file). Calls never wait on one
+// another inside, so this cannot deadlock, even with many CPU devices and collectives.
+ffi::Error RunSerialised(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second,
+                         ffi::AnyBuffer out, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
+                         int64_t pl, int64_t pr, bool transposed) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  return Run(kind, first, second, out, sh, sw, pt, pb, pl, pr, transposed);
+}
+
 template <Kind kind>
 ffi::Error Handler(ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::Result<ffi::AnyBuffer> out,
                    int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr,
                    bool transposed) {
-  return Run(kind, first, second, *out, sh, sw, pt, pb, pl, pr, transposed);
+  return RunSerialised(kind, first, second, *out, sh, sw, pt, pb, pl, pr, transposed);
 }
 
 auto Binding() {
