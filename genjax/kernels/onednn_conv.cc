@@ -18,16 +18,20 @@
 // im2col). A conv to a 1x1 output is a GEMM outright; where its kernel covers the unpadded input,
 // the input rows are the columns.
 //
-// Calls run one at a time (RunSerialised). XLA's CPU runtime may run two independent custom
-// calls at once, and each oneDNN call starts its own OpenMP team with a thread per core: two
-// teams on the 2 cores here made bfloat16 DCGAN-64 steps take ~800 instead of ~290 ms in some
-// periods (a traced step: two 117 ms backward-weights calls overlapping took 507 and 464 ms).
+// A backward-weights call runs alone (RunExclusive): no other oneDNN call of the process runs
+// while it does. XLA's CPU runtime may run two independent custom calls at once, each with its
+// own OpenMP team of a thread per core; when a backward-weights call shared the 2 cores here
+// with another call, bfloat16 DCGAN-64 steps sometimes took ~800 instead of ~290 ms (a traced
+// step: two 117 ms backward-weights calls overlapping took 507 and 464 ms). Forward and
+// backward-data calls may still overlap one another: serialising every call cost float32
+// DCGAN-64 ~25 ms a step.
 
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -259,13 +263,18 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::AnyB
   return ffi::Error::Success();
 }
 
-// One oneDNN call at a time per process (see the top of the file). Calls never wait on one
-// another inside, so this cannot deadlock, even with many CPU devices and collectives.
-ffi::Error RunSerialised(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second,
-                         ffi::AnyBuffer out, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
-                         int64_t pl, int64_t pr, bool transposed) {
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lock(mu);
+// Backward-weights calls hold the lock exclusively, the others shared (see the top of the file).
+// Nothing waits on anything else while holding it, so this cannot deadlock, even with many CPU
+// devices and collectives.
+ffi::Error RunExclusive(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second,
+                        ffi::AnyBuffer out, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
+                        int64_t pl, int64_t pr, bool transposed) {
+  static std::shared_mutex mu;
+  if (kind == kBwdWeights) {
+    std::unique_lock<std::shared_mutex> alone(mu);
+    return Run(kind, first, second, out, sh, sw, pt, pb, pl, pr, transposed);
+  }
+  std::shared_lock<std::shared_mutex> shared(mu);
   return Run(kind, first, second, out, sh, sw, pt, pb, pl, pr, transposed);
 }
 
@@ -273,7 +282,7 @@ template <Kind kind>
 ffi::Error Handler(ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::Result<ffi::AnyBuffer> out,
                    int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr,
                    bool transposed) {
-  return RunSerialised(kind, first, second, *out, sh, sw, pt, pb, pl, pr, transposed);
+  return RunExclusive(kind, first, second, *out, sh, sw, pt, pb, pl, pr, transposed);
 }
 
 auto Binding() {
