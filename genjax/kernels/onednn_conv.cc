@@ -23,8 +23,8 @@
 // own OpenMP team of a thread per core; when a backward-weights call shared the 2 cores here
 // with another call, bfloat16 DCGAN-64 steps sometimes took ~800 instead of ~290 ms (a traced
 // step: two 117 ms backward-weights calls overlapping took 507 and 464 ms). Forward and
-// backward-data calls may still overlap one another: serialising every call cost float32
-// DCGAN-64 ~25 ms a step.
+// backward-data calls may still overlap one another: serialising every call made float32
+// DCGAN-64 up to 25 ms a step slower.
 
 #include <cstdint>
 #include <cstring>
