@@ -205,6 +205,24 @@ def describe_ops(hlo_text: str, names: list[str]) -> dict[str, str]:
   return out
 
 
+def by_kind(summary: dict[str, Any], hlo_text: str | None = None) -> dict[str, Any]:
+  """``summary`` (from ``top_ops`` with every op) with its ops summed by kind, largest first: a
+  custom call by its target (with the run's optimized HLO), any other op by its name without the
+  numeric suffix (``add_convert_fusion.6`` -> ``add_convert_fusion``)."""
+  totals: dict[str, float] = collections.defaultdict(float)
+  counts: dict[str, int] = collections.Counter()
+  for op in summary["ops"]:
+    target = hlo_text and re.search(r"^\s*(?:ROOT )?%" + re.escape(op["name"]) +
+                                    r' = [^\n]*custom_call_target="([^"]*)"', hlo_text, re.M)
+    kind = target.group(1) if target else re.sub(r"(\.\d+)+$", "", op["name"])
+    totals[kind] += op["ms"]
+    counts[kind] += op["count"]
+  total = summary["total_ms"]
+  kinds = sorted(totals, key=totals.get, reverse=True)
+  return {**summary, "ops": [{"name": k, "ms": totals[k], "count": counts[k],
+                              "share": totals[k] / total if total else 0.0} for k in kinds]}
+
+
 def format_top(summary: dict[str, Any], hlo_text: str | None = None) -> str:
   """The summary as a table; with the run's optimized HLO, each op is described."""
   described = describe_ops(hlo_text, [op["name"] for op in summary["ops"]]) if hlo_text else {}
@@ -226,13 +244,20 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--workdir", required=True, help="a run's workdir, its profile folder or a "
                  "*.trace.json.gz file")
   p.add_argument("--top", type=int, default=15)
+  p.add_argument("--by", choices=("op", "kind"), default="op",
+                 help="op: each HLO instruction; kind: summed by custom-call target or op kind "
+                 "(the name without its numeric suffix)")
   p.add_argument("--hlo", default=None, help="optimized HLO dump to describe the ops with "
                  "(default: <workdir>/hlo/train_step.optimized.hlo.txt where it exists)")
   a = p.parse_args(argv)
   hlo = a.hlo or os.path.join(a.workdir, "hlo", "train_step.optimized.hlo.txt")
   try:
     hlo_text = open(hlo).read() if os.path.isfile(hlo) else None
-    print(format_top(top_ops(a.workdir, a.top), hlo_text))
+    if a.by == "kind":
+      summary = by_kind(top_ops(a.workdir, n=sys.maxsize), hlo_text)
+      print(format_top({**summary, "ops": summary["ops"][:a.top]}))
+    else:
+      print(format_top(top_ops(a.workdir, a.top), hlo_text))
   except (FileNotFoundError, OSError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -68,6 +68,16 @@ def test_trace_and_hlo_leave_training_unchanged(tmp_path, unprofiled, strategy, 
           kind, described)
   table = profiling.format_top(every_op, optimized)
   assert all(d in table for d in described.values())
+  # --by kind: the same time, summed by custom-call target or op kind.
+  kinds = profiling.by_kind(every_op, optimized)
+  assert np.isclose(sum(k["ms"] for k in kinds["ops"]), sum(op["ms"] for op in every_op["ops"]))
+  assert sum(k["count"] for k in kinds["ops"]) == sum(op["count"] for op in every_op["ops"])
+  assert len(kinds["ops"]) < len(every_op["ops"])
+  assert not any(k["name"].rsplit(".", 1)[-1].isdigit() for k in kinds["ops"])
+  if backend != "xla":
+    assert {f"genjax_onednn_conv_{k}" for k in ("fwd", "bwd_data", "bwd_weights")} <= {
+        k["name"] for k in kinds["ops"]}
+  assert profiling.main(["--workdir", str(tmp_path), "--by", "kind", "--top", "3"]) == 0
 
 
 def test_no_trace_by_default(tmp_path):
