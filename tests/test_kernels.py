@@ -192,15 +192,17 @@ def test_onednn_calls_from_many_threads_at_once_match_lax():
         lambda x, k, s=s, p=p: jnp.sum(jnp.sin(layers.conv2d(x, k, s, p))), (0, 1)))
         for _, _, s, p in cases]
     for fn, (x, k, _, _) in zip(fns, cases):
+      assert "genjax_onednn_conv_bwd_weights" in fn.lower(x, k).as_text()
       jax.block_until_ready(fn(x, k))  # traced and compiled before the threads start
+
+    def work(i):
+      return [jax.block_until_ready(fns[(i + j) % 4](*cases[(i + j) % 4][:2]))
+              for j in range(8)]
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+      results = list(pool.map(work, range(6), timeout=120))
   refs = [jax.value_and_grad(lambda x, k, s=s, p=p: jnp.sum(jnp.sin(_lax_conv(x, k, s, p))),
                              (0, 1))(x, k) for x, k, s, p in cases]
-
-  def work(i):
-    return [jax.block_until_ready(fns[(i + j) % 4](*cases[(i + j) % 4][:2])) for j in range(8)]
-
-  with concurrent.futures.ThreadPoolExecutor(6) as pool:
-    results = list(pool.map(work, range(6), timeout=120))
   for i, outs in enumerate(results):
     for j, out in enumerate(outs):
       _assert_same(out, refs[(i + j) % 4], 1e-5)
