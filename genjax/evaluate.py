@@ -30,18 +30,20 @@ _OVERRIDES = ("metrics", "num_samples", "extractor", "weights", "split", "allow_
 def evaluate(workdir: str, step: int | None = None, **overrides) -> dict:
   """Scores checkpoint ``step`` (newest if None) of ``workdir``; returns and records the results."""
   import jax  # pylint: disable=g-import-not-at-top
-  from genjax import config as config_lib, evaluation, parallel  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from genjax import config as config_lib, evaluation, kernels, parallel  # pylint: disable=g-import-not-at-top,g-multiple-import
   from genjax.metrics import features  # pylint: disable=g-import-not-at-top
 
-  method, state, config = features.restore_run(
-      workdir, step, sharding=parallel.make_strategy("mesh").state_sharding())
+  strategy = parallel.make_strategy("mesh")
+  method, state, config = features.restore_run(workdir, step,
+                                               sharding=strategy.state_sharding())
   step = int(state.step)
   for key, value in overrides.items():
     if value is not None:
       config.eval[key] = value
   config_lib.validate(config)
   rng = jax.random.PRNGKey(config.seed)
-  results = evaluation.Evaluator(config, method)(state, jax.random.fold_in(rng, 0x7FFFFFFE))
+  with kernels.use_conv_backend(config.conv_backend, mesh=strategy.data_mesh):
+    results = evaluation.Evaluator(config, method)(state, jax.random.fold_in(rng, 0x7FFFFFFE))
   evaluation.record(workdir, step, results, source="evaluate")
   return {"step": step, **results}
 

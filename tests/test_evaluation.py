@@ -13,6 +13,7 @@ import pytest
 
 from genjax import config as config_lib
 from genjax import evaluation
+from genjax import kernels
 from genjax import train
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
@@ -108,9 +109,16 @@ def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, mo
   from genjax import evaluate  # pylint: disable=g-import-not-at-top
   c = tiny_config("dcgan", ema_decay=0.5)
   train.train_and_evaluate(c, str(tmp_path / "run"))
-  monkeypatch.setattr(evaluation, "make_extractor", lambda ec, ds: projection_extractor())
+  backends = []  # the conv kernels the networks are traced with: the run's config.conv_backend
+
+  def extractor(ec, ds):
+    backends.append(kernels.conv_backend())
+    return projection_extractor()
+
+  monkeypatch.setattr(evaluation, "make_extractor", extractor)
   out = evaluate.evaluate(str(tmp_path / "run"), step=2, metrics="kid,is", num_samples=40,
                           split="test", cache_dir=str(tmp_path / "cache"))
+  assert backends == ["onednn"] and kernels.conv_backend() == "xla"  # restored afterwards
   assert out["step"] == 2 and out["num_samples"] == 40 and "fid" not in out
   assert np.isfinite(out["kid_mean"]) and np.isfinite(out["is_mean"])
   line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])

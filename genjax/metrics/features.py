@@ -41,7 +41,9 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from genjax import kernels
 from genjax import parallel
+from genjax.models import layers
 from genjax.errors import CheckpointError
 from genjax.errors import ConfigError
 
@@ -54,19 +56,14 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 
 # --- the network -------------------------------------------------------------------------------
 
-def _pair(v) -> tuple[int, int]:
-  return (v, v) if isinstance(v, int) else tuple(v)
-
-
 class BasicConv(nnx.Module):
   """Conv (no bias) -> BatchNorm(eps=0.001, running statistics) -> ReLU."""
 
   def __init__(self, in_features: int, out_features: int, kernel_size, stride=1, padding=0, *,
                rngs: nnx.Rngs):
-    ph, pw = _pair(padding)
-    self.conv = nnx.Conv(in_features, out_features, _pair(kernel_size), _pair(stride),
-                         padding=((ph, ph), (pw, pw)), use_bias=False, precision=_HIGHEST,
-                         rngs=rngs)
+    self.conv = layers.Conv(in_features, out_features, kernel_size, stride, padding,
+                            use_bias=False, kernel_init=nnx.initializers.lecun_normal(),
+                            precision=_HIGHEST, rngs=rngs)
     self.bn = nnx.BatchNorm(out_features, epsilon=1e-3, use_running_average=True, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
@@ -549,7 +546,8 @@ class BatchedApply:
   call with fewer examples), the last one padded, so a stream of calls compiles once per input
   shape. ``preprocess(x)`` (optional) runs as its own jitted function first, so that inputs of
   many sizes do not recompile ``fn``. Instances given the same hashable ``key`` (standing for
-  the same ``fn`` and ``preprocess``) share their compiled functions.
+  the same ``fn`` and ``preprocess``), devices and conv backend (``genjax.kernels``, as of
+  construction) share their compiled functions.
   """
 
   _compiled: dict[Hashable, Any] = {}
@@ -564,7 +562,8 @@ class BatchedApply:
     self.sharded = NamedSharding(mesh, P(parallel.MESH_AXIS))
     self.batch_size = -(-max(1, batch_size) // self.num_devices) * self.num_devices
     self.tree = jax.device_put(tree, self.replicated)
-    cache_key = None if key is None else (key, tuple(d.id for d in devices))
+    cache_key = None if key is None else (key, tuple(d.id for d in devices),
+                                          kernels.conv_backend())
     if cache_key is None or cache_key not in self._compiled:
       jitted = (jax.jit(fn, in_shardings=(self.replicated, self.sharded),
                         out_shardings=self.sharded),

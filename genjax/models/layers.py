@@ -177,12 +177,14 @@ class ConvTranspose(nnx.Module):
 
 
 def conv2d(x: Array, kernel: Array, stride: tuple[int, int],
-           padding: tuple[tuple[int, int], tuple[int, int]]) -> Array:
+           padding: tuple[tuple[int, int], tuple[int, int]],
+           precision: jax.lax.PrecisionLike = None) -> Array:
   """NHWC x HWIO convolution, explicit ((top, bottom), (left, right)) padding, on the kernels of
-  :func:`genjax.kernels.conv_backend`."""
+  :func:`genjax.kernels.conv_backend`. ``precision`` is XLA's (e.g. HIGHEST: no TF32 on GPUs);
+  oneDNN computes in the inputs' dtype."""
   if kernels.conv_backend() == "onednn":
     return kernels.onednn_conv(x, kernel, stride, padding)
-  return jax.lax.conv_general_dilated(x, kernel, stride, padding,
+  return jax.lax.conv_general_dilated(x, kernel, stride, padding, precision=precision,
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -197,19 +199,22 @@ class Conv(nnx.Module):
   def __init__(self, in_features: int, out_features: int, kernel_size: int | tuple[int, int],
                stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, *,
                use_bias: bool = True, kernel_init: Callable = dcgan_normal,
-               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
+               precision: jax.lax.PrecisionLike = None, rngs: nnx.Rngs):
     self.kernel = nnx.Param(kernel_init(rngs.params(), (*_pair(kernel_size), in_features,
                                                         out_features), param_dtype))
     if use_bias:
       rngs.params()  # nnx.Conv draws a key for its zero bias; so do we, for the same later draws
     self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
     self.stride, self.padding, self.dtype = _pair(stride), _pair(padding), dtype
+    self.precision = precision
 
   def __call__(self, x: Array) -> Array:
     kernel = self.kernel[...]
     dtype = self.dtype or jnp.result_type(x, kernel)
     (py, px) = self.padding
-    y = conv2d(x.astype(dtype), kernel.astype(dtype), self.stride, ((py, py), (px, px)))
+    y = conv2d(x.astype(dtype), kernel.astype(dtype), self.stride, ((py, py), (px, px)),
+               self.precision)
     return y if self.bias is None else y + self.bias[...].astype(dtype)
 
 
