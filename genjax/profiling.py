@@ -169,10 +169,15 @@ def top_ops(path: str, n: int = 15) -> dict[str, Any]:
     if "run_id" in args:
       runs.add((args.get("hlo_module"), args["run_id"]))
   total = sum(totals.values())
-  ops = sorted(totals, key=totals.get, reverse=True)[:n]
   return {"trace": file, "steps": len(steps), "executions": len(runs), "total_ms": total,
-          "ops": [{"name": k, "ms": totals[k], "count": counts[k],
-                   "share": totals[k] / total if total else 0.0} for k in ops]}
+          "ops": _ranked(totals, counts, total)[:n]}
+
+
+def _ranked(totals: dict[str, float], counts: dict[str, int], total: float) -> list[dict]:
+  """``[{"name", "ms", "count", "share"}, ...]``, largest time first."""
+  return [{"name": k, "ms": totals[k], "count": counts[k],
+           "share": totals[k] / total if total else 0.0}
+          for k in sorted(totals, key=totals.get, reverse=True)]
 
 
 def describe_ops(hlo_text: str, names: list[str]) -> dict[str, str]:
@@ -209,18 +214,15 @@ def by_kind(summary: dict[str, Any], hlo_text: str | None = None) -> dict[str, A
   """``summary`` (from ``top_ops`` with every op) with its ops summed by kind, largest first: a
   custom call by its target (with the run's optimized HLO), any other op by its name without the
   numeric suffix (``add_convert_fusion.6`` -> ``add_convert_fusion``)."""
+  targets = dict(re.findall(r'^\s*(?:ROOT )?%([\w.-]+) = [^\n]*custom_call_target="([^"]*)"',
+                            hlo_text or "", re.M))
   totals: dict[str, float] = collections.defaultdict(float)
   counts: dict[str, int] = collections.Counter()
   for op in summary["ops"]:
-    target = hlo_text and re.search(r"^\s*(?:ROOT )?%" + re.escape(op["name"]) +
-                                    r' = [^\n]*custom_call_target="([^"]*)"', hlo_text, re.M)
-    kind = target.group(1) if target else re.sub(r"(\.\d+)+$", "", op["name"])
+    kind = targets.get(op["name"]) or re.sub(r"(\.\d+)+$", "", op["name"])
     totals[kind] += op["ms"]
     counts[kind] += op["count"]
-  total = summary["total_ms"]
-  kinds = sorted(totals, key=totals.get, reverse=True)
-  return {**summary, "ops": [{"name": k, "ms": totals[k], "count": counts[k],
-                              "share": totals[k] / total if total else 0.0} for k in kinds]}
+  return {**summary, "ops": _ranked(totals, counts, summary["total_ms"])}
 
 
 def format_top(summary: dict[str, Any], hlo_text: str | None = None) -> str:

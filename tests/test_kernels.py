@@ -17,8 +17,7 @@ from tests.test_layers import CASES
 # AEs' 4x4/s2/p1 encoder convs and their 4x4 valid output conv, the classifier's 3x3 same conv,
 # and an odd one with unequal strides and asymmetric padding. The forward pass of DCGAN-64's
 # 256->512 conv (a 4096 x 512 kernel, 4x4 outputs) and of convs to one output pixel runs as
-# im2col + GEMM (with padding, or on the input itself); backward-data into 3 or 5 channels runs
-# on plain weights in float32.
+# im2col + GEMM (with padding, or on the input itself).
 CONVS = [((16, 16, 8), (4, 4, 16), (2, 2), ((1, 1), (1, 1))),
          ((4, 4, 16), (4, 4, 1), (1, 1), ((0, 0), (0, 0))),
          ((9, 9, 3), (3, 3, 6), (1, 1), ((1, 1), (1, 1))),
