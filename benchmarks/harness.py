@@ -43,6 +43,7 @@ import numpy as np
 from benchmarks import probe
 from benchmarks import workloads
 from genjax import data
+from genjax import host
 from genjax import kernels
 
 # Other processes' CPU share under which the machine counts as quiet (``--wait-quiet``), and how
@@ -132,7 +133,7 @@ def peer_device(backend: str) -> str | None:
 
 def device_description(backend: str) -> str:
   if backend == "cpu":
-    return f"{cpu_name()} ({num_cores()} cores)"
+    return f"{cpu_name()} ({num_cores()} cores, {host.cpu_isa()})"
   devices = jax.devices()
   return f"{len(devices)}x {devices[0].device_kind}"
 
@@ -496,6 +497,11 @@ def measure_workload(name: str, batch: int, dtype: str, opts: Options, *,
   finally:
     if peer is not None:
       peer.close()
+  if failure := kernels.take_failure():
+    raise RuntimeError(f"{name} {dtype}: {failure}")
+  # conv_kernels: 'onednn', 'onednn-float32' (bfloat16 computed in float32) or 'xla'; after the
+  # steps were traced, so that it counts primitives that run otherwise too
+  rec.update(kernels.record(dtype))
   rec["steps_timed"] = len(samples["genjax"])
   rec["other_load_timing"] = share
   rec["timing_attempts"] = attempt
@@ -538,6 +544,7 @@ def run_suite(opts: Options) -> list[dict[str, Any]]:
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "suite": "dry-run" if opts.dry_run else opts.suite,
       "backend": backend, "device": device_description(backend),
+      "cpu_isa": host.cpu_isa() if backend == "cpu" else None,
       "num_devices": jax.device_count(), "peer": "PyTorch eager" if device else None,
       "peer_device": device, "threads": threads, "steps": opts.steps, "warmup": opts.warmup,
       "block": opts.block, "peer_channels_last": opts.peer_channels_last,

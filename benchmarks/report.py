@@ -1,7 +1,7 @@
 """Result files: one JSON list of records and one markdown table per run, plus the README.
 
 ``README.md`` in the results folder is rewritten after every run from all the JSON files there:
-how to run, the latest table per backend and the list of runs. Text between
+how to run, the latest table per backend and CPU ISA, and the list of runs. Text between
 ``<!-- notes:start -->`` and ``<!-- notes:end -->`` in an existing README is kept as it is.
 """
 
@@ -158,6 +158,15 @@ def table(records: list[dict[str, Any]]) -> str:
   return "\n".join([TABLE_HEADER, *(table_row(r) for r in records)])
 
 
+def kernel_text(records: list[dict[str, Any]]) -> str:
+  """Which convolution kernels each dtype ran on, e.g. ``float32 onednn, bfloat16
+  onednn-float32 (oneDNN 2.6.3 avx2)``."""
+  kinds = {rec["dtype"]: rec.get("conv_kernels", rec.get("conv_backend", "?")) for rec in records}
+  libraries = sorted({rec["onednn"] for rec in records if rec.get("onednn")})
+  text = ", ".join(f"{dtype} {kind}" for dtype, kind in kinds.items())
+  return text + (f" ({', '.join(libraries)})" if libraries else "")
+
+
 def summary(records: list[dict[str, Any]]) -> str:
   """The run's setting, as a bullet list."""
   r = records[0]
@@ -176,6 +185,7 @@ def summary(records: list[dict[str, Any]]) -> str:
       f"peer: {r['peer'] or 'none'} on `{r['peer_device']}`, {r['threads']} threads, "
       f"{'channels_last' if r.get('peer_channels_last') else 'NCHW'}",
       f"- host allocator: {MALLOC.get(r.get('malloc'), 'glibc default (not recorded)')}",
+      f"- conv kernels: {kernel_text(records)}",
       f"- {versions}",
       f"- {r['steps_timed']} timed steps per side after {r['warmup']} warm-up, in alternating "
       f"blocks of {min(r['block'], r['steps'])}",
@@ -250,11 +260,17 @@ def write_readme(out_dir: str) -> str:
   """Rewrites ``out_dir/README.md`` from the runs there; returns its path."""
   path = os.path.join(out_dir, "README.md")
   runs = load_runs(out_dir)
-  latest: dict[str, tuple[str, list]] = {}
+  latest: dict[tuple[str, str], tuple[str, list]] = {}
   for name, records in runs:  # a real run beats any dry run of the same backend
-    backend, dry = records[0]["backend"], records[0].get("dry_run", False)
-    if backend not in latest or dry <= latest[backend][1][0].get("dry_run", False):
-      latest[backend] = (name, records)
+    # the newest run per backend and CPU ISA (runs from before the ISA was recorded count
+    # only where no run of that backend has one)
+    key = (records[0]["backend"], records[0].get("cpu_isa") or "")
+    dry = records[0].get("dry_run", False)
+    if key not in latest or dry <= latest[key][1][0].get("dry_run", False):
+      latest[key] = (name, records)
+  for backend, isa in list(latest):
+    if not isa and any(b == backend and i for b, i in latest):
+      del latest[backend, isa]
   parts = ["# genjax benchmarks\n",
            "genjax's train step against the same model and update written in PyTorch, on the "
            "same machine, batch and weights.\n",
@@ -262,7 +278,7 @@ def write_readme(out_dir: str) -> str:
            "## How to run\n", HOW_TO_RUN, "", "## Latest results\n"]
   if not latest:
     parts.append("No runs yet.\n")
-  for backend, (name, records) in sorted(latest.items()):
+  for (backend, _), (name, records) in sorted(latest.items()):
     stem = name[:-len(".json")]
     parts += [f"### {backend}: {records[0]['device']}\n", summary(records), "",
               table(records), "", f"Files: [{stem}.json]({stem}.json), [{stem}.md]({stem}.md)\n"]

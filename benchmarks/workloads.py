@@ -111,7 +111,7 @@ def build_genjax(config, host_batch: dict[str, np.ndarray], seed: int = 0) -> Ge
   """Builds the method, its initial state and the jitted step (not yet compiled)."""
   strategy = parallel.make_strategy(config.parallel)
   strategy.check_batch(config.batch_size)
-  kernels.set_conv_backend(config.conv_backend, mesh=strategy.data_mesh)
+  kernels.set_conv_backend(config.conv_backend, mesh=strategy.data_mesh, dtype=config.dtype)
   method = train.build_method(config, strategy.axis_name)
   state = jax.jit(method.init, out_shardings=strategy.state_sharding())(
       jax.random.PRNGKey(seed))

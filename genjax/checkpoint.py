@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from genjax import errors
 from genjax.errors import CheckpointError
 
 
@@ -74,7 +75,7 @@ class Checkpointer:
           "meta"]
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"cannot read the metadata of checkpoint step {step} in "
-                            f"{self.directory}: {_first_line(e)}") from None
+                            f"{self.directory}: {errors.first_line(e)}") from None
 
   def restore(self, step: int, abstract_state: Any, *, sharding: jax.sharding.Sharding,
               model: str) -> tuple[Any, dict]:
@@ -100,7 +101,7 @@ class Checkpointer:
           state=ocp.args.StandardRestore(abstract_state)))
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"checkpoint step {step} in {self.directory} is unreadable "
-                            f"({_first_line(e)}); delete it to resume from an earlier one"
+                            f"({errors.first_line(e)}); delete it to resume from an earlier one"
                             ) from None
     return restored["state"], meta
 
@@ -110,8 +111,3 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.close()
 
-
-def _first_line(e: BaseException, limit: int = 160) -> str:
-  text = str(e).strip().splitlines()
-  line = text[0] if text else ""
-  return f"{type(e).__name__}: {line if len(line) <= limit else line[:limit] + '...'}"

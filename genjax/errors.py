@@ -37,6 +37,18 @@ class NonFiniteError(GenjaxError):
   """A loss became NaN or Inf; training stopped with the last good checkpoint kept."""
 
 
+class StepError(GenjaxError):
+  """A compiled step failed at run time (a kernel's error, memory); training stopped with the
+  last good checkpoint kept."""
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+  """``"<exception type>: <first line of its message>"``, the line cut to ``limit`` characters."""
+  line = (str(e).strip().splitlines() or [""])[0]
+  line = line if len(line) <= limit else line[:limit] + "..."
+  return f"{type(e).__name__}: {line}" if line else type(e).__name__
+
+
 def exit_with(message: str) -> None:
   """Prints ``genjax: error: <first line of message>`` to stderr and exits with status 2."""
   from absl import logging  # pylint: disable=g-import-not-at-top

@@ -30,7 +30,7 @@ _OVERRIDES = ("metrics", "num_samples", "extractor", "weights", "split", "allow_
 def evaluate(workdir: str, step: int | None = None, **overrides) -> dict:
   """Scores checkpoint ``step`` (newest if None) of ``workdir``; returns and records the results."""
   import jax  # pylint: disable=g-import-not-at-top
-  from genjax import config as config_lib, evaluation, kernels, parallel  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from genjax import config as config_lib, errors, evaluation, kernels, parallel  # pylint: disable=g-import-not-at-top,g-multiple-import
   from genjax.metrics import features  # pylint: disable=g-import-not-at-top
 
   strategy = parallel.make_strategy("mesh")
@@ -42,8 +42,12 @@ def evaluate(workdir: str, step: int | None = None, **overrides) -> dict:
       config.eval[key] = value
   config_lib.validate(config)
   rng = jax.random.PRNGKey(config.seed)
-  with kernels.use_conv_backend(config.conv_backend, mesh=strategy.data_mesh):
+  with kernels.use_conv_backend(config.conv_backend, mesh=strategy.data_mesh,
+                                dtype=config.dtype):
     results = evaluation.Evaluator(config, method)(state, jax.random.fold_in(rng, 0x7FFFFFFE))
+  if failure := kernels.take_failure():
+    raise errors.KernelError(f"a kernel failed during the evaluation ({failure}); nothing was "
+                             f"recorded")
   evaluation.record(workdir, step, results, source="evaluate")
   return {"step": step, **results}
 

@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 from genjax import data
 from genjax import errors
+from genjax import kernels
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
 
@@ -219,6 +220,7 @@ class Evaluator:
     if "dc" in self.metrics:
       out["density"], out["coverage"] = statistics.density_coverage(r, f)
     out["seconds"] = round(time.perf_counter() - t0, 2)
+    out.update(kernels.record(self.config.dtype))
     return out
 
 

@@ -53,3 +53,18 @@ def tune_malloc() -> bool:
       logging.warning("glibc's mallopt refused %s=%d", name, value)
       return False
   return True
+
+
+def cpu_isa() -> str:
+  """The widest x86 vector ISA this CPU offers, as genjax's kernels and benchmarks see it:
+  ``'avx512_bf16'``, ``'avx512'``, ``'avx2'`` or ``'other'`` (from ``/proc/cpuinfo``)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags = next((set(line.split(":", 1)[1].split()) for line in f
+                    if line.startswith("flags")), set())
+  except OSError:
+    flags = set()
+  for isa, flag in (("avx512_bf16", "avx512_bf16"), ("avx512", "avx512f"), ("avx2", "avx2")):
+    if flag in flags:
+      return isa
+  return "other"

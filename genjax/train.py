@@ -33,7 +33,9 @@ from genjax import models
 from genjax import parallel
 from genjax import profiling
 from genjax import reporting
+from genjax import errors
 from genjax.errors import NonFiniteError
+from genjax.errors import StepError
 
 
 @dataclasses.dataclass
@@ -110,15 +112,22 @@ def train_and_evaluate(config, workdir: str) -> Result:
                                    asynchronous=config.async_checkpoints)
     cleanup.callback(ckpt.close)
     cleanup.enter_context(kernels.use_conv_backend(config.conv_backend,
-                                                   mesh=strategy.data_mesh))
-    logging.info("conv kernels: %s", kernels.conv_backend())
-    return _train(config, workdir, strategy, arrays, method, ckpt, cleanup)
+                                                   mesh=strategy.data_mesh, dtype=config.dtype))
+    logging.info("conv kernels: %s", kernels.describe(config.dtype))
+    try:
+      return _train(config, workdir, strategy, arrays, method, ckpt, cleanup)
+    except jax.errors.JaxRuntimeError as e:  # e.g. a custom call's error: a one-line stop
+      ckpt.wait()  # saves already under way are of earlier, good states
+      raise StepError(f"a compiled step failed ({errors.first_line(e)}); stopped, the last "
+                      f"good checkpoint (step {ckpt.latest_step()}) is kept in "
+                      f"{ckpt.directory}") from None
 
 
 def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
   """The loop proper; ``cleanup`` closes what it opens, whatever way it exits."""
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(method.init, rng)
+  kernels.take_failure()  # one from before this run is not this run's
   latest = ckpt.latest_step()
   sharding = strategy.state_sharding()
   if latest is None:  # one compiled init is much faster than op-by-op random initialisers
@@ -129,6 +138,11 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
     if meta.get("global_batch") != config.batch_size:  # keep the number of examples seen
       position = meta["examples_seen"] // config.batch_size
     logging.info("resumed from %s at step %d", ckpt.directory, latest)
+    before, now = meta.get("kernels", {}), kernels.record(config.dtype)
+    if before and before["conv_kernels"] != now["conv_kernels"]:
+      logging.warning("the run so far used conv kernels %r, this process uses %r: the same "
+                      "function, rounded differently", before["conv_kernels"],
+                      now["conv_kernels"])
   start = latest or 0
   state = strategy.put_state(state)
 
@@ -149,14 +163,25 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
     meta = {"model": config.model.name, "step": step, "data_position": position + step - start,
             "global_batch": config.batch_size,
             "examples_seen": (position + step - start) * config.batch_size,
-            "signature": sig, "config": config.to_json()}
+            "signature": sig, "config": config.to_json(),
+            "kernels": kernels.record(config.dtype)}
     ckpt.save(step, one, meta)
 
   evaluator = evaluation.Evaluator(config, method) if config.eval.every else None
   eval_key = jax.random.fold_in(rng, 0x7FFFFFFE)
 
+  def check_kernels(step: int) -> None:
+    """After a wait for the device: a kernel that failed meanwhile stops the run (its results
+    were NaN, so nothing it touched is saved)."""
+    failure = kernels.take_failure()
+    if failure:
+      ckpt.wait()
+      raise StepError(f"a kernel failed at or before step {step} ({failure}); stopped, the last "
+                      f"good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}")
+
   def evaluate(step: int, state) -> None:
     results = evaluator(strategy.get_state(state), eval_key)
+    check_kernels(step)
     evaluation.record(workdir, step, results, report.tb)
 
   # replicated grids: every process can fetch them, however the networks shard activations
@@ -166,6 +191,7 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
 
   def write_samples(step: int, state) -> list[str]:
     grids = jax.device_get(sample_fn(strategy.get_state(state), sample_images, sample_key))
+    check_kernels(step)
     return report.images(step, grids)
 
   iterator = data.BatchIterator(arrays, config.batch_size, seed=config.seed, position=position,
@@ -181,6 +207,7 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
     nonlocal last_metrics
     host = strategy.fetch([m for _, m in pending])
     elapsed = time.perf_counter() - since
+    check_kernels(step)
     for (s, _), values in zip(pending, host):
       bad = {k: float(v) for k, v in values.items() if not np.isfinite(v)}
       if bad:

@@ -51,9 +51,9 @@ def apply_overrides(c, overrides: dict):
 
 
 def run_main(workdir, *overrides, config="experiments/configs/dcgan_fashion_mnist.py",
-             devices: int = 1, timeout: float = 300, **popen):
+             devices: int = 1, timeout: float = 300, env_extra: dict | None = None, **popen):
   """Runs ``python -m genjax.main`` in a fresh process (returns CompletedProcess or Popen)."""
-  env = dict(os.environ)
+  env = {**os.environ, **(env_extra or {})}
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
   cmd = [sys.executable, "-m", "genjax.main", f"--config={config}", f"--workdir={workdir}",

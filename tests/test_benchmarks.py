@@ -21,6 +21,8 @@ from benchmarks import report
 from benchmarks import torch_peers
 from benchmarks import workloads
 from genjax import config as config_lib
+from genjax import host
+from genjax import kernels
 from genjax import models
 from genjax.models import layers
 from tests.conftest import REPO
@@ -59,9 +61,16 @@ def test_gpu_script_dry_run_writes_records_markdown_and_readme(tmp_path):
     assert r["jax_version"] == jax.__version__ and r["torch_version"] == torch.__version__
     assert set(r["compile_detail"]) == {"cold", "warm"}
     assert r["malloc"] == "tuned"
+    # the ISA and the kernels each record ran on (bfloat16 on float32 oneDNN calls where this
+    # CPU's oneDNN has no bfloat16 convolution)
+    assert r["cpu_isa"] == host.cpu_isa() and r["device"].endswith(f", {host.cpu_isa()})")
+    assert r["conv_kernels"] == ("onednn" if kernels.onednn_dtype(r["dtype"]) == r["dtype"]
+                                 else "onednn-float32")
+    assert r["onednn"].startswith("oneDNN ")
 
   md = json_path.with_suffix(".md").read_text()
   assert report.TABLE_HEADER in md and report.MALLOC["tuned"] in md
+  assert f"- conv kernels: float32 onednn, bfloat16 {records[1]['conv_kernels']} (" in md
   rows = [line for line in md.splitlines() if line.startswith("| dcgan32")]
   assert len(rows) == 2 and all(row.count("|") == report.TABLE_HEADER.count("|") // 2
                                 for row in rows)

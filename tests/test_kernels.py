@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from genjax import errors, kernels
+from genjax import checkpoint, errors, kernels
 from genjax.models import dcgan, layers
+from tests.conftest import TINY_DCGAN_FLAGS, run_main
 from tests.test_layers import CASES
 
 # (input (H, W, C), kernel (kh, kw, out), stride, ((top, bottom), (left, right))): DCGAN's and the
@@ -37,6 +38,14 @@ def _value_and_grads(fn, x, k, g):
                                                    (0, 1))(x, k)))(x, k)
 
 
+def _skip_without_onednn(dtype):
+  """Tests of oneDNN's own ``dtype`` primitives skip where this CPU's oneDNN lacks them (Debian's
+  oneDNN 2.6 has no bfloat16 convolution without AVX-512); the fallback is tested everywhere
+  (see test_unsupported_dtype_*)."""
+  if kernels.onednn_dtype(dtype) != dtype:
+    pytest.skip(f"this CPU's {kernels.info()} has no {dtype} convolution")
+
+
 def _assert_same(ours, ref, rtol):
   for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
@@ -47,6 +56,7 @@ def _assert_same(ours, ref, rtol):
 @pytest.mark.parametrize("hwc,kernel,stride,padding", CONVS)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_onednn_conv_matches_lax_forward_and_gradients(hwc, kernel, stride, padding, dtype):
+  _skip_without_onednn(dtype)
   rng = np.random.default_rng(sum(hwc))
   x = jnp.asarray(rng.normal(size=(4, *hwc)), dtype)
   k = jnp.asarray(rng.normal(size=(*kernel[:2], hwc[2], kernel[2])), dtype)
@@ -77,6 +87,7 @@ def test_onednn_conv_transpose_matches_lax_forward_and_gradients(size, k, stride
 def test_onednn_conv_transpose_with_a_gemm_input_gradient(dtype):
   """DCGAN-64's 512->256, 4->8 px transposed conv: its input-gradient is the 256->512 conv
   that runs as im2col + GEMM, on its kernel reordered from (kh, kw, out, in)."""
+  _skip_without_onednn(dtype)
   rng = np.random.default_rng(2)
   x, w = (jnp.asarray(rng.normal(size=s), dtype) for s in ((2, 4, 4, 512), (4, 4, 512, 256)))
   args = ((2, 2), (1, 1), (0, 0))
@@ -88,6 +99,7 @@ def test_onednn_conv_transpose_with_a_gemm_input_gradient(dtype):
 
 
 def test_onednn_conv_transpose_bfloat16():
+  _skip_without_onednn("bfloat16")
   rng = np.random.default_rng(0)
   x, w = (jnp.asarray(rng.normal(size=s), jnp.bfloat16) for s in ((2, 8, 8, 16), (4, 4, 16, 8)))
   ref = layers.lax_conv_transpose(x.astype(jnp.float32), w.astype(jnp.float32), 2, 1)
@@ -256,3 +268,100 @@ def test_unloadable_library_is_one_line_and_auto_falls_back(tmp_path, monkeypatc
                      r"--config.conv_backend=xla$"):
     kernels.set_conv_backend("onednn")
   assert kernels.set_conv_backend("auto") == "xla"
+
+
+def _custom_calls(fn, *args):
+  """The oneDNN custom calls of ``fn``'s compiled HLO: (target, the types of its result and
+  operands) per call."""
+  calls = []
+  for line in jax.jit(fn).lower(*args).compile().as_text().splitlines():
+    if 'custom_call_target="genjax_onednn_conv_' in line:
+      target = line.split('custom_call_target="')[1].split('"')[0]
+      result = line.split("=", 1)[1].split("custom-call(")[0]
+      operands = line.split("operand_layout_constraints={")[1].split("}}")[0]
+      calls.append((target, result + operands))
+  return calls
+
+
+def test_unsupported_dtype_computes_in_float32_on_onednn_and_onednn_alone_refuses_it():
+  """What an AVX2-only CPU's oneDNN 2.6 answers for bfloat16, forced on every CPU: 'auto' runs
+  bfloat16 convolutions as float32 oneDNN calls (inputs rounded up, results rounded back), and
+  says so; 'onednn' with bfloat16 is a one-line config error at start-up."""
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.normal(size=(4, 8, 8, 6)), jnp.bfloat16)
+  k = jnp.asarray(rng.normal(size=(3, 3, 6, 5)), jnp.bfloat16)
+  g = jnp.asarray(rng.normal(size=(4, 8, 8, 5)), jnp.bfloat16)
+  fn = lambda x, k: layers.conv2d(x, k, (1, 1), ((1, 1), (1, 1)))
+  ref = _value_and_grads(lambda x, k: _lax_conv(x, k, (1, 1), ((1, 1), (1, 1))),
+                         *(a.astype(jnp.float32) for a in (x, k, g)))
+  with kernels.pretend_unsupported("bfloat16"):
+    assert kernels.onednn_dtype("bfloat16") == "float32"
+    assert kernels.onednn_dtype("float32") == "float32"
+    with pytest.raises(errors.ConfigError) as e:
+      kernels.set_conv_backend("onednn", dtype="bfloat16")
+    assert str(e.value).startswith("config.conv_backend=onednn: this CPU's oneDNN ")
+    assert str(e.value).endswith(
+        "cannot create bfloat16 convolutions (bfloat16 reported unsupported "
+        "(pretend_unsupported)); use --config.conv_backend=auto (it computes them in float32 "
+        "on oneDNN), --config.conv_backend=xla or --config.dtype=float32")
+    assert "\n" not in str(e.value) and kernels.conv_backend() == "xla"
+    with kernels.use_conv_backend("auto", dtype="bfloat16"):
+      assert kernels.conv_backend() == "onednn"
+      assert kernels.record("bfloat16")["conv_kernels"] == "onednn-float32"
+      assert kernels.record("float32")["conv_kernels"] == "onednn"
+      assert "bfloat16 convolutions compute in float32" in kernels.describe("bfloat16")
+      calls = _custom_calls(lambda x, k: _value_and_grads(fn, x, k, g), x, k)
+      ours = _value_and_grads(fn, x, k, g)
+  assert sorted(t for t, _ in calls) == ["genjax_onednn_conv_bwd_data",
+                                         "genjax_onednn_conv_bwd_weights",
+                                         "genjax_onednn_conv_fwd"]
+  assert all("bf16[" not in types and types.count("f32[") == 3 for _, types in calls)
+  assert ours[0].dtype == ours[1][0].dtype == ours[1][1].dtype == jnp.bfloat16
+  _assert_same(ours, ref, 1e-2)
+  # Without the pretence, bfloat16 runs as whatever this CPU's oneDNN has.
+  assert kernels.onednn_dtype("bfloat16") in ("bfloat16", "float32")
+
+
+def test_unsupported_dtype_and_float32_fall_back_to_xla():
+  with kernels.pretend_unsupported("bfloat16", "float32"):
+    assert kernels.onednn_dtype("bfloat16") is None
+    assert kernels.set_conv_backend("auto", dtype="bfloat16") == "xla"
+    assert kernels.record("bfloat16") == {"conv_kernels": "xla"}
+
+
+def test_a_primitive_oneDNN_cannot_create_runs_on_xla(monkeypatch):
+  """A geometry whose backward-weights primitive oneDNN refuses (in any dtype): that primitive
+  runs as XLA's convolution, the other two stay on oneDNN, and the record counts it."""
+  real_probe = kernels.probe
+  monkeypatch.setattr(kernels, "probe", lambda kind, dtype, src, *rest: (
+      "refused (test)" if kind == "bwd_weights" and src[1:] == (9, 7, 5) else
+      real_probe(kind, dtype, src, *rest)))
+  hwc, kernel, stride, padding = CONVS[3]
+  rng = np.random.default_rng(7)
+  x = jnp.asarray(rng.normal(size=(4, *hwc)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(*kernel[:2], hwc[2], kernel[2])), jnp.float32)
+  g = jnp.asarray(rng.normal(size=_lax_conv(x, k, stride, padding).shape), jnp.float32)
+  with kernels.use_conv_backend("onednn"):
+    fn = lambda x, k: layers.conv2d(x, k, stride, padding)
+    calls = _custom_calls(lambda x, k: _value_and_grads(fn, x, k, g), x, k)
+    ours = _value_and_grads(fn, x, k, g)
+    assert kernels.record("float32")["primitives_on_xla"] >= 1
+  assert sorted(t for t, _ in calls) == ["genjax_onednn_conv_bwd_data",
+                                         "genjax_onednn_conv_fwd"]
+  _assert_same(ours, _value_and_grads(lambda x, k: _lax_conv(x, k, stride, padding), x, k, g),
+               1e-5)
+
+
+def test_oneDNN_capped_at_avx2_trains_bfloat16_in_float32(tmp_path):
+  """The real AVX2-only answer on every CPU with AVX2: oneDNN capped at AVX2 (its own
+  ONEDNN_MAX_CPU_ISA) refuses bfloat16 convolutions, and a bfloat16 run trains on float32
+  oneDNN calls, saying so in one log line and in its checkpoints."""
+  result = run_main(tmp_path, *TINY_DCGAN_FLAGS, "--config.dtype=bfloat16",
+                    "--config.num_steps=2", "--config.checkpoint_every=2",
+                    env_extra={"ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"})
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = [line for line in result.stderr.splitlines() if "conv kernels:" in line]
+  assert len(lines) == 1 and "avx2): bfloat16 convolutions compute in float32" in lines[0]
+  meta = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), keep=1).read_meta(2)
+  assert meta["kernels"]["conv_kernels"] == "onednn-float32"
+  assert meta["kernels"]["onednn"].endswith(" avx2")

@@ -18,6 +18,15 @@ does it from ``config.conv_backend``) before the step is traced, or the
   ``libdnnl-dev``).
 - ``'auto'`` (the config's default): ``'onednn'`` where it builds and loads, else ``'xla'``.
 
+Not every CPU's oneDNN has every primitive in every dtype: Debian's oneDNN 2.6 has no bfloat16
+convolution on CPUs without AVX-512 (AVX2 only). So each primitive is probed once per process,
+when a step is traced (the probe builds and caches the exact primitive the call will run), and
+where the compute dtype's primitive cannot be created the call computes in float32 on oneDNN and
+rounds, or, where that cannot be created either, runs on XLA's kernels. Nothing fails inside a
+step. :func:`oneDNN_dtype` answers for a whole dtype at start-up: ``'auto'`` logs the choice,
+``'onednn'`` with a dtype it lacks is a :class:`~genjax.errors.ConfigError`, and
+:func:`record` is what runs write into checkpoints, metrics and benchmark JSON.
+
 Both backends compute the same function with the same parameters; they differ in rounding only.
 """
 
@@ -31,7 +40,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +54,11 @@ BACKENDS = ("auto", "xla", "onednn")
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
 _TARGETS = {"fwd": "GenjaxOnednnConvFwd", "bwd_data": "GenjaxOnednnConvBwdData",
             "bwd_weights": "GenjaxOnednnConvBwdWeights"}
-_state = {"backend": "xla", "mesh": None, "library": None}
+_state = {"backend": "xla", "mesh": None, "library": None, "exceptions": {}}
+_KINDS = {"fwd": 0, "bwd_data": 1, "bwd_weights": 2}
+# dtypes whose primitives the probes report as unsupported whatever oneDNN says: tests force the
+# fallback with it (see pretend_unsupported) on CPUs whose oneDNN has them.
+_pretend: set[str] = set()
 
 
 def conv_backend() -> str:
@@ -53,13 +66,16 @@ def conv_backend() -> str:
   return _state["backend"]
 
 
-def set_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None) -> str:
+def set_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None,
+                     dtype: str = "float32") -> str:
   """Selects the kernels of conv layers traced from now on (jitted functions already traced
   keep theirs) and returns the backend chosen.
 
   ``'onednn'`` builds/loads its library here, so a missing compiler or oneDNN is reported at
   start-up; ``'auto'`` is ``'onednn'`` on a CPU backend where the library builds and loads (and
-  logs why not where it does not), else ``'xla'``. ``mesh``: a one-axis mesh over which the
+  logs why not where it does not), else ``'xla'``. ``dtype``: the compute dtype of the networks
+  to run: ``'onednn'`` raises a ConfigError where oneDNN cannot create its convolutions
+  (``'auto'`` computes them in float32 on oneDNN instead). ``mesh``: a one-axis mesh over which the
   batch of activations is sharded (the ``mesh`` strategy's, several devices): each custom call
   then runs on every device's shard (``shard_map``), with the kernel gradient summed over it.
   """
@@ -73,8 +89,17 @@ def set_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None) -> str
     except errors.KernelError as e:
       logging.warning("conv backend 'auto' falls back to 'xla': %s", e)
       name = "xla"
+    if name == "onednn" and onednn_dtype(dtype) is None:
+      logging.warning("conv backend 'auto' falls back to 'xla': %s cannot run a %s or float32 "
+                      "convolution (%s)", info(), dtype, _why(dtype))
+      name = "xla"
   elif name == "onednn":
     _load()
+    if onednn_dtype(dtype) != dtype:
+      raise errors.ConfigError(
+          f"config.conv_backend=onednn: this CPU's {info()} cannot create {dtype} convolutions "
+          f"({_why(dtype)}); use --config.conv_backend=auto (it computes them in float32 on "
+          f"oneDNN), --config.conv_backend=xla or --config.dtype=float32")
   if mesh is not None and len(mesh.axis_names) != 1:
     raise ValueError(f"conv backend mesh must have one (batch) axis, got {mesh.axis_names}")
   _state["backend"], _state["mesh"] = name, mesh
@@ -82,9 +107,10 @@ def set_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None) -> str
 
 
 @contextlib.contextmanager
-def use_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None):
+def use_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None,
+                     dtype: str = "float32"):
   previous = _state["backend"], _state["mesh"]
-  set_conv_backend(name, mesh=mesh)
+  set_conv_backend(name, mesh=mesh, dtype=dtype)
   try:
     yield
   finally:
@@ -141,6 +167,13 @@ def _load() -> ctypes.CDLL:
     for kind, symbol in _TARGETS.items():
       jax.ffi.register_ffi_target(f"genjax_onednn_conv_{kind}",
                                   jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    lib.GenjaxOnednnConvProbe.restype = ctypes.c_int
+    lib.GenjaxOnednnConvProbe.argtypes = [
+        ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int64), ctypes.c_char_p, ctypes.c_int64]
+    lib.GenjaxOnednnInfo.argtypes = [ctypes.c_char_p, ctypes.c_int64]
+    lib.GenjaxOnednnInjectFailures.argtypes = [ctypes.c_int64]
+    lib.GenjaxOnednnTakeFailure.argtypes = [ctypes.c_char_p, ctypes.c_int64]
     _state["library"] = lib
   return _state["library"]
 
@@ -156,6 +189,123 @@ class Geometry(NamedTuple):
   transposed: bool
 
 
+# --- which primitives this CPU's oneDNN can create ----------------------------------------------
+
+def info() -> str:
+  """``"oneDNN <version> <ISA it dispatches to>"``, e.g. ``"oneDNN 2.6.3 avx2"``."""
+  out = ctypes.create_string_buffer(128)
+  _load().GenjaxOnednnInfo(out, len(out))
+  return out.value.decode()
+
+
+@functools.cache
+def _probe_library(kind: str, dtype: str, dims: tuple[int, ...], transposed: bool,
+                   geo: tuple[int, ...]) -> str | None:
+  msg = ctypes.create_string_buffer(256)
+  failed = _load().GenjaxOnednnConvProbe(
+      _KINDS[kind], int(dtype == "bfloat16"), (ctypes.c_int64 * 12)(*dims), int(transposed),
+      (ctypes.c_int64 * 6)(*geo), msg, len(msg))
+  return (msg.value.decode() or "failed") if failed else None
+
+
+def probe(kind: str, dtype: str, src: tuple[int, ...], dst: tuple[int, ...],
+          weights: tuple[int, ...], geo: Geometry) -> str | None:
+  """Whether oneDNN can create the ``kind`` primitive of one call in ``dtype`` on this CPU:
+  None if it can (the primitive is then built and cached for the call), else oneDNN's reason.
+  ``src``/``dst`` are NHWC shapes, ``weights`` the (kh, kw, A, B) buffer's. Once per process
+  and geometry."""
+  if dtype in _pretend:
+    return f"{dtype} reported unsupported (pretend_unsupported)"
+  nchw = lambda s: (s[0], s[3], s[1], s[2])
+  (pt, pb), (pl, pr) = geo.padding
+  return _probe_library(kind, dtype, (*nchw(src), *nchw(dst), *weights), geo.transposed,
+                        (*geo.strides, pt, pb, pl, pr))
+
+
+# One small conv (4x4, stride 2, padding 1: 8x8x16 -> 4x4x32) stands for all at start-up.
+_SAMPLE = ((2, 8, 8, 16), (2, 4, 4, 32), (4, 4, 16, 32),
+           Geometry((8, 8), (4, 4), (2, 2), ((1, 1), (1, 1)), False))
+
+
+def _why(dtype: str) -> str | None:
+  """The first reason oneDNN gives for not creating the sample conv's primitives in ``dtype``
+  (None if it creates all three)."""
+  src, dst, weights, geo = _SAMPLE
+  return next((why for kind in _KINDS
+               if (why := probe(kind, dtype, src, dst, weights, geo)) is not None), None)
+
+
+def onednn_dtype(dtype: str) -> str | None:
+  """The dtype oneDNN computes convolutions of compute dtype ``dtype`` in on this CPU:
+  ``dtype`` itself where it can create the three primitives in it, else ``'float32'`` (inputs
+  rounded up, results rounded back), else None (XLA's kernels)."""
+  for candidate in dict.fromkeys((dtype, "float32")):
+    if _why(candidate) is None:
+      return candidate
+  return None
+
+
+@contextlib.contextmanager
+def pretend_unsupported(*dtypes: str):
+  """Within the block, the probes report ``dtypes``' primitives as unsupported, as an AVX2-only
+  CPU's oneDNN 2.6 does bfloat16's (tests force the fallback with it on every CPU)."""
+  previous = set(_pretend)
+  _pretend.update(dtypes)
+  try:
+    yield
+  finally:
+    _pretend.clear()
+    _pretend.update(previous)
+
+
+def record(dtype: str) -> dict[str, Any]:
+  """What convolutions of compute ``dtype`` run on now: saved with checkpoints, evaluation
+  metrics and benchmark records. ``conv_kernels`` is ``'xla'``, ``'onednn'`` or
+  ``'onednn-float32'`` (bfloat16 computed in float32 by oneDNN); primitives traced so far that
+  run otherwise (a geometry oneDNN lacks) are counted in ``primitives_in_float32`` and
+  ``primitives_on_xla``."""
+  out: dict[str, Any] = {"conv_kernels": "xla"}
+  if _state["backend"] == "onednn":
+    computed = onednn_dtype(dtype)
+    out = {"conv_kernels": "onednn" if computed == dtype else f"onednn-{computed}",
+           "onednn": info()}
+    exceptions = [c for (_, d, *_), c in _state["exceptions"].items() if d == dtype]
+    if exceptions:  # primitives traced so far that run otherwise (see _compute_dtype)
+      out["primitives_in_float32"] = exceptions.count("float32")
+      out["primitives_on_xla"] = exceptions.count(None)
+  return out
+
+
+def describe(dtype: str) -> str:
+  """One line for the log: which kernels ``dtype`` convolutions run on, and why."""
+  kind = record(dtype)["conv_kernels"]
+  if kind == "xla":
+    return "xla"
+  if kind == "onednn":
+    return f"onednn ({info()}, {dtype})"
+  return (f"onednn ({info()}): {dtype} convolutions compute in float32 and round, as this "
+          f"CPU's oneDNN cannot create them ({_why(dtype)})")
+
+
+def inject_failures(n: int) -> None:
+  """Makes the next ``n`` oneDNN custom calls of this process fail (tests)."""
+  _load().GenjaxOnednnInjectFailures(n)
+
+
+def take_failure() -> str | None:
+  """The first error of a oneDNN call since the last check, or None; clears it.
+
+  A call that fails at run time fills its result with NaN and keeps its error here instead of
+  failing the step: on several devices a failed device's part of a step would leave the others
+  waiting in a collective, and XLA ends the process when that times out. Whoever runs steps
+  checks this after waiting for them (the trainer does at every log, sample and checkpoint).
+  """
+  if _state["library"] is None:
+    return None
+  out = ctypes.create_string_buffer(512)
+  return out.value.decode() if _state["library"].GenjaxOnednnTakeFailure(out, len(out)) else None
+
+
 def _call(kind: str, shape, first, second, geo: Geometry):
   """One custom call; ``shape`` is the global result shape. On a batch mesh each device runs
   it on its shard of the batch (both inputs batched for the kernel gradient, which is then
@@ -164,10 +314,16 @@ def _call(kind: str, shape, first, second, geo: Geometry):
 
   def call(a, b):
     local = shape if kind == "bwd_weights" else (a.shape[0], *shape[1:])
-    return jax.ffi.ffi_call(f"genjax_onednn_conv_{kind}", jax.ShapeDtypeStruct(local, a.dtype),
-                            vmap_method="sequential")(
+    dtype = a.dtype
+    compute = _compute_dtype(kind, a.shape, b.shape, local, geo, dtype.name)
+    if compute is None:
+      return _lax_primitive(kind, local, a, b, geo)
+    a, b = a.astype(compute), b.astype(compute)
+    out = jax.ffi.ffi_call(f"genjax_onednn_conv_{kind}", jax.ShapeDtypeStruct(local, compute),
+                           vmap_method="sequential")(
         a, b, sh=np.int64(geo.strides[0]), sw=np.int64(geo.strides[1]), pt=np.int64(pt),
         pb=np.int64(pb), pl=np.int64(pl), pr=np.int64(pr), transposed=geo.transposed)
+    return out.astype(dtype)
 
   mesh = _state["mesh"]
   if mesh is None or first.shape[0] % mesh.size:  # unshardable batches run whole
@@ -179,6 +335,48 @@ def _call(kind: str, shape, first, second, geo: Geometry):
         first, second)
   return jax.shard_map(call, mesh=mesh, in_specs=(P(axis), P()), out_specs=P(axis),
                        check_vma=False)(first, second)
+
+
+def _compute_dtype(kind: str, first, second, out, geo: Geometry, dtype: str) -> str | None:
+  """The dtype this call runs in on oneDNN (``dtype``, else float32), or None for XLA's kernels,
+  from the probes of its exact primitive; a fallback is logged once per primitive."""
+  src, dst, weights = {"fwd": (first, out, second), "bwd_data": (out, first, second),
+                       "bwd_weights": (first, second, out)}[kind]
+  why = None
+  for candidate in dict.fromkeys((dtype, "float32")):
+    if (reason := probe(kind, candidate, src, dst, weights, geo)) is None:
+      if candidate != onednn_dtype(dtype):  # else the start-up line said so
+        _note_exception(kind, dtype, src, dst, weights, geo, candidate, why)
+      return candidate
+    why = why or reason
+  _note_exception(kind, dtype, src, dst, weights, geo, None, why)
+  return None
+
+
+def _note_exception(kind, dtype, src, dst, weights, geo, compute, why) -> None:
+  """Logs (once) and counts a primitive that runs otherwise than its dtype's start-up answer."""
+  key = (kind, dtype, src, dst, weights, geo)
+  if key not in _state["exceptions"]:
+    _state["exceptions"][key] = compute
+    logging.warning("onednn conv %s %s %s: %s, as oneDNN cannot create it (%s)", kind, dtype,
+                    key[2:], f"computed in {compute}" if compute else "on XLA's kernels", why)
+
+
+def _lax_primitive(kind: str, shape, first, second, geo: Geometry):
+  """One primitive (see :func:`_call`) by XLA's convolutions: the conv, or its VJP in the
+  activations or in the kernel."""
+  (kh, kw), transposed = geo.kernel_hw, geo.transposed
+
+  def conv(src, kernel):  # kernel in its buffer layout, (kh, kw, O, I) when transposed
+    hwio = kernel.transpose(0, 1, 3, 2) if transposed else kernel
+    return jax.lax.conv_general_dilated(src, hwio, geo.strides, geo.padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  if kind == "fwd":
+    return conv(first, second)
+  if kind == "bwd_data":
+    return jax.vjp(lambda s: conv(s, second), jnp.zeros(shape, first.dtype))[1](first)[0]
+  return jax.vjp(lambda k: conv(first, k), jnp.zeros(shape, first.dtype))[1](second)[0]
 
 
 # C's three primitives are bilinear, and each one's VJP is made of the other two, so every

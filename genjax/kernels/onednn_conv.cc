@@ -26,7 +26,10 @@
 // backward-data calls may still overlap one another: serialising every call made float32
 // DCGAN-64 up to 25 ms a step slower.
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -39,8 +42,8 @@
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
-static_assert(DNNL_VERSION_MAJOR == 2, "genjax's oneDNN kernels use the oneDNN 2.x API "
-                                       "(Debian's libdnnl-dev)");
+static_assert(DNNL_VERSION_MAJOR == 2 || DNNL_VERSION_MAJOR == 3,
+              "genjax's oneDNN kernels use the oneDNN 2.x or 3.x API");
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
@@ -103,7 +106,7 @@ void FillColumns(const Im2col& g, const uint8_t* src, uint8_t* cols) {
 }
 
 std::shared_ptr<Primitive> Build(Kind kind, memory::data_type dt, const memory::dims& src,
-                                 const memory::dims& dst, ffi::AnyBuffer::Dimensions w,
+                                 const memory::dims& dst, const memory::dims& w,
                                  bool transposed, const memory::dims& strides,
                                  const memory::dims& pad_l, const memory::dims& pad_r) {
   const int64_t kh = w[0], kw = w[1], a = w[2], b = w[3];
@@ -137,32 +140,52 @@ std::shared_ptr<Primitive> Build(Kind kind, memory::data_type dt, const memory::
     p->src = memory::desc({g.Rows(), g.Cols()}, dt, ab);
     p->dst = memory::desc({g.Rows(), oc}, dt, ab);
     p->gemm_weights = memory::desc({g.Cols(), oc}, dt, ab);
+#if DNNL_VERSION_MAJOR >= 3
+    dnnl::matmul::primitive_desc pd(eng, p->src, p->gemm_weights, p->dst, attr);
+#else
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p->src, p->gemm_weights, p->dst), attr,
                                     eng);
+#endif
     p->prim = dnnl::matmul(pd);
     p->gemm = true;
     p->weights = w_hwio;
     p->scratch = pd.scratchpad_desc();
   } else {
     // The forward primitive, and the hint the backward ones are built against.
+#if DNNL_VERSION_MAJOR >= 3
+    dnnl::convolution_forward::primitive_desc hint(eng, dnnl::prop_kind::forward_training, alg,
+                                                   p->src, w_any, p->dst, strides, pad_l,
+                                                   pad_r, attr);
+#else
     dnnl::convolution_forward::primitive_desc hint(
         dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, p->src, w_any,
                                         p->dst, strides, pad_l, pad_r), attr, eng);
+#endif
     if (kind == kFwd) {
       p->prim = dnnl::convolution_forward(hint);
       p->weights = hint.weights_desc();
       p->scratch = hint.scratchpad_desc();
     } else if (kind == kBwdData) {
+#if DNNL_VERSION_MAJOR >= 3
+      dnnl::convolution_backward_data::primitive_desc pd(eng, alg, p->src, w_any, p->dst,
+                                                         strides, pad_l, pad_r, hint, attr);
+#else
       dnnl::convolution_backward_data::primitive_desc pd(
           dnnl::convolution_backward_data::desc(
               alg, p->src, w_any, p->dst, strides, pad_l, pad_r), attr, eng, hint);
+#endif
       p->prim = dnnl::convolution_backward_data(pd);
       p->weights = pd.weights_desc();
       p->scratch = pd.scratchpad_desc();
     } else {
+#if DNNL_VERSION_MAJOR >= 3
+      dnnl::convolution_backward_weights::primitive_desc pd(eng, alg, p->src, w_any, p->dst,
+                                                            strides, pad_l, pad_r, hint, attr);
+#else
       dnnl::convolution_backward_weights::primitive_desc pd(
           dnnl::convolution_backward_weights::desc(alg, p->src, w_any, p->dst, strides, pad_l,
                                                    pad_r), attr, eng, hint);
+#endif
       p->prim = dnnl::convolution_backward_weights(pd);
       p->weights = pd.diff_weights_desc();
       p->scratch = pd.scratchpad_desc();
@@ -180,7 +203,7 @@ std::shared_ptr<Primitive> Build(Kind kind, memory::data_type dt, const memory::
 }
 
 std::shared_ptr<Primitive> Get(Kind kind, memory::data_type dt, const memory::dims& src,
-                               const memory::dims& dst, ffi::AnyBuffer::Dimensions w,
+                               const memory::dims& dst, const memory::dims& w,
                                bool transposed, const memory::dims& strides,
                                const memory::dims& pad_l, const memory::dims& pad_r) {
   static std::mutex mu;
@@ -198,6 +221,41 @@ std::shared_ptr<Primitive> Get(Kind kind, memory::data_type dt, const memory::di
   return p;
 }
 
+// Tests make the next calls fail (GenjaxOnednnInjectFailures) to check how a failing call ends a
+// training run.
+std::atomic<int64_t> injected_failures{0};
+
+bool FailureInjected() {
+  int64_t left = injected_failures.load();
+  while (left > 0 && !injected_failures.compare_exchange_weak(left, left - 1)) {}
+  return left > 0;
+}
+
+// A call that fails at run time does not return an error: on several devices XLA would run the
+// other devices' parts of the step on into a collective that the failed one never joins, and
+// its rendezvous ends the process after a timeout (an abort, not an exception). The call fills
+// its result with NaN instead and keeps its error for GenjaxOnednnTakeFailure, which the caller
+// checks when it next waits for a step (genjax.kernels.raise_failure).
+std::mutex failure_mu;
+std::string failure;  // the first since the last GenjaxOnednnTakeFailure; "" if none
+
+void Fail(const std::string& what, ffi::AnyBuffer out) {
+  {
+    std::lock_guard<std::mutex> lock(failure_mu);
+    if (failure.empty()) failure = "onednn conv: " + what;
+  }
+  const size_t n = out.element_count();
+  if (out.element_type() == ffi::DataType::BF16) {
+    std::fill_n(static_cast<uint16_t*>(out.untyped_data()), n, uint16_t{0x7FC0});
+  } else {
+    std::fill_n(static_cast<uint32_t*>(out.untyped_data()), n, uint32_t{0x7FC00000});
+  }
+}
+
+memory::data_type DataType(int bf16) {
+  return bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+}
+
 // One call: (first, second) are the two inputs, out the result, in the roles that `kind` gives.
 ffi::Error Run(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::AnyBuffer out,
                int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr,
@@ -205,10 +263,7 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::AnyB
   const auto type = first.element_type();
   if (second.element_type() != type || out.element_type() != type)
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn conv: mixed dtypes");
-  memory::data_type dt;
-  if (type == ffi::DataType::F32) dt = memory::data_type::f32;
-  else if (type == ffi::DataType::BF16) dt = memory::data_type::bf16;
-  else return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn conv: float32 or bfloat16 only");
+  if (type != ffi::DataType::F32 && type != ffi::DataType::BF16) return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn conv: float32 or bfloat16 only");
   // Which buffer is which.
   ffi::AnyBuffer::Dimensions src_d = first.dimensions(), dst_d = out.dimensions(),
                              w_d = second.dimensions();
@@ -217,8 +272,9 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::AnyB
   if (src_d.size() != 4 || dst_d.size() != 4 || w_d.size() != 4)
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "onednn conv: rank-4 NHWC/HWIO only");
   try {
-    auto p = Get(kind, dt, Nchw(src_d), Nchw(dst_d), w_d, transposed, {sh, sw}, {pt, pl},
-                 {pb, pr});
+    if (FailureInjected()) throw std::runtime_error("injected failure (a test's)");
+    auto p = Get(kind, DataType(type == ffi::DataType::BF16), Nchw(src_d), Nchw(dst_d),
+                 memory::dims(w_d.begin(), w_d.end()), transposed, {sh, sw}, {pt, pl}, {pb, pr});
     auto& eng = Engine();
     dnnl::stream stream(eng);
     std::unique_ptr<uint8_t[]> scratch_buf(new uint8_t[p->scratch.get_size()]);  // no zero-fill
@@ -258,7 +314,7 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::AnyB
     }
     stream.wait();
   } catch (const std::exception& e) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("onednn conv: ") + e.what());
+    Fail(e.what(), out);
   }
   return ffi::Error::Success();
 }
@@ -304,3 +360,50 @@ auto Binding() {
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GenjaxOnednnConvFwd, Handler<kFwd>, Binding());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GenjaxOnednnConvBwdData, Handler<kBwdData>, Binding());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GenjaxOnednnConvBwdWeights, Handler<kBwdWeights>, Binding());
+
+// Trace-time checks from Python (ctypes), so that a primitive this CPU's oneDNN cannot create
+// is found before a step runs, never inside one.
+
+// Builds (and caches) the primitive of one call; 0 if it can be created, else 1 with oneDNN's
+// reason in `msg`. dims: src NCHW, dst NCHW, weights (kh, kw, A, B); geo: sh, sw, pt, pb, pl, pr.
+extern "C" int GenjaxOnednnConvProbe(int kind, int bf16, const int64_t* dims, int transposed,
+                                     const int64_t* geo, char* msg, int64_t msg_len) {
+  try {
+    Get(static_cast<Kind>(kind), DataType(bf16), memory::dims(dims, dims + 4),
+        memory::dims(dims + 4, dims + 8), memory::dims(dims + 8, dims + 12), transposed != 0,
+        {geo[0], geo[1]}, {geo[2], geo[4]}, {geo[3], geo[5]});
+    return 0;
+  } catch (const std::exception& e) {
+    std::snprintf(msg, msg_len, "%s", e.what());
+    return 1;
+  }
+}
+
+// "oneDNN <major.minor.patch> <ISA it dispatches to>" (the ISA honours ONEDNN_MAX_CPU_ISA).
+extern "C" void GenjaxOnednnInfo(char* out, int64_t len) {
+  const dnnl_version_t* v = dnnl_version();
+  const char* isa = "other";
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: isa = "sse41"; break;
+    case dnnl::cpu_isa::avx: isa = "avx"; break;
+    case dnnl::cpu_isa::avx2: isa = "avx2"; break;
+    case dnnl::cpu_isa::avx512_core: isa = "avx512_core"; break;
+    case dnnl::cpu_isa::avx512_core_vnni: isa = "avx512_core_vnni"; break;
+    case dnnl::cpu_isa::avx512_core_bf16: isa = "avx512_core_bf16"; break;
+    case dnnl::cpu_isa::avx512_core_amx: isa = "avx512_core_amx"; break;
+    default: break;
+  }
+  std::snprintf(out, len, "oneDNN %d.%d.%d %s", v->major, v->minor, v->patch, isa);
+}
+
+// The next `n` custom calls fail instead of running (tests only).
+extern "C" void GenjaxOnednnInjectFailures(int64_t n) { injected_failures.store(n); }
+
+// 1 and the first run-time failure since the last call in `out` (see Fail), else 0.
+extern "C" int GenjaxOnednnTakeFailure(char* out, int64_t len) {
+  std::lock_guard<std::mutex> lock(failure_mu);
+  if (failure.empty()) return 0;
+  std::snprintf(out, len, "%s", failure.c_str());
+  failure.clear();
+  return 1;
+}

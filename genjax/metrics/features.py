@@ -41,6 +41,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from genjax import errors
 from genjax import kernels
 from genjax import parallel
 from genjax.models import layers
@@ -404,11 +405,6 @@ def _read_legacy(path: str):
   return _materialize(obj, storages)
 
 
-def _first_line(e: BaseException, limit: int = 160) -> str:
-  text = (str(e).strip().splitlines() or [""])[0]
-  text = text if len(text) <= limit else text[:limit] + "..."
-  return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
 
 def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """A PyTorch ``state_dict`` file as ``{key: numpy array}``; PyTorch is not needed.
@@ -437,7 +433,7 @@ def _torch_load(path: str, error: Exception):
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise CheckpointError(f"cannot read {path} as a PyTorch state_dict ({_first_line(error)}) "
+    raise CheckpointError(f"cannot read {path} as a PyTorch state_dict ({errors.first_line(error)}) "
                           f"and PyTorch is not installed to try it") from None
   try:
     obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -445,7 +441,7 @@ def _torch_load(path: str, error: Exception):
             for k, v in obj.items()}
   except Exception:  # pylint: disable=broad-except
     raise CheckpointError(f"cannot read {path} as a PyTorch state_dict: "
-                          f"{_first_line(error)}") from None
+                          f"{errors.first_line(error)}") from None
 
 
 # --- Inception weights -------------------------------------------------------------------------
@@ -514,7 +510,7 @@ def load_inception_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
       with np.load(path, allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(f"cannot read {path} as an .npz file: {_first_line(e)}") from None
+      raise CheckpointError(f"cannot read {path} as an .npz file: {errors.first_line(e)}") from None
   return read_torch_state_dict(path)
 
 
