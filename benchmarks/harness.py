@@ -131,9 +131,24 @@ def peer_device(backend: str) -> str | None:
   return "cuda" if backend == "gpu" and torch.cuda.is_available() else None
 
 
+# Caps every library of a process to AVX2 kernels, as on an AVX2-only CPU: oneDNN (2.x and 3.x
+# names; genjax's and PyTorch's), PyTorch's ATen and MKL, and XLA's code generator. XNNPACK and
+# YNNPACK (some of XLA's reductions) dispatch on the CPU's own flags. ``--max-isa avx2``.
+AVX2_CAP = {"DNNL_MAX_CPU_ISA": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+            "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+XLA_AVX2_FLAG = "--xla_cpu_max_isa=AVX2"
+
+
+def isa_cap() -> str | None:
+  """``'avx2'`` where this process runs under :data:`AVX2_CAP`, else None."""
+  capped = all(os.environ.get(k) == v for k, v in AVX2_CAP.items())
+  return "avx2" if capped and XLA_AVX2_FLAG in os.environ.get("XLA_FLAGS", "") else None
+
+
 def device_description(backend: str) -> str:
   if backend == "cpu":
-    return f"{cpu_name()} ({num_cores()} cores, {host.cpu_isa()})"
+    cap = f" capped at {isa_cap()}" if isa_cap() else ""
+    return f"{cpu_name()} ({num_cores()} cores, {host.cpu_isa()}{cap})"
   devices = jax.devices()
   return f"{len(devices)}x {devices[0].device_kind}"
 
@@ -545,6 +560,7 @@ def run_suite(opts: Options) -> list[dict[str, Any]]:
       "suite": "dry-run" if opts.dry_run else opts.suite,
       "backend": backend, "device": device_description(backend),
       "cpu_isa": host.cpu_isa() if backend == "cpu" else None,
+      "isa_cap": isa_cap() if backend == "cpu" else None,
       "num_devices": jax.device_count(), "peer": "PyTorch eager" if device else None,
       "peer_device": device, "threads": threads, "steps": opts.steps, "warmup": opts.warmup,
       "block": opts.block, "peer_channels_last": opts.peer_channels_last,

@@ -38,7 +38,8 @@ HOW_TO_RUN = """\
 make bench                                   # the default suite, here (CPU or GPU)
 .venv/bin/python -m benchmarks.run [--suite default] [--models dcgan64,dcgan32,vae] \\
     [--batch 64] [--dtypes float32,bfloat16] [--steps 20] [--warmup 3] \\
-    [--conv-backend auto|onednn|xla] [--default-malloc] [--out benchmarks/results] [--dry-run]
+    [--conv-backend auto|onednn|xla] [--default-malloc] [--max-isa avx2] \\
+    [--out benchmarks/results] [--dry-run]
 bash benchmarks/gpu.sh [--dry-run]           # on a GPU machine (see the script's header)
 ```
 
@@ -264,7 +265,8 @@ def write_readme(out_dir: str) -> str:
   for name, records in runs:  # a real run beats any dry run of the same backend
     # the newest run per backend and CPU ISA (runs from before the ISA was recorded count
     # only where no run of that backend has one)
-    key = (records[0]["backend"], records[0].get("cpu_isa") or "")
+    key = (records[0]["backend"],
+           "+".join(filter(None, (records[0].get("cpu_isa"), records[0].get("isa_cap")))))
     dry = records[0].get("dry_run", False)
     if key not in latest or dry <= latest[key][1][0].get("dry_run", False):
       latest[key] = (name, records)

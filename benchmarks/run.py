@@ -2,7 +2,7 @@
 
   python -m benchmarks.run [--suite default] [--models dcgan64,dcgan32,vae] [--batch 64]
       [--dtypes float32,bfloat16] [--steps 20] [--warmup 3] [--out benchmarks/results]
-      [--dry-run]
+      [--max-isa avx2] [--dry-run]
 
 Run from the repository root (the workloads read ``experiments/configs``).
 """
@@ -65,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--default-malloc", action="store_true",
                  help="leave glibc's allocator as it is; by default genjax.host.tune_malloc "
                  "applies to this process and the probes, so to both genjax and PyTorch")
+  p.add_argument("--max-isa", choices=("avx2",), default=None,
+                 help="run both sides as on an AVX2-only CPU: oneDNN, ATen, MKL and XLA's code "
+                 "generator capped at AVX2 (the run restarts itself with that environment; "
+                 "records say 'capped at avx2')")
   p.add_argument("--peer-nchw", action="store_true",
                  help="run the PyTorch peer in pytorch/examples' NCHW-contiguous memory format "
                  "instead of channels_last (the faster one on CPU here)")
@@ -102,6 +106,11 @@ def options(a: argparse.Namespace) -> harness.Options:
 
 def main(argv: list[str] | None = None) -> int:
   a = parse_args(argv)
+  if a.max_isa and not harness.isa_cap():  # the caps must be there before any library starts
+    env = {**os.environ, **harness.AVX2_CAP}
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {harness.XLA_AVX2_FLAG}".strip()
+    args = sys.argv[1:] if argv is None else argv
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.run", *args], env)
   opts = options(a)
   if opts.tune_malloc:  # before JAX's or torch's threads start
     host.tune_malloc()
