@@ -9,6 +9,7 @@ straight into the shardings the current launcher asks for.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from genjax import errors
 from genjax.errors import CheckpointError
@@ -24,8 +26,12 @@ from genjax.errors import CheckpointError
 # one slice per replica to write in parallel, which costs an op-by-op slice (a dispatch and
 # often a compile) per array and device: 2 s per save of a small model on 8 CPU devices, and
 # nothing gained for genjax's model sizes.
-ocp.type_handlers.register_type_handler(
-    jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+logging.get_absl_logger().disabled = True  # Orbax warns about every override
+try:
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+finally:
+  logging.get_absl_logger().disabled = False
 
 
 def signature(state: Any) -> dict[str, list]:
@@ -104,13 +110,26 @@ class Checkpointer:
           f"{self.directory} holds step {step} of a different model ({problem}); refusing to "
           f"resume or overwrite it: use another --workdir or delete that directory")
     try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state)))
+      state = self._restore_state(step, abstract_state)
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"checkpoint step {step} in {self.directory} is unreadable "
                             f"({errors.first_line(e)}); delete it to resume from an earlier one"
                             ) from None
-    return restored["state"], meta
+    return state, meta
+
+  def _restore_state(self, step: int, abstract_state: Any) -> Any:
+    restore = lambda target: self.manager.restore(step, args=ocp.args.Composite(  # pylint: disable=unnecessary-lambda-assignment
+        state=ocp.args.StandardRestore(target)))["state"]
+    try:
+      return restore(abstract_state)
+    except ValueError as e:
+      # A checkpoint from before TrainState.extra existed, of a method that keeps no state of
+      # its own: restore the rest, and extra stays empty.
+      if getattr(abstract_state, "extra", None) != {} or "do not match" not in str(e):
+        raise
+      fields = {f.name: getattr(abstract_state, f.name)
+                for f in dataclasses.fields(abstract_state) if f.name != "extra"}
+      return abstract_state.replace(**restore(fields))
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

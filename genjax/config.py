@@ -27,7 +27,7 @@ from genjax.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("constant", "cosine", "linear", "hold_linear")
 
 
 def base_config(family: str) -> ml_collections.ConfigDict:
@@ -46,6 +46,17 @@ def base_config(family: str) -> ml_collections.ConfigDict:
       image_size=0,  # 0 keeps the native size; e.g. 32 pads 28->32 or resizes
       resize="pad",  # how to reach image_size: 'pad' (centred) or 'resize' (bilinear)
       value_range=(-1.0, 1.0),
+      # Image-to-image datasets (A -> B), with the reference's (pytorch-CycleGAN-and-pix2pix)
+      # names and defaults where users know them:
+      path="",  # image_folder: the root holding train/ val/ test/ or trainA/ trainB/ ...
+      layout="aligned",  # image_folder: 'aligned' (AB side by side) or 'unaligned' (A/ and B/)
+      direction="AtoB",  # 'AtoB' or 'BtoA': which side is the model's input
+      channels=(3, 3),  # image_folder: channels of the model's input and output (RGB or 1: L)
+      preprocess="none",  # image_folder resizing on the host: resize_and_crop, crop,
+                          # scale_width, scale_width_and_crop or none
+      load_size=286,  # image_folder: the size images are resized to ('resize'/'scale_width')
+      crop_size=256,  # the random crop, on device, where preprocess crops
+      flip=False,  # random horizontal flips, on device (pairs flip together)
   ))
   c.seed = 0
   c.batch_size = 64  # global batch, over all devices and processes
@@ -55,7 +66,9 @@ def base_config(family: str) -> ml_collections.ConfigDict:
 
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adam", learning_rate=2e-4, b1=0.5, b2=0.999, eps=1e-8, weight_decay=0.0,
-      schedule="constant", warmup_steps=0, grad_clip_norm=0.0))
+      # 'hold_linear': constant until hold_steps, then linearly to 0 at num_steps (pix2pix and
+      # CycleGAN's n_epochs then n_epochs_decay, per step instead of per epoch)
+      schedule="constant", warmup_steps=0, hold_steps=0, grad_clip_norm=0.0))
   c.ema_decay = 0.0  # EMA of the sampling network's params (0 = off); used for samples
 
   c.eval = ml_collections.ConfigDict(evaluation.defaults())  # sample-quality metrics
@@ -111,10 +124,10 @@ def _check_keys(section: str, given: dict[str, Any], valid: dict[str, Any]) -> N
             f"{value!r} ({type(value).__name__})")
 
 
-def _positive_int(config, key: str, minimum: int = 1) -> None:
+def _positive_int(config, key: str, minimum: int = 1, section: str = "") -> None:
   value = config[key]
   if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-    _fail(f"config.{key} must be an integer >= {minimum}, got {value!r}")
+    _fail(f"config.{section}{key} must be an integer >= {minimum}, got {value!r}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -125,6 +138,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_keys("model", model_kwargs, models.defaults(name))
   method = methods.get(models.get(name).METHOD)
   _check_keys("method", dict(config.method), method.DEFAULTS)
+  keys = data.DATASETS[config.dataset.name].keys if config.dataset.name in data.DATASETS else ()
+  if keys and not set(method.KEYS) <= set(keys):
+    _fail(f"model {name!r} trains on examples with {', '.join(method.KEYS)}, and dataset "
+          f"{config.dataset.name!r} has {', '.join(keys)}: choose a dataset with them")
 
   ds = config.dataset
   errors.check_choice("dataset", ds.name, data.DATASETS, ConfigError, listing="valid names")
@@ -133,6 +150,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(ds.image_size, int) or ds.image_size < 0:
     _fail(f"config.dataset.image_size must be 0 (native) or a positive size, got "
           f"{ds.image_size!r}")
+  errors.check_config_choice("dataset.layout", ds.layout, data.LAYOUTS)
+  errors.check_config_choice("dataset.direction", ds.direction, ("AtoB", "BtoA"))
+  errors.check_config_choice("dataset.preprocess", ds.preprocess, data.PREPROCESS)
+  for key in ("load_size", "crop_size"):
+    _positive_int(ds, key, section="dataset.")
+  if "crop" in ds.preprocess and ds.preprocess != "crop" and ds.crop_size > ds.load_size:
+    _fail(f"config.dataset.crop_size={ds.crop_size} exceeds load_size={ds.load_size}: the "
+          f"random crop must fit in the resized image")
+  if len(ds.channels) != 2 or any(c not in (1, 3) for c in ds.channels):
+    _fail(f"config.dataset.channels must be (input, output) channels, each 1 or 3, got "
+          f"{tuple(ds.channels)}")
+  if data.DATASETS[ds.name].source == "folder" and not ds.path:
+    _fail("dataset 'image_folder' needs its root folder: set --config.dataset.path=DIR")
   native = data.DATASETS[ds.name].shape[0]
   if ds.resize == "pad" and 0 < ds.image_size < native:
     _fail(f"cannot pad {ds.name} ({native}px) to image_size={ds.image_size}; use "
@@ -161,16 +191,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _fail(f"config.optimizer.b1 and b2 must be in [0, 1), got {opt.b1}, {opt.b2}")
   if opt.warmup_steps < 0 or (opt.warmup_steps and opt.warmup_steps >= config.num_steps):
     _fail(f"config.optimizer.warmup_steps must be in [0, num_steps), got {opt.warmup_steps}")
+  if opt.schedule == "hold_linear" and not opt.warmup_steps <= opt.hold_steps < config.num_steps:
+    _fail(f"config.optimizer.hold_steps must be in [warmup_steps, num_steps) for the "
+          f"'hold_linear' schedule, got {opt.hold_steps} (num_steps {config.num_steps})")
   method.validate(config)
   evaluation.validate(config)
   profiling.validate(config)
 
 
 def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
-  """The (H, W, C) the models see, after padding/resizing."""
-  h, w, c = data.DATASETS[config.dataset.name].shape
-  s = config.dataset.image_size
-  return (s, s, c) if s else (h, w, c)
+  """The (H, W, C) of the images models generate, after padding/resizing or cropping."""
+  ds = config.dataset
+  return data.image_shapes(ds)[data.DATASETS[ds.name].target]
 
 
 def compilation_cache_dir(config) -> str | None:

@@ -124,6 +124,7 @@ class Evaluator:
     self.sharding = NamedSharding(jax.make_mesh((n,), ("eval",), axis_types=(
         jax.sharding.AxisType.Auto,)), P("eval"))
     self._generate = jax.jit(method.eval_generate)
+    self.target = data.DATASETS[config.dataset.name].target  # the real images compared
     self._real: dict[str, np.ndarray] | None = None
 
   # --- features --------------------------------------------------------------------------
@@ -166,9 +167,7 @@ class Evaluator:
       with np.load(cache) as f:
         self._real = {k: f[k] for k in ("features", "logits")}
       return self._real
-    arrays = data.load(ds.name, self.ec.split, local_dir=ds.local_dir or None,
-                       data_dir=ds.data_dir or None, download=ds.download)
-    images = arrays["image"][:self.ec.num_real]
+    images = data.load_config(ds, self.ec.split)[self.target][:self.ec.num_real]
     to_float = jax.jit(self.method.images)
     self._real = self._embed(
         (to_float(x), c) for x, c in (self._padded(images[i:i + self.batch])
@@ -182,16 +181,16 @@ class Evaluator:
 
   def fake_features(self, state, rng: jax.Array, n: int) -> dict[str, np.ndarray]:
     """Features of ``n`` images made by the method (samples, or reconstructions of the split)."""
-    real = None
-    if self.method.EVAL_NEEDS_REAL:
-      ds = self.config.dataset
-      real = data.load(ds.name, self.ec.split, local_dir=ds.local_dir or None,
-                       data_dir=ds.data_dir or None, download=ds.download)["image"]
+    condition = None
+    if self.method.EVAL_CONDITION:
+      split = data.load_config(self.config.dataset, self.ec.split)
+      condition = {k: split[k] for k in self.method.EVAL_CONDITION}
 
     def batches():
       for i in range(0, n, self.batch):
-        real_batch = None if real is None else real[np.arange(i, i + self.batch) % len(real)]
-        inputs = self.method.eval_inputs(jax.random.fold_in(rng, i), self.batch, real_batch)
+        part = None if condition is None else {
+            k: v[np.arange(i, i + self.batch) % len(v)] for k, v in condition.items()}
+        inputs = self.method.eval_inputs(jax.random.fold_in(rng, i), self.batch, part)
         yield self._generate(state, jax.device_put(inputs, self.sharding)), min(self.batch,
                                                                                  n - i)
     return self._embed(batches())

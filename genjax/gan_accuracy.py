@@ -32,8 +32,7 @@ def gan_accuracy(workdir: str, step: int | None = None, split: str = "test") -> 
   if not isinstance(method, adversarial.Adversarial):
     raise GenjaxError(f"{workdir} holds a {config.model.name!r} run, not a GAN")
   ds = config.dataset
-  arrays = data.load(ds.name, split, local_dir=ds.local_dir or None,
-                     data_dir=ds.data_dir or None, download=ds.download)
+  arrays = data.load_config(ds, split)
   result = adversarial.class_accuracy(method, state, arrays["image"], arrays["label"])
   result = {"step": int(state.step), "split": split, "model": config.model.name, **result}
   if "mapping" in result:

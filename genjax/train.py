@@ -101,8 +101,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
   strategy = parallel.make_strategy(config.parallel)
   strategy.check_batch(config.batch_size)
   ds = config.dataset
-  arrays = data.load(ds.name, ds.split, local_dir=ds.local_dir or None,
-                     data_dir=ds.data_dir or None, download=ds.download)
+  arrays = data.load_config(ds)
   method = build_method(config, strategy.axis_name)
 
   os.makedirs(workdir, exist_ok=True)
@@ -163,6 +162,7 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
     meta = {"model": config.model.name, "step": step, "data_position": position + step - start,
             "global_batch": config.batch_size,
             "examples_seen": (position + step - start) * config.batch_size,
+            "data_epochs": iterator.epochs(position + step - start),
             "signature": sig, "config": config.to_json(),
             "kernels": kernels.record(config.dtype)}
     ckpt.save(step, one, meta)
@@ -186,15 +186,16 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
 
   # replicated grids: every process can fetch them, however the networks shard activations
   sample_fn = jax.jit(method.sample_grids, out_shardings=strategy.state_sharding())
-  sample_images = arrays["image"][:config.num_samples]
+  sample_examples = {k: v[:config.num_samples] for k, v in arrays.items()}
   sample_key = jax.random.fold_in(rng, 0x7FFFFFFF)
 
   def write_samples(step: int, state) -> list[str]:
-    grids = jax.device_get(sample_fn(strategy.get_state(state), sample_images, sample_key))
+    grids = jax.device_get(sample_fn(strategy.get_state(state), sample_examples, sample_key))
     check_kernels(step)
     return report.images(step, grids)
 
   iterator = data.BatchIterator(arrays, config.batch_size, seed=config.seed, position=position,
+                                groups=arrays.groups,
                                 process_index=strategy.process_index,
                                 process_count=strategy.process_count)
   step_fn = strategy.compile(method.step)

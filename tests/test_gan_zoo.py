@@ -17,6 +17,7 @@ from genjax import train
 from genjax.data import augment
 from genjax.errors import ConfigError
 from genjax.methods import adversarial
+from genjax.methods import gan_parts
 from tests.conftest import apply_overrides
 from tests.conftest import tiny_config
 
@@ -74,7 +75,7 @@ def test_every_zoo_config_trains_through_the_one_method(name):
                "wgan_gp": {"penalty"}}.get(name, set())
   assert expected <= set(metrics)
   # Samples come out in the value range, on every grid.
-  grids = jax.jit(method.sample_grids)(state, next(batches)["image"], jax.random.PRNGKey(1))
+  grids = jax.jit(method.sample_grids)(state, next(batches), jax.random.PRNGKey(1))
   lo, hi = method.value_range
   for grid in grids.values():
     assert grid.ndim == 5 and grid.shape[2:] == method.image_shape
@@ -177,7 +178,7 @@ def test_diffaugment_applies_to_real_and_fake_inputs(monkeypatch):
   assert len(calls) == 3 and np.isfinite(float(metrics["loss_d"]))
   # The real images the discriminator sees are augmented.
   real = method.images(next(batches)["image"])
-  assert not np.allclose(method.augment(real, jax.random.PRNGKey(0)), real)
+  assert not np.allclose(method.critic.augment(real, jax.random.PRNGKey(0)), real)
 
 
 def test_ema_weights_draw_the_samples_and_evaluation():
@@ -203,11 +204,13 @@ def test_conditional_generators_get_labels_and_grids_have_one_row_per_class():
   for name in ("cgan", "acgan"):
     c = tiny_zoo(name)
     method, state, _ = make(c)
-    assert method.cond_classes == 10 and method.acgan == (name == "acgan")
+    assert method.cond_classes == 10
+    assert [type(t) for t in method.terms] == (
+        [gan_parts.AuxiliaryClassifier] if name == "acgan" else [])
     latent = method.eval_inputs(jax.random.PRNGKey(0), 8, None)
     assert latent["labels"].shape == (8,)
     images = np.zeros((20, 28, 28, 1), np.uint8)
-    grids = method.sample_grids(state, images, jax.random.PRNGKey(0))
+    grids = method.sample_grids(state, {"image": images}, jax.random.PRNGKey(0))
     assert grids["samples"].shape[:2] == (10, 2)
     # Different labels with the same noise give different images (once the per-class scales of
     # the conditional BatchNorm, all 1 at initialisation, differ).
@@ -223,7 +226,8 @@ def test_conditional_generators_get_labels_and_grids_have_one_row_per_class():
 def test_infogan_grids_vary_one_code_at_a_time():
   c = tiny_zoo("infogan")
   method, state, _ = make(c)
-  grids = method.sample_grids(state, np.zeros((64, 28, 28, 1), np.uint8), jax.random.PRNGKey(0))
+  grids = method.sample_grids(state, {"image": np.zeros((64, 28, 28, 1), np.uint8)},
+                              jax.random.PRNGKey(0))
   assert set(grids) == {"samples", "categorical", "continuous_0", "continuous_1"}
   assert grids["categorical"].shape[:2] == (6, 10)
   assert grids["continuous_0"].shape[:2] == (10, 8)

@@ -6,11 +6,19 @@ from genjax.data.preprocess import binarize
 from genjax.data.preprocess import corrupt
 from genjax.data.preprocess import CORRUPTIONS
 from genjax.data.preprocess import RESIZE_MODES
+from genjax.data.preprocess import random_crop_flip
 from genjax.data.preprocess import to_float
 from genjax.data.sources import DATASETS
 from genjax.data.sources import DatasetInfo
+from genjax.data.sources import domain_groups
+from genjax.data.sources import Examples
+from genjax.data.sources import image_shapes
 from genjax.data.sources import labelled_subset
+from genjax.data.sources import LAYOUTS
 from genjax.data.sources import load
+from genjax.data.sources import load_config
+from genjax.data.sources import paired
+from genjax.data.sources import PREPROCESS
 from genjax.data.sources import SPLITS
 
 __all__ = [
@@ -18,12 +26,20 @@ __all__ = [
     "CORRUPTIONS",
     "DATASETS",
     "DatasetInfo",
+    "Examples",
+    "LAYOUTS",
+    "PREPROCESS",
     "RESIZE_MODES",
     "SPLITS",
     "binarize",
     "corrupt",
+    "domain_groups",
+    "image_shapes",
     "labelled_subset",
     "load",
+    "load_config",
+    "paired",
     "prefetch",
+    "random_crop_flip",
     "to_float",
 ]

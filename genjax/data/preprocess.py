@@ -129,3 +129,38 @@ def corrupt(x: jax.Array, rng: jax.Array, *, kind: str, level: float | jax.Array
   cols = jnp.arange(w)[None, :]
   inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
   return jnp.where(inside[..., None], lo, x).astype(x.dtype)
+
+
+def random_crop_flip(images: dict[str, jax.Array], groups, *, size: int | None, flip: bool,
+                     rng: jax.Array, axis_name: str | None = None) -> dict[str, jax.Array]:
+  """The reference's random crop to ``size`` x ``size`` (None: no crop) and horizontal flip
+  (with probability 1/2), per example, on NHWC images.
+
+  Images of one shuffle group (``groups``: tuples of keys; the keys in none are left alone)
+  are the same examples and share their crop and flip, as a pix2pix pair does; groups (unpaired
+  domains) draw their own. The draws are per global batch (``axis_name``, see :func:`corrupt`).
+  """
+  out = dict(images)
+  for g, keys in enumerate(groups):
+    keys = [k for k in keys if k in images and images[k].ndim == 4]
+    if not keys:
+      continue
+    n, h, w = images[keys[0]].shape[:3]
+    key = jax.random.fold_in(rng, g)
+    if size is not None and (h, w) != (size, size):
+      if size > min(h, w):
+        raise ConfigError(f"cannot crop {h}x{w} images to {size}x{size}: set "
+                          f"--config.dataset.crop_size <= {min(h, w)} or a larger load_size")
+      top = batch_random(jax.random.randint, jax.random.fold_in(key, 0), (n,), axis_name,
+                         minval=0, maxval=h - size + 1)
+      left = batch_random(jax.random.randint, jax.random.fold_in(key, 1), (n,), axis_name,
+                          minval=0, maxval=w - size + 1)
+      crop = jax.vmap(lambda x, t, l: jax.lax.dynamic_slice(x, (t, l, 0),
+                                                            (size, size, x.shape[-1])))
+      for k in keys:
+        out[k] = crop(out[k], top, left)
+    if flip:
+      flips = batch_random(jax.random.bernoulli, jax.random.fold_in(key, 2), (n,), axis_name)
+      for k in keys:
+        out[k] = jnp.where(flips[:, None, None, None], out[k][:, :, ::-1], out[k])
+  return out

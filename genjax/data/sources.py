@@ -1,10 +1,18 @@
 """Dataset sources: whole splits loaded into host memory as numpy arrays.
 
-Every source returns ``{"image": uint8 [N, H, W, C], "label": int32 [N]}``.
+A split is :class:`Examples`: a dict of named arrays (uint8 NHWC images, int32 labels) and the
+keys that are shuffled together (``groups``). Image datasets give ``{"image", "label"}``;
+image-to-image datasets give a source ``A`` and a target ``B``: aligned (paired, one group) or
+two independent domains (unpaired: ``A`` with ``label_A`` and ``B`` with ``label_B``, each a
+group with its own length and order).
 
 * ``mnist`` / ``fashion_mnist`` are read straight from local IDX files when present
   (no TensorFlow needed), else through TFDS.
-* Other registered names go through TFDS (imported lazily, so ``import genjax`` stays light).
+* Other TFDS names go through TFDS (imported lazily, so ``import genjax`` stays light).
+* ``image_folder``: users' own PNG/JPEG files in pix2pix's aligned or CycleGAN's unaligned
+  layout (:mod:`genjax.data.folders`).
+* ``edges2fashion`` (paired) and ``colored_mnist`` (unpaired, with a known true target) are
+  derived offline from the local MNIST sets (:mod:`genjax.data.derived`).
 * ``synthetic`` / ``synthetic_rgb`` are tiny deterministic datasets for fast tests.
 """
 
@@ -20,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from genjax import errors
+from genjax.data import folders
 from genjax.errors import DataError
 
 SPLITS = ("train", "test")
@@ -39,9 +48,11 @@ class DatasetInfo:
 
   Attributes:
     name: Name accepted by :func:`load`.
-    shape: Image shape ``(H, W, C)``.
+    shape: Shape ``(H, W, C)`` of the images models generate (``image``, or ``B`` for
+      image-to-image datasets; a folder's is set by its config, see :func:`image_shapes`).
     num_classes: Number of label values (1 for unlabelled datasets, whose labels are all 0).
-    source: ``'idx'`` (local IDX files, TFDS fallback), ``'tfds'`` or ``'synthetic'``.
+    source: ``'idx'`` (local IDX files, TFDS fallback), ``'tfds'``, ``'folder'``, ``'derived'``
+      or ``'synthetic'``.
     env_var: Environment variable naming a local IDX directory (``'idx'`` sources only).
     default_dirs: Local IDX directories searched when neither ``local_dir`` nor ``env_var`` is set.
   """
@@ -51,6 +62,19 @@ class DatasetInfo:
   source: str
   env_var: str | None = None
   default_dirs: tuple[str, ...] = ()
+  # image keys other than the generated one (``image``, or ``B``) and their shapes
+  sources: tuple[tuple[str, tuple[int, int, int]], ...] = ()
+  paired: bool = True  # an image-to-image dataset whose training examples are aligned pairs
+
+  @property
+  def keys(self) -> tuple[str, ...]:
+    """The keys of its examples (unpaired domains add ``label_A``/``label_B`` where labelled)."""
+    return ("image", "label") if self.target == "image" else ("A", "B")
+
+  @property
+  def target(self) -> str:
+    """The key of the images a model generates (and the evaluator compares with)."""
+    return "B" if self.source in ("folder", "derived") else "image"
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -67,14 +91,70 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("celeb_a", (218, 178, 3), 1, "tfds"),
         DatasetInfo("synthetic", (28, 28, 1), 10, "synthetic"),
         DatasetInfo("synthetic_rgb", (32, 32, 3), 10, "synthetic"),
+        DatasetInfo("image_folder", (256, 256, 3), 1, "folder"),
+        DatasetInfo("edges2fashion", (28, 28, 1), 10, "derived",
+                    sources=(("A", (28, 28, 1)),)),
+        DatasetInfo("colored_mnist", (28, 28, 3), 10, "derived", sources=(("A", (28, 28, 1)),),
+                    paired=False),
     )
 }
+LAYOUTS = ("aligned", "unaligned")  # image_folder: pix2pix's AB images, CycleGAN's trainA/trainB
+# The reference's host-side resizing of image folders (the random crop and flip run on device).
+PREPROCESS = folders.PREPROCESS_MODES
+
+
+def paired(ds) -> bool:
+  """Whether the training examples of a ``config.dataset`` section are aligned (A, B) pairs."""
+  info = DATASETS[ds.name]
+  return ds.layout == "aligned" if info.source == "folder" else info.paired
+
+
+class Examples(dict):
+  """One split: named arrays (a dict), with ``groups``, the keys shuffled together (None: all
+  of them: aligned examples). Unpaired domains are one group each."""
+
+  def __init__(self, arrays: dict[str, np.ndarray],
+               groups: tuple[tuple[str, ...], ...] | None = None):
+    super().__init__(arrays)
+    self.groups = groups
+
+
+def domain_groups(keys) -> tuple[tuple[str, ...], ...]:
+  """The shuffle groups of unpaired domains: ``A`` with the keys ending in ``_A``, likewise
+  ``B``."""
+  return tuple((d, *sorted(k for k in keys if k.endswith(f"_{d}"))) for d in ("A", "B"))
 
 Arrays = dict[str, np.ndarray]
 
 
+def load_config(ds, split: str | None = None) -> Examples:
+  """:func:`load` with the options of a ``config.dataset`` section (``split``: its own by
+  default)."""
+  return load(ds.name, split or ds.split, local_dir=ds.local_dir or None,
+              data_dir=ds.data_dir or None, download=ds.download, path=ds.path,
+              layout=ds.layout, direction=ds.direction, preprocess=ds.preprocess,
+              load_size=ds.load_size, channels=tuple(ds.channels))
+
+
+def image_shapes(ds) -> dict[str, tuple[int, int, int]]:
+  """The shape of each image key as models see it, for a ``config.dataset`` section: after the
+  folder's crop (``crop_size`` where ``preprocess`` crops, else ``load_size``) or the
+  ``image_size`` padding/resizing."""
+  info = DATASETS[ds.name]
+  if info.source == "folder":
+    crop = "crop" in ds.preprocess
+    size = ds.crop_size if crop else ds.load_size
+    a, b = ds.channels
+    return {"A": (size, size, a), "B": (size, size, b)}
+  shapes = {**dict(info.sources), info.target: info.shape}
+  s = ds.image_size
+  return {k: (s, s, c) if s else (h, w, c) for k, (h, w, c) in shapes.items()}
+
+
 def load(name: str, split: str, *, local_dir: str | os.PathLike | None = None,
-         data_dir: str | os.PathLike | None = None, download: bool = True) -> Arrays:
+         data_dir: str | os.PathLike | None = None, download: bool = True, path: str = "",
+         layout: str = "aligned", direction: str = "AtoB", preprocess: str = "resize_and_crop",
+         load_size: int = 286, channels: tuple[int, int] = (3, 3)) -> Examples:
   """Loads a whole dataset split into memory.
 
   Args:
@@ -84,9 +164,15 @@ def load(name: str, split: str, *, local_dir: str | os.PathLike | None = None,
       the dataset's environment variable and default directories.
     data_dir: TFDS data directory (``None``: TFDS default).
     download: Whether TFDS may download and prepare missing data.
+    path, layout, preprocess, load_size, channels: ``image_folder`` only: the root folder, its
+      layout (:data:`LAYOUTS`), the host-side resizing (the reference's ``preprocess`` names)
+      and the channels of the model's input and output (the reference's input_nc, output_nc).
+    direction: ``'AtoB'``, or ``'BtoA'`` to swap the source and target of an image-to-image
+      dataset.
 
   Returns:
-    ``{"image": uint8 [N, H, W, C], "label": int32 [N]}``.
+    ``{"image": uint8 [N, H, W, C], "label": int32 [N]}``, or an image-to-image dataset's
+    ``A``/``B`` (see the module docstring).
 
   Raises:
     DataError: Unknown name or split, corrupt files, or data that is missing and cannot be
@@ -94,19 +180,48 @@ def load(name: str, split: str, *, local_dir: str | os.PathLike | None = None,
   """
   errors.check_choice("dataset", name, DATASETS, DataError, listing="valid names")
   info = DATASETS[name]
-  if split not in SPLITS:
+  splits = SPLITS + (("val",) if info.source == "folder" else ())
+  if split not in splits:
     raise DataError(f"unknown split {split!r} for dataset {name!r}; valid splits: "
-                    f"{', '.join(SPLITS)}")
+                    f"{', '.join(splits)}")
+  if direction not in ("AtoB", "BtoA"):
+    raise DataError(f"unknown direction {direction!r}; valid: AtoB, BtoA")
+  if info.source in ("folder", "derived"):
+    file_channels = tuple(channels) if direction == "AtoB" else tuple(channels)[::-1]
+    arrays = _load_translation(info, split, local_dir=local_dir, data_dir=data_dir,
+                               download=download, path=path, layout=layout,
+                               preprocess=preprocess, load_size=load_size,
+                               channels=file_channels)
+    if direction == "BtoA":
+      swap = {"A": "B", "B": "A", "label_A": "label_B", "label_B": "label_A"}
+      arrays = {swap.get(k, k): v for k, v in arrays.items()}
+    unpaired = len(arrays["A"]) != len(arrays["B"]) or "label_A" in arrays or (
+        info.source == "folder" and layout == "unaligned")
+    return Examples(arrays, domain_groups(arrays) if unpaired else None)
   if info.source == "synthetic":
-    return _synthetic(info, split)
+    return Examples(_synthetic(info, split))
   searched: list[pathlib.Path] = []
   if info.source == "idx":
     searched = _idx_dirs(info, local_dir)
     for directory in searched:
       paths = _find_idx(directory, split)
       if paths is not None:
-        return read_idx_pair(*paths)
-  return _load_tfds(info, split, data_dir, download, searched)
+        return Examples(read_idx_pair(*paths))
+  return Examples(_load_tfds(info, split, data_dir, download, searched))
+
+
+def _load_translation(info: DatasetInfo, split: str, *, path: str, layout: str, preprocess: str,
+                      load_size: int, channels, **idx_options) -> Arrays:
+  from genjax.data import derived  # pylint: disable=g-import-not-at-top
+  if info.source == "derived":
+    return getattr(derived, info.name)(split, **idx_options)
+  if not path:
+    raise DataError("dataset 'image_folder' needs its root folder: set "
+                    "--config.dataset.path=/path/to/dataset")
+  errors.check_choice("image_folder layout", layout, LAYOUTS, DataError)
+  loader = folders.load_aligned if layout == "aligned" else folders.load_unaligned
+  return loader(path, split, load_size=load_size, preprocess=preprocess,
+                channels_a=channels[0], channels_b=channels[1])
 
 
 # ---------------------------------------------------------------------------------------------

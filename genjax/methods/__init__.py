@@ -9,9 +9,11 @@ from genjax.methods.autoencoding import Autoencoding
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
 from genjax.methods.classification import Classification
+from genjax.methods.translation import Translation
 
 METHODS: dict[str, type[Method]] = {"autoencoding": Autoencoding, "adversarial": Adversarial,
-                                     "classification": Classification}
+                                     "classification": Classification,
+                                     "translation": Translation}
 
 
 def get(name: str) -> type[Method]:

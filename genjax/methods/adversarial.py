@@ -1,10 +1,12 @@
-"""Adversarial training: the one method behind every GAN family in genjax.
+"""Adversarial training: the one method behind every noise-to-image GAN family in genjax.
 
 One update, as in pytorch/examples' DCGAN: the generator runs once on fresh latents; the
 discriminator takes one step on the real batch and the (detached) fakes; the generator then takes
 one step through the updated discriminator, reusing the first forward pass via its VJP.
 
-What varies between the GAN papers is configuration, not code paths of their own:
+What varies between the GAN papers is configuration and the networks' contract, not code paths
+of their own. The discriminator's side (the loss pair, DiffAugment, penalties, clipping,
+``n_critic``) is :class:`genjax.methods.gan_parts.Critic`:
 
 * ``config.method.loss`` picks the pair of objectives in ``losses.GAN_LOSSES`` (minimax,
   non-saturating, least squares, Wasserstein, hinge); ``penalty`` a discriminator penalty in
@@ -16,24 +18,23 @@ What varies between the GAN papers is configuration, not code paths of their own
 * ``d_learning_rate`` sets the discriminator's own learning rate (TTUR).
 * ``diffaugment`` applies the same family of differentiable augmentations to real and fake
   inputs of the discriminator (genjax.data.augment); penalties see the augmented inputs.
-* The networks say what else is trained, through the attributes and outputs they expose:
-  a generator with ``num_classes > 0`` is class-conditional (labels are drawn uniformly for fakes
-  and the real batch's labels go to a discriminator that takes ``labels``: cGAN-projection); a
-  discriminator returning ``class_logits`` for a conditional generator adds AC-GAN's auxiliary
-  cross-entropy (``aux_weight``); a generator with ``num_categorical``/``num_continuous`` codes
-  and a discriminator returning ``code_logits``/``code_mean`` adds InfoGAN's mutual-information
-  bound (``info_weight``, ``info_continuous_weight``); ``labelled_per_class > 0`` with an
-  unconditional generator and ``class_logits`` makes the discriminator a semi-supervised (K+1)-class
-  classifier trained on that many labelled examples per class (SGAN, ``supervised_weight``), and
-  ``feature_matching`` replaces the generator's loss by feature matching (Salimans et al. 2016).
 
-A discriminator may return its logits (B,) or a dict with at least ``"logit"``.
+The networks' specs (``net.spec``, :mod:`genjax.models.spec`) say what else is trained:
+a generator with ``num_classes > 0`` is class-conditional (labels are drawn uniformly for fakes,
+and a discriminator whose spec takes ``labels`` gets the real batch's labels: cGAN-projection);
+a discriminator returning ``class_logits`` for a conditional generator adds AC-GAN's auxiliary
+cross-entropy (``aux_weight``); a generator with ``num_categorical``/``num_continuous`` codes
+and a discriminator returning ``code_logits``/``code_mean`` adds InfoGAN's mutual-information
+bound (``info_weight``, ``info_continuous_weight``); ``labelled_per_class > 0`` with an
+unconditional generator and ``class_logits`` makes the discriminator a semi-supervised (K+1)-class
+classifier trained on that many labelled examples per class (SGAN, ``supervised_weight``), and
+``feature_matching`` replaces the generator's loss by feature matching (Salimans et al. 2016).
+Each of these is a :class:`~genjax.methods.gan_parts.Term`, chosen once at construction.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -44,15 +45,14 @@ from genjax import data
 from genjax import errors
 from genjax import losses
 from genjax import parallel
-from genjax.data import augment
 from genjax.errors import ConfigError
 from genjax.errors import DataError
+from genjax.methods import gan_parts
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
 
 _SIGMOID_LOSSES = ("non_saturating", "minimax")
-_NON_NEGATIVE = ("d_learning_rate", "penalty_weight", "clip_value", "aux_weight", "info_weight",
-                 "info_continuous_weight", "supervised_weight")
+_NON_NEGATIVE = ("aux_weight", "info_weight", "info_continuous_weight", "supervised_weight")
 
 
 NOISE = {
@@ -65,13 +65,7 @@ class Adversarial(Method):
   DEFAULTS = dict(
       loss="non_saturating",  # a key of losses.GAN_LOSSES
       noise="normal",  # the generator's noise z: 'normal' N(0, 1) or 'uniform' U(-1, 1)
-      d_learning_rate=0.0,  # discriminator learning rate (TTUR); 0 = optimizer.learning_rate
-      n_critic=1,  # discriminator updates per generator update (one per step)
-      penalty="none",  # 'none' or a key of losses.PENALTIES (gp: WGAN-GP, r1, r2)
-      penalty_weight=10.0,  # lambda of the gradient penalty, gamma of R1/R2
-      penalty_every=1,  # lazy regularisation: the penalty every N steps, weighted by N
-      clip_value=0.0,  # WGAN weight clipping of the discriminator to [-c, c] (0 = off)
-      diffaugment="",  # DiffAugment policy, e.g. 'color,translation,cutout' ('' = off)
+      **gan_parts.CRITIC_DEFAULTS,
       aux_weight=1.0,  # AC-GAN: weight of the auxiliary classifier's cross-entropy
       info_weight=1.0,  # InfoGAN: weight of the categorical code's MI bound
       info_continuous_weight=1.0,  # InfoGAN: weight of the continuous codes' MI bound
@@ -88,10 +82,7 @@ class Adversarial(Method):
     m = config.method
     errors.check_config_choice("method.noise", m.noise, NOISE)
     errors.check_config_choice("method.loss", m.loss, losses.GAN_LOSSES)
-    errors.check_config_choice("method.penalty", m.penalty, ("none", *losses.PENALTIES))
-    for key in ("n_critic", "penalty_every"):
-      if not isinstance(m[key], int) or isinstance(m[key], bool) or m[key] < 1:
-        raise ConfigError(f"config.method.{key} must be an integer >= 1, got {m[key]!r}")
+    gan_parts.validate_critic(config)
     if not isinstance(m.labelled_per_class, int) or m.labelled_per_class < 0:
       raise ConfigError(f"config.method.labelled_per_class must be an integer >= 0, got "
                         f"{m.labelled_per_class!r}")
@@ -104,10 +95,6 @@ class Adversarial(Method):
     if m.feature_matching not in ("", "l1", "l2"):
       raise ConfigError(f"config.method.feature_matching must be '', 'l1' or 'l2', got "
                         f"{m.feature_matching!r}")
-    try:
-      augment.parse_policy(m.diffaugment)
-    except ValueError as e:
-      raise ConfigError(f"config.method.diffaugment: {e}") from None
     d_norm = config.model.get("d_norm") or config.model.get("norm")
     if m.penalty == "gp" and d_norm == "batch":
       flag = "d_norm" if "d_norm" in config.model else "norm"
@@ -119,42 +106,39 @@ class Adversarial(Method):
 
   def __init__(self, config, image_shape, num_classes, axis_name=None):
     super().__init__(config, image_shape, num_classes, axis_name)
-    g, d = self.abstract_nets["generator"], self.abstract_nets["discriminator"]
-    self.latent_dim = g.latent_dim
-    self.cond_classes = getattr(g, "num_classes", 0)
-    self.num_categorical = getattr(g, "num_categorical", 0)
-    self.num_continuous = getattr(g, "num_continuous", 0)
-    params = inspect.signature(type(d).__call__).parameters
-    self.d_takes_labels, self.d_takes_rng = "labels" in params, "rng" in params
-    self.policy = augment.parse_policy(self.mc.diffaugment)
-    self.penalty_fn = losses.PENALTIES.get(self.mc.penalty)
-    self.d_loss_fn, self.g_loss_fn = losses.GAN_LOSSES[self.mc.loss]
-
-    def probe():
-      # Outside pmap: a discriminator without the axis name (its BatchNorm would look for it).
-      d_ = self._build(nnx.Rngs(0), axis_name=None)["discriminator"]
-      labels = jnp.zeros((2,), jnp.int32) if self.cond_classes else None
-      return self.call_d(d_, jnp.zeros((2, *image_shape)), labels, None)
-    outputs = jax.eval_shape(probe)
-    name = config.model.name
-    self.acgan = bool(self.cond_classes) and "class_logits" in outputs
-    self.semi = self.mc.labelled_per_class > 0
-    self.info = bool(self.num_categorical or self.num_continuous)
+    g = self.abstract_nets["generator"].spec
+    d = self.abstract_nets["discriminator"].spec
+    self.g_spec, self.d_spec = g, d
+    self.latent_dim, self.cond_classes = g.latent_dim, g.num_classes
+    self.num_categorical, self.num_continuous = g.num_categorical, g.num_continuous
+    self.critic = gan_parts.Critic(self.mc, losses.GAN_LOSSES[self.mc.loss], axis_name)
+    outputs = set(d.returns) or {"logit"}
+    name, mc = config.model.name, self.mc
     if self.cond_classes and self.cond_classes != num_classes:
       raise ConfigError(f"model {name!r} is conditioned on {self.cond_classes} classes but "
                         f"{config.dataset.name} has {num_classes}; set "
                         f"--config.model.num_classes={num_classes}")
+    self.semi = mc.labelled_per_class > 0
     if self.semi and (self.cond_classes or "class_logits" not in outputs):
       raise ConfigError(f"config.method.labelled_per_class needs an unconditional generator and "
                         f"a discriminator with class logits (e.g. model 'sgan'); {name!r} is not")
-    if "class_logits" in outputs and not (self.acgan or self.semi):
+    if "class_logits" in outputs and not (self.cond_classes or self.semi):
       raise ConfigError(f"model {name!r} has a classifying discriminator: set "
                         f"--config.method.labelled_per_class (e.g. 10) to train it")
-    if self.info and not {"code_logits", "code_mean"} <= set(outputs):
+    info = bool(self.num_categorical or self.num_continuous)
+    if info and not {"code_logits", "code_mean"} <= outputs:
       raise ConfigError(f"model {name!r} has latent codes but its discriminator has no Q head")
-    if self.mc.feature_matching and "features" not in outputs:
+    if mc.feature_matching and "features" not in outputs:
       raise ConfigError(f"config.method.feature_matching needs a discriminator that returns "
                         f"features; {name!r} does not")
+    self.terms: list[gan_parts.Term] = []
+    if self.cond_classes and "class_logits" in outputs:
+      self.terms.append(gan_parts.AuxiliaryClassifier(mc.aux_weight))
+    if info:
+      self.terms.append(gan_parts.MutualInformation(
+          self.num_categorical, self.num_continuous, mc.info_weight, mc.info_continuous_weight))
+    if self.semi:
+      self.terms.append(gan_parts.SupervisedClasses(mc.supervised_weight))
 
   def ema_decay(self, role: str) -> float:
     if role == "discriminator":
@@ -197,17 +181,11 @@ class Adversarial(Method):
     return g(z, latent["labels"]) if "labels" in latent else g(z)
 
   def call_d(self, d: nnx.Module, x: jax.Array, labels, rng) -> dict[str, jax.Array]:
-    """The discriminator's outputs as a dict; ``rng`` (None: deterministic) for noisy layers."""
-    kwargs = {}
-    if self.d_takes_labels:
-      kwargs["labels"] = labels
-    if self.d_takes_rng:
-      kwargs["rng"] = rng
+    """The discriminator's outputs as a dict (``{"logit": out}`` for one that returns its
+    logits), given the labels and ``rng`` (None: deterministic) where its spec takes them."""
+    kwargs = {k: v for k, v in (("labels", labels), ("rng", rng)) if k in self.d_spec.takes}
     out = d(x, **kwargs)
-    return dict(out) if isinstance(out, dict) else {"logit": out}
-
-  def augment(self, x: jax.Array, key: jax.Array) -> jax.Array:
-    return augment.diff_augment(x, self.policy, key, self.axis_name) if self.policy else x
+    return dict(out) if self.d_spec.returns else {"logit": out}
 
   def labelled_batch(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
     """``n`` examples drawn from the labelled subset (without replacement while they last)."""
@@ -222,8 +200,7 @@ class Adversarial(Method):
   @functools.cache
   def _labelled_subset(self) -> dict[str, np.ndarray]:
     ds = self.config.dataset
-    arrays = data.load(ds.name, ds.split, local_dir=ds.local_dir or None,
-                       data_dir=ds.data_dir or None, download=ds.download)
+    arrays = data.load_config(ds)
     try:
       idx = data.labelled_subset(arrays["label"], self.mc.labelled_per_class, self.config.seed)
     except DataError as e:
@@ -232,38 +209,22 @@ class Adversarial(Method):
 
   # --- objectives ---------------------------------------------------------------------------
 
-  def info_terms(self, out, latent) -> tuple[jax.Array, dict]:
-    """InfoGAN: (the negated, weighted MI lower bound to minimise, metrics)."""
-    loss, metrics = jnp.zeros((), jnp.float32), {}
-    if self.num_categorical:
-      mi = losses.categorical_mi_bound(out["code_logits"], latent["cat"])
-      loss -= self.mc.info_weight * mi
-      metrics["mi_categorical"] = mi
-    if self.num_continuous:
-      mi = losses.continuous_mi_bound(out["code_mean"], latent["cont"])
-      loss -= self.mc.info_continuous_weight * mi
-      metrics["mi_continuous"] = mi
-    return loss, metrics
-
-  def generator_loss(self, out_fake, out_real, latent) -> tuple[jax.Array, dict]:
+  def generator_loss(self, out_fake, out_real, ctx: gan_parts.Context) -> jax.Array:
     if self.mc.feature_matching:
       loss = losses.feature_matching(jax.lax.stop_gradient(out_real["features"]),
                                      out_fake["features"], self.mc.feature_matching)
     else:
-      loss = self.g_loss_fn(out_fake["logit"])
-    metrics = {}
-    if self.acgan:
-      loss += self.mc.aux_weight * losses.cross_entropy(out_fake["class_logits"],
-                                                        latent["labels"])
-    if self.info:
-      info, metrics = self.info_terms(out_fake, latent)
-      loss += info
-    return loss, metrics
+      loss = self.critic.g_loss(out_fake["logit"])
+    for term in self.terms:
+      extra, _ = term.g(out_fake, ctx)
+      if extra is not None:
+        loss += extra
+    return loss
 
   # --- the update ---------------------------------------------------------------------------
 
   def step(self, state: TrainState, batch) -> tuple[TrainState, dict]:
-    mc = self.mc
+    mc, critic = self.mc, self.critic
     key = self.step_key(state)
     aux_key = jax.random.fold_in(key, 0x5A)
     sub = lambda i: jax.random.fold_in(aux_key, i)  # pylint: disable=unnecessary-lambda-assignment
@@ -278,67 +239,49 @@ class Adversarial(Method):
       return self.generate(g, latent), self.buffers_of(g)
 
     fake, g_vjp, g_buffers = jax.vjp(generate, state.params["generator"], has_aux=True)
-    real_in = self.augment(real, sub(0))
-    fake_in = self.augment(jax.lax.stop_gradient(fake), sub(1))
+    real_in = critic.augment(real, sub(0))
+    fake_in = critic.augment(jax.lax.stop_gradient(fake), sub(1))
     labelled = self.labelled_batch(sub(2), n) if self.semi else None
-    u = (parallel.batch_random(jax.random.uniform, sub(3), (n,), self.axis_name)
-         if self.penalty_fn else None)
+    u = critic.penalty_draws(sub(3), n)
 
     def d_objective(params):
       d = self.net("discriminator", params, state.buffers["discriminator"])
       out_r = self.call_d(d, real_in, real_labels, sub(10))
       out_f = self.call_d(d, fake_in, fake_labels, sub(11))
-      loss = self.d_loss_fn(out_r["logit"], out_f["logit"])
-      metrics = {}
-      if self.acgan:
-        aux = (losses.cross_entropy(out_r["class_logits"], real_labels) +
-               losses.cross_entropy(out_f["class_logits"], fake_labels))
-        loss += mc.aux_weight * aux
-        metrics["aux_loss"] = aux
-        metrics["aux_accuracy_real"] = jnp.mean(
-            jnp.argmax(out_r["class_logits"], -1) == real_labels)
-      if self.info:
-        info, info_metrics = self.info_terms(out_f, latent)
-        loss += info
-        metrics.update(info_metrics)
-      if self.semi:
+      loss = critic.d_loss(out_r["logit"], out_f["logit"])
+
+      def classify_labelled():  # SGAN: the discriminator's classes of the labelled batch
         x_l, y_l = labelled
-        logits = self.call_d(d, self.augment(x_l, sub(4)), None, sub(12))["class_logits"]
-        supervised = losses.cross_entropy(logits, y_l)
-        loss += mc.supervised_weight * supervised
-        metrics["supervised_loss"] = supervised
-        metrics["supervised_accuracy"] = jnp.mean(jnp.argmax(logits, -1) == y_l)
+        return self.call_d(d, critic.augment(x_l, sub(4)), None, sub(12))["class_logits"], y_l
+      ctx = gan_parts.Context(real_labels, latent, classify_labelled)
+      metrics = {}
+      for term in self.terms:
+        extra, term_metrics = term.d(out_r, out_f, ctx)
+        loss += extra
+        metrics.update(term_metrics)
       new_buffers = self.buffers_of(d)
-      if self.penalty_fn:
+      if critic.penalty_fn:
         def d_fn(x):  # a fresh module: the penalty's forward pass leaves no state behind
           d_ = self.net("discriminator", params, state.buffers["discriminator"])
           return self.call_d(d_, x, real_labels, sub(13))["logit"]
-
-        def penalty():
-          return self.penalty_fn(d_fn, real_in, fake_in, u).astype(jnp.float32)
-        every = mc.penalty_every
-        p = (penalty() if every == 1 else
-             jax.lax.cond(state.step % every == 0, penalty, lambda: jnp.zeros((), jnp.float32)))
-        loss += mc.penalty_weight * every * p
+        p = critic.penalty(d_fn, real_in, fake_in, u, state.step)
+        loss += critic.weighted(p)
         metrics["penalty"] = p
       return loss, (out_r, out_f, metrics, new_buffers)
 
-    (d_loss, (out_r, out_f, d_metrics, d_buffers)), d_grads = jax.value_and_grad(
-        d_objective, has_aux=True)(state.params["discriminator"])
-    d_params, d_opt = self.update(state, "discriminator", d_grads)
-    if mc.clip_value:
-      d_params = losses.clip_weights(d_params, mc.clip_value)
+    d_params, d_opt, d_loss, (out_r, out_f, d_metrics, d_buffers) = critic.update(
+        self, state, "discriminator", d_objective)
+    ctx = gan_parts.Context(real_labels, latent)
 
     def generator_step():
       def g_objective(fake_images):
         d = self.net("discriminator", d_params, d_buffers)
-        out_fake = self.call_d(d, self.augment(fake_images, sub(5)), fake_labels, sub(20))
-        out_real = (self.call_d(d, self.augment(real, sub(6)), real_labels, sub(21))
+        out_fake = self.call_d(d, critic.augment(fake_images, sub(5)), fake_labels, sub(20))
+        out_real = (self.call_d(d, critic.augment(real, sub(6)), real_labels, sub(21))
                     if mc.feature_matching else None)
-        loss, metrics = self.generator_loss(out_fake, out_real, latent)
-        return loss, (metrics, self.buffers_of(d))
+        return self.generator_loss(out_fake, out_real, ctx), self.buffers_of(d)
 
-      (g_loss, (g_metrics, new_d_buffers)), fake_grads = jax.value_and_grad(
+      (g_loss, new_d_buffers), fake_grads = jax.value_and_grad(
           g_objective, has_aux=True)(fake)
       (g_grads,) = g_vjp(fake_grads)
       g_params, g_opt = self.update(state, "generator", g_grads)
@@ -348,10 +291,10 @@ class Adversarial(Method):
       g_params, g_opt, d_buffers, g_loss = generator_step()
     else:
       def critic_only():  # loss_g as measured by the discriminator before its update
-        loss, _ = self.generator_loss(jax.lax.stop_gradient(out_f), out_r, latent)
+        loss = self.generator_loss(jax.lax.stop_gradient(out_f), out_r, ctx)
         return state.params["generator"], state.opt_state["generator"], d_buffers, loss
       g_params, g_opt, d_buffers, g_loss = jax.lax.cond(
-          state.step % mc.n_critic == mc.n_critic - 1, generator_step, critic_only)
+          critic.generator_turn(state.step), generator_step, critic_only)
 
     squash = jax.nn.sigmoid if mc.loss in _SIGMOID_LOSSES else (lambda v: v)
     metrics = {"loss_d": d_loss, "loss_g": g_loss,
@@ -363,8 +306,8 @@ class Adversarial(Method):
 
   # --- evaluation and samples ---------------------------------------------------------------
 
-  def eval_inputs(self, rng, n, real):
-    del real
+  def eval_inputs(self, rng, n, condition):
+    del condition
     return self.sample_latent(rng, n, None)
 
   def eval_generate(self, state, latent):
@@ -374,11 +317,11 @@ class Adversarial(Method):
     images = self.eval_generate(state, latent)
     return images.reshape(rows, cols, *images.shape[1:])
 
-  def sample_grids(self, state, images, rng):
+  def sample_grids(self, state, examples, rng):
     """``samples``; one row per class for conditional models; for InfoGAN also ``categorical``
     (each row one noise vector, the category varying along it) and ``continuous_<j>`` (each row
     one category, code j going from -2 to 2 along it, the noise and other codes fixed)."""
-    n = images.shape[0]
+    n = examples["image"].shape[0]
     if self.cond_classes:
       rows, cols = self.cond_classes, max(1, n // self.cond_classes)
       latent = self.sample_latent(rng, cols, None)
@@ -389,7 +332,7 @@ class Adversarial(Method):
       rows = max(1, n // cols)
       latent = self.sample_latent(rng, rows * cols, None)
     grids = {"samples": self._grid(state, latent, rows, cols)}
-    if self.info:
+    if self.num_categorical or self.num_continuous:
       k = self.num_categorical
       if k:
         rows = max(1, min(8, n // k))

@@ -95,23 +95,24 @@ class Autoencoding(Method):
                        {"model": opt_state}, metrics)
 
   @property
-  def EVAL_NEEDS_REAL(self) -> bool:  # pylint: disable=invalid-name
+  def EVAL_CONDITION(self) -> tuple[str, ...]:  # pylint: disable=invalid-name
     """Models with a prior (VAEs) are scored on prior samples, the others on reconstructions."""
-    return not getattr(self.family, "HAS_PRIOR", False)
+    return () if getattr(self.family, "HAS_PRIOR", False) else ("image",)
 
-  def eval_inputs(self, rng, n, real):
-    if self.EVAL_NEEDS_REAL:
-      return real
+  def eval_inputs(self, rng, n, condition):
+    if condition is not None:
+      return condition["image"]
     return jax.random.normal(rng, (n, self.config.model.latent_dim))
 
   def eval_generate(self, state, inputs):
     model = self.sampler_net(state)
-    if self.EVAL_NEEDS_REAL:
+    if self.EVAL_CONDITION:
       _, x_in = self.inputs(inputs, jax.random.PRNGKey(0))
       return self.mean(model.decode(model.encode(x_in)))
     return self.mean(model.decode(inputs))
 
-  def sample_grids(self, state, images, rng):
+  def sample_grids(self, state, examples, rng):
+    images = examples["image"]
     model = self.sampler_net(state)
     prior_key, noise_key = jax.random.split(rng)
     x, x_in = self.inputs(images, noise_key)

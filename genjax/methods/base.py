@@ -36,6 +36,8 @@ class TrainState:
     opt_state: optax state per role.
     ema: EMA parameters per role (the sampling network's when ``config.ema_decay > 0``; methods
       may keep others, see ``Method.ema_decay``).
+    extra: the method's own state, e.g. CycleGAN's pools of past fakes (``Method.init_extra``);
+      checkpointed and resumed with the rest.
   """
   step: Array
   rng: Array
@@ -43,6 +45,7 @@ class TrainState:
   buffers: dict[str, Any]
   opt_state: dict[str, Any]
   ema: dict[str, Any]
+  extra: dict[str, Any] = flax.struct.field(default_factory=dict)
 
 
 def make_schedule(opt, num_steps: int, learning_rate: float) -> optax.Schedule:
@@ -50,7 +53,12 @@ def make_schedule(opt, num_steps: int, learning_rate: float) -> optax.Schedule:
     main = optax.constant_schedule(learning_rate)
   elif opt.schedule == "cosine":
     main = optax.cosine_decay_schedule(learning_rate, max(1, num_steps - opt.warmup_steps))
-  else:  # linear decay to 0, as pix2pix/CycleGAN
+  elif opt.schedule == "hold_linear":  # pix2pix/CycleGAN: constant, then linearly to 0
+    hold = opt.hold_steps - opt.warmup_steps
+    main = optax.join_schedules(
+        [optax.constant_schedule(learning_rate),
+         optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - opt.hold_steps))], [hold])
+  else:  # linear decay to 0 right after the warm-up
     main = optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - opt.warmup_steps))
   if opt.warmup_steps:
     warm = optax.linear_schedule(0.0, learning_rate, opt.warmup_steps)
@@ -80,10 +88,11 @@ def inference(module: nnx.Module) -> nnx.Module:
 
 
 class Method:
-  """Base class. Subclasses set DEFAULTS (their ``config.method`` keys), SAMPLE_NET, and define
-  ``step`` and ``sample_grids``."""
+  """Base class. Subclasses set DEFAULTS (their ``config.method`` keys), KEYS, SAMPLE_NET, and
+  define ``step`` and ``sample_grids``."""
 
   DEFAULTS: dict[str, Any] = {}
+  KEYS: tuple[str, ...] = ("image",)  # the example keys a step reads (the dataset must have them)
   SAMPLE_NET = "model"  # the role whose EMA is kept and which draws samples
 
   @classmethod
@@ -103,7 +112,8 @@ class Method:
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else None
     # axis_name=None builds networks that can run outside pmap (e.g. to probe their outputs).
     self._build = lambda rngs, axis_name=axis_name: family.build(
-        image_shape, rngs=rngs, axis_name=axis_name, dtype=dtype, **kwargs)
+        image_shape, rngs=rngs, axis_name=axis_name, dtype=dtype, **self.build_kwargs(),
+        **kwargs)
     try:
       abstract = nnx.eval_shape(lambda: self._build(nnx.Rngs(0)))
     except ValueError as e:  # e.g. an image size the architecture cannot produce
@@ -115,6 +125,11 @@ class Method:
                                           self.learning_rate(role)) for role in self.graphdefs}
     self.tx = {role: make_optimizer(config.optimizer, self.schedules[role])
                for role in self.graphdefs}
+
+  def build_kwargs(self) -> dict[str, Any]:
+    """Arguments the method gives its family's ``build`` besides the image shape and the
+    config's model keys (e.g. the translation method's ``input_shape``)."""
+    return {}
 
   # --- state --------------------------------------------------------------------------------
 
@@ -134,7 +149,12 @@ class Method:
            if self.ema_decay(role)}
     return TrainState(step=jnp.zeros((), jnp.int32), rng=state_key, params=params,
                       buffers=buffers,
-                      opt_state={r: self.tx[r].init(p) for r, p in params.items()}, ema=ema)
+                      opt_state={r: self.tx[r].init(p) for r, p in params.items()}, ema=ema,
+                      extra=self.init_extra())
+
+  def init_extra(self) -> dict[str, Any]:
+    """The method's own initial state (``TrainState.extra``); none by default."""
+    return {}
 
   def ema_decay(self, role: str) -> float:
     """Decay of the EMA kept of network ``role``'s parameters (0: none). By default only the
@@ -169,8 +189,8 @@ class Method:
     updates, opt_state = self.tx[role].update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
-  def finish(self, state: TrainState, params, buffers, opt_state, metrics) -> tuple[TrainState,
-                                                                                    dict]:
+  def finish(self, state: TrainState, params, buffers, opt_state, metrics,
+             extra: dict[str, Any] | None = None) -> tuple[TrainState, dict]:
     """Advances the step, updates the EMA and averages the metrics over devices."""
     ema = state.ema
     if ema:
@@ -178,7 +198,8 @@ class Method:
                              params[r])
              for r, e_ in ema.items()}
     state = state.replace(step=state.step + 1, params=params, buffers=buffers,
-                          opt_state=opt_state, ema=ema)
+                          opt_state=opt_state, ema=ema,
+                          extra=state.extra if extra is None else extra)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     return state, parallel.pmean(metrics, self.axis_name)
 
@@ -195,20 +216,23 @@ class Method:
   def step(self, state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict]:
     raise NotImplementedError
 
-  # What genjax.evaluation scores: ``eval_generate(state, eval_inputs(rng, n, real))`` gives
-  # ``n`` images in ``value_range``; ``real`` (uint8, from the evaluation split) is passed only
-  # to methods that set EVAL_NEEDS_REAL (e.g. to score reconstructions).
-  EVAL_NEEDS_REAL = False
+  # What genjax.evaluation scores: ``eval_generate(state, eval_inputs(rng, n, condition))``
+  # gives ``n`` images in ``value_range``, compared with the evaluation split's images of the
+  # dataset's target key (``image``, or ``B``); ``condition`` holds the split's examples of the
+  # keys EVAL_CONDITION names (e.g. ``image`` to score reconstructions, ``A`` to score
+  # translations), None where it names none.
+  EVAL_CONDITION: tuple[str, ...] = ()
 
-  def eval_inputs(self, rng: Array, n: int, real: Array | None) -> Array:
+  def eval_inputs(self, rng: Array, n: int, condition: dict[str, Array] | None):
     raise NotImplementedError(f"{type(self).__name__} has no sample-quality evaluation")
 
   def eval_generate(self, state: TrainState, inputs: Array) -> Array:
     raise NotImplementedError(f"{type(self).__name__} has no sample-quality evaluation")
 
-  def sample_grids(self, state: TrainState, images: Array, rng: Array) -> dict[str, Array]:
+  def sample_grids(self, state: TrainState, examples: dict[str, Array],
+                   rng: Array) -> dict[str, Array]:
     """Named image grids ``[rows, cols, H, W, C]`` in ``value_range`` for PNGs and TensorBoard.
 
-    ``images`` are uint8 real examples (``config.num_samples`` of them).
+    ``examples`` are the first ``config.num_samples`` training examples (uint8 images).
     """
     raise NotImplementedError

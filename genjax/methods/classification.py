@@ -25,6 +25,7 @@ class Classification(Method):
       translate=2,  # random translation of up to this many pixels per axis (0 = off)
       label_smoothing=0.0,  # mass spread uniformly over the classes in the targets
   )
+  KEYS = ("image", "label")
   SAMPLE_NET = "model"
 
   @classmethod
@@ -85,9 +86,10 @@ class Classification(Method):
     return self.finish(state, {"model": params}, {"model": new_buffers}, {"model": opt_state},
                        metrics)
 
-  def sample_grids(self, state, images, rng):
+  def sample_grids(self, state, examples, rng):
     """Nothing is generated: the grid shows the (augmented) inputs the classifier sees."""
     del state
+    images = examples["image"]
     n = images.shape[0]
     cols = int(np.sqrt(n)) if n >= 4 else n
     rows = max(1, n // cols)

@@ -10,9 +10,9 @@ scaled to [-1, 1]; it returns the 2048-d ``pool3`` features (FID, KID, PRDC) and
 ``logits`` (their softmax for the Inception Score).
 
 Weights: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (a PyTorch ``state_dict``) is
-read without PyTorch (a restricted unpickler for both PyTorch file formats: the zip archive and
-the legacy stream), or from an ``.npz`` written by :func:`convert_inception` (the same keys and
-PyTorch layouts).
+read without PyTorch (:func:`genjax.torch_weights.read_state_dict`, re-exported here as
+``read_torch_state_dict``), or from an ``.npz`` written by :func:`convert_inception` (the same
+keys and PyTorch layouts).
 
 :func:`load_classifier` restores a ``classifier`` trained by genjax (``genjax.main``) as a
 callable with ``features`` (the penultimate layer) and ``logits``, for classifier-FID/KID/IS on
@@ -25,17 +25,11 @@ spans several processes: the outputs of this process's rows, for the caller to g
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import io
 import os
-import pickle
-import zipfile
 from typing import Any, Callable, Hashable, Mapping
 
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
@@ -47,6 +41,7 @@ from genjax import parallel
 from genjax.models import layers
 from genjax.errors import CheckpointError
 from genjax.errors import ConfigError
+from genjax.torch_weights import read_state_dict as read_torch_state_dict
 
 Array = jax.Array
 INCEPTION_SIZE = 299
@@ -264,184 +259,6 @@ def inception_inputs(images01: Array) -> Array:
     x = jnp.repeat(x, 3, axis=-1)
   x = resize_bilinear(x, (INCEPTION_SIZE, INCEPTION_SIZE))
   return 2.0 * x - 1.0
-
-
-# --- PyTorch state_dict files without PyTorch --------------------------------------------------
-
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_PROTOCOL = 1001
-_STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
-    "BoolStorage": np.bool_,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class _StorageType:
-  """What ``torch.FloatStorage`` and friends unpickle to."""
-  dtype: np.dtype
-
-
-@dataclasses.dataclass(frozen=True)
-class _StorageRef:
-  key: str
-  dtype: np.dtype
-  offset: int = 0  # elements into the root storage (legacy storage views)
-
-
-@dataclasses.dataclass(frozen=True)
-class _TensorRef:
-  storage: _StorageRef
-  offset: int
-  size: tuple[int, ...]
-  stride: tuple[int, ...]
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, *unused) -> _TensorRef:
-  del unused  # requires_grad, backward hooks, metadata
-  return _TensorRef(storage, int(storage_offset), tuple(size), tuple(stride))
-
-
-def _rebuild_parameter(data, *unused):
-  del unused
-  return data
-
-
-class _TorchUnpickler(pickle.Unpickler):
-  """Unpickles tensors and the containers of a state_dict; refuses every other global."""
-
-  _GLOBALS = {
-      ("collections", "OrderedDict"): collections.OrderedDict,
-      ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-      ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-      ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-  }
-
-  def find_class(self, module: str, name: str):
-    if (module, name) in self._GLOBALS:
-      return self._GLOBALS[(module, name)]
-    if module == "torch" and name in _STORAGE_DTYPES:
-      return _StorageType(np.dtype(_STORAGE_DTYPES[name]))
-    raise pickle.UnpicklingError(f"it holds {module}.{name}, which is not part of a tensor "
-                                 f"state_dict")
-
-  def persistent_load(self, pid):
-    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
-            and isinstance(pid[1], _StorageType)):
-      raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
-    view = pid[5] if len(pid) > 5 else None  # legacy: (view key, offset, size) or None
-    return _StorageRef(str(pid[2]), pid[1].dtype, int(view[1]) if view else 0)
-
-
-def _storage_refs(obj, refs: dict[str, _StorageRef]) -> dict[str, _StorageRef]:
-  if isinstance(obj, _TensorRef):
-    refs.setdefault(obj.storage.key, obj.storage)
-  elif isinstance(obj, dict):
-    for v in obj.values():
-      _storage_refs(v, refs)
-  elif isinstance(obj, (list, tuple)):
-    for v in obj:
-      _storage_refs(v, refs)
-  return refs
-
-
-def _materialize(obj, storages: dict[str, np.ndarray]):
-  """Replaces every tensor reference by a numpy copy of its strided view of the storage."""
-  if isinstance(obj, _TensorRef):
-    base = storages[obj.storage.key][obj.storage.offset:]
-    if any(s == 0 for s in obj.size):
-      return np.zeros(obj.size, base.dtype)
-    extent = obj.offset + sum((n - 1) * s for n, s in zip(obj.size, obj.stride)) + 1
-    if obj.offset < 0 or extent > base.shape[0] or any(s < 0 for s in obj.stride):
-      raise ValueError(f"a tensor of shape {obj.size} lies outside its storage")
-    view = np.lib.stride_tricks.as_strided(
-        base[obj.offset:], obj.size, tuple(s * base.itemsize for s in obj.stride))
-    return np.array(view, base.dtype.newbyteorder("="))  # a native-order copy
-  if isinstance(obj, dict):
-    return type(obj)((k, _materialize(v, storages)) for k, v in obj.items())
-  if isinstance(obj, (list, tuple)):
-    return type(obj)(_materialize(v, storages) for v in obj)
-  return obj
-
-
-def _read_zip(path: str):
-  with zipfile.ZipFile(path) as zf:
-    names = zf.namelist()
-    pkl = next((n for n in names if n.endswith("data.pkl") and n.count("/") == 1), None)
-    if pkl is None:
-      raise ValueError("a zip archive without data.pkl")
-    prefix = pkl[:-len("data.pkl")]
-    order = "<"
-    if prefix + "byteorder" in names and zf.read(prefix + "byteorder").strip() == b"big":
-      order = ">"
-    obj = _TorchUnpickler(io.BytesIO(zf.read(pkl))).load()
-    storages = {key: np.frombuffer(zf.read(f"{prefix}data/{key}"), ref.dtype.newbyteorder(order))
-                for key, ref in _storage_refs(obj, {}).items()}
-  return _materialize(obj, storages)
-
-
-def _read_legacy(path: str):
-  with open(path, "rb") as f:
-    f = io.BytesIO(f.read())
-  if _TorchUnpickler(f).load() != _LEGACY_MAGIC:
-    raise ValueError("not a PyTorch file (bad magic number)")
-  if _TorchUnpickler(f).load() != _LEGACY_PROTOCOL:
-    raise ValueError("unsupported legacy PyTorch protocol version")
-  sys_info = _TorchUnpickler(f).load()
-  order = "<" if sys_info.get("little_endian", True) else ">"
-  obj = _TorchUnpickler(f).load()
-  keys = _TorchUnpickler(f).load()
-  refs = _storage_refs(obj, {})
-  storages = {}
-  for key in keys:  # each storage: int64 element count, then the raw elements
-    dtype = refs[str(key)].dtype.newbyteorder(order) if str(key) in refs else np.dtype(np.uint8)
-    count = int(np.frombuffer(f.read(8), "<i8")[0])
-    data = f.read(count * dtype.itemsize)
-    if len(data) != count * dtype.itemsize:
-      raise ValueError("the file is truncated")
-    storages[str(key)] = np.frombuffer(data, dtype)
-  return _materialize(obj, storages)
-
-
-
-def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """A PyTorch ``state_dict`` file as ``{key: numpy array}``; PyTorch is not needed.
-
-  Reads the zip format (``torch.save`` since 1.6) and the legacy stream format with a
-  restricted unpickler (tensors and ordered dicts only). If that fails and PyTorch is
-  importable, ``torch.load(weights_only=True)`` gets a second try.
-
-  Raises:
-    CheckpointError: The file is missing, unreadable or not a state_dict of tensors.
-  """
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise CheckpointError(f"cannot read {path}: no such file")
-  try:
-    obj = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
-  except Exception as e:  # pylint: disable=broad-except
-    obj = _torch_load(path, e)
-  if not (isinstance(obj, Mapping) and obj
-          and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items())):
-    raise CheckpointError(f"{path} is not a PyTorch state_dict of tensors")
-  return dict(obj)
-
-
-def _torch_load(path: str, error: Exception):
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise CheckpointError(f"cannot read {path} as a PyTorch state_dict ({errors.first_line(error)}) "
-                          f"and PyTorch is not installed to try it") from None
-  try:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.detach().float().numpy() if v.dtype == torch.bfloat16 else v.detach().numpy()
-            for k, v in obj.items()}
-  except Exception:  # pylint: disable=broad-except
-    raise CheckpointError(f"cannot read {path} as a PyTorch state_dict: "
-                          f"{errors.first_line(error)}") from None
 
 
 # --- Inception weights -------------------------------------------------------------------------

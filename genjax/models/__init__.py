@@ -14,8 +14,10 @@ from genjax.models import acgan
 from genjax.models import ae
 from genjax.models import cgan
 from genjax.models import classifier
+from genjax.models import cyclegan
 from genjax.models import dcgan
 from genjax.models import infogan
+from genjax.models import pix2pix
 from genjax.models import sagan
 from genjax.models import sgan
 from genjax.models import sngan
@@ -26,10 +28,10 @@ from genjax.models import vae
 FAMILIES: dict[str, ModuleType] = {"ae": ae, "vae": vae, "dcgan": dcgan,
                                    "classifier": classifier, "sngan": sngan, "sagan": sagan,
                                    "cgan": cgan, "acgan": acgan, "infogan": infogan,
-                                   "sgan": sgan}
+                                   "sgan": sgan, "pix2pix": pix2pix, "cyclegan": cyclegan}
 
 # Arguments of build() supplied by the launcher rather than by config.model.
-_LAUNCHER_ARGS = ("rngs", "axis_name", "dtype")
+_LAUNCHER_ARGS = ("rngs", "axis_name", "dtype", "input_shape")
 
 
 def get(name: str) -> ModuleType:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genjax.models import layers
+from genjax.models.spec import Spec
 
 METHOD = "adversarial"
 
@@ -22,7 +23,7 @@ class Generator(nnx.Module):
   def __init__(self, latent_dim: int, channels: int, image_size: int, width: int, *,
                norm: str = "batch", axis_name=None, dtype=None, conv_transpose: str = "phase",
                rngs: nnx.Rngs):
-    self.latent_dim = latent_dim
+    self.spec = Spec(latent_dim=latent_dim)
     self.body = layers.ConvDecoder(latent_dim, channels, image_size, width, norm=norm,
                                    axis_name=axis_name, dtype=dtype,
                                    conv_transpose=conv_transpose, rngs=rngs)
@@ -36,6 +37,7 @@ class Discriminator(nnx.Module):
 
   def __init__(self, channels: int, image_size: int, width: int, *, norm: str = "batch",
                axis_name=None, dtype=None, rngs: nnx.Rngs):
+    self.spec = Spec()
     self.body = layers.ConvEncoder(channels, 1, image_size, width, norm=norm,
                                    axis_name=axis_name, dtype=dtype, rngs=rngs)
 

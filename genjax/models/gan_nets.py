@@ -3,7 +3,7 @@
 The families (sngan, sagan, cgan, acgan, infogan) differ only in the options they pass here:
 spectral normalisation, self-attention, how the generator is conditioned on a class, and which
 heads the discriminator has. All of them train with ``genjax.methods.adversarial``, which reads
-the static attributes these modules expose (``num_classes``, ``num_categorical``, ...).
+their ``spec`` (:mod:`genjax.models.spec`).
 
 Generator: ``ConvT(in, w*2^(n-1), 4, 1, 0)`` to 4x4, then ``n-1`` x ``[ConvT(4, 2, 1), norm,
 ReLU]`` (self-attention after the stage that reaches ``attention_size``) and ``ConvT(w, C, 4, 2,
@@ -25,6 +25,7 @@ from flax import nnx
 
 from genjax import errors
 from genjax.models import layers
+from genjax.models.spec import Spec
 
 Array = jax.Array
 CONDITIONING = ("none", "concat", "cbn")  # generator: none, one-hot concatenated to z, cond. BN
@@ -35,8 +36,8 @@ D_NORMS = ("batch", "none")
 class Generator(nnx.Module):
   """``(z (B, input_dim)[, labels (B,)]) -> image (B, S, S, C)`` in [-1, 1].
 
-  Attributes read by the adversarial method: ``latent_dim`` (Gaussian noise dimensions),
-  ``num_classes`` (> 0: class-conditional), ``num_categorical`` / ``num_continuous`` (InfoGAN
+  Its ``spec`` gives ``latent_dim`` (Gaussian noise dimensions), ``num_classes`` (> 0:
+  class-conditional, it takes ``labels``), ``num_categorical`` / ``num_continuous`` (InfoGAN
   codes appended to the noise: one categorical code with that many values, and that many
   U(-1, 1) codes).
   """
@@ -51,9 +52,10 @@ class Generator(nnx.Module):
       raise ValueError(f"conditioning={conditioning!r} needs num_classes > 0 (and none needs 0), "
                        f"got {num_classes}")
     n = layers.num_up_layers(image_size)
-    self.latent_dim, self.num_classes = latent_dim, num_classes
-    self.num_categorical, self.num_continuous = num_categorical, num_continuous
-    self.conditioning = conditioning
+    self.num_classes, self.conditioning = num_classes, conditioning
+    self.spec = Spec(takes=("labels",) if num_classes else (), latent_dim=latent_dim,
+                     num_classes=num_classes, num_categorical=num_categorical,
+                     num_continuous=num_continuous)
     in_dim = latent_dim + num_categorical + num_continuous + (
         num_classes if conditioning == "concat" else 0)
     chans = [width * 2 ** i for i in reversed(range(n))]
@@ -114,6 +116,10 @@ class Discriminator(nnx.Module):
     n = layers.num_up_layers(image_size)
     self.head, self.num_classes = head, num_classes
     self.num_categorical, self.num_continuous = num_categorical, num_continuous
+    self.spec = Spec(takes=("labels",) if head == "projection" else (),
+                     returns=("logit", "features") +
+                     (("class_logits",) if head == "classifier" else ()) +
+                     (("code_logits", "code_mean") if num_categorical + num_continuous else ()))
     bias = norm == "none"  # without a norm after them the convs need their own biases
     self.first = layers.conv(channels, width, 4, 2, 1, spectral=spectral, use_bias=bias,
                              dtype=dtype, rngs=rngs)

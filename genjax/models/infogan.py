@@ -16,6 +16,7 @@ from flax import nnx
 from genjax import errors
 from genjax.models import gan_nets
 from genjax.models import layers
+from genjax.models.spec import Spec
 
 METHOD = "adversarial"
 ARCHS = ("dcgan", "paper")
@@ -30,8 +31,8 @@ class PaperGenerator(nnx.Module):
     if size % 4:
       raise ValueError(f"the paper's InfoGAN needs an image size divisible by 4 (e.g. 28), "
                        f"got {size}")
-    self.latent_dim, self.num_classes = latent_dim, 0
-    self.num_categorical, self.num_continuous = num_categorical, num_continuous
+    self.spec = Spec(latent_dim=latent_dim, num_categorical=num_categorical,
+                     num_continuous=num_continuous)
     self.base = size // 4
     bn = lambda c: layers.BatchNorm(c, axis_name=axis_name, dtype=dtype, rngs=rngs)  # pylint: disable=unnecessary-lambda-assignment
     self.fc1 = layers.Linear(latent_dim + num_categorical + num_continuous, 1024, use_bias=False,
@@ -59,6 +60,7 @@ class PaperDiscriminator(nnx.Module):
   def __init__(self, channels: int, size: int, num_categorical: int, num_continuous: int, *,
                q_width: int = 128, axis_name=None, dtype=None, rngs: nnx.Rngs):
     self.num_categorical = num_categorical
+    self.spec = Spec(returns=("logit", "features", "code_logits", "code_mean"))
     bn = lambda c: layers.BatchNorm(c, axis_name=axis_name, dtype=dtype, rngs=rngs)  # pylint: disable=unnecessary-lambda-assignment
     self.conv1 = layers.Conv(channels, 64, 4, 2, 1, dtype=dtype, rngs=rngs)
     self.conv2 = layers.Conv(64, 128, 4, 2, 1, use_bias=False, dtype=dtype, rngs=rngs)
@@ -70,8 +72,7 @@ class PaperDiscriminator(nnx.Module):
     self.q_bn = bn(q_width)
     self.q2 = layers.Linear(q_width, num_categorical + num_continuous, dtype=dtype, rngs=rngs)
 
-  def __call__(self, x: jax.Array, labels=None) -> dict[str, jax.Array]:
-    del labels
+  def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
     h = nnx.leaky_relu(self.conv1(x), 0.1)
     h = nnx.leaky_relu(self.bn2(self.conv2(h)), 0.1)
     phi = nnx.leaky_relu(self.bn3(self.fc(h.reshape(h.shape[0], -1))), 0.1)

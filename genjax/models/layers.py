@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genjax import errors, kernels
+from genjax import errors, kernels, parallel
 
 Array = jax.Array
 Dtype = Any
@@ -280,10 +280,38 @@ class FusedBatchNorm(nnx.BatchNorm):
     scale = self.scale[...] if self.scale is not None else ones
     bias = self.bias[...] if self.bias is not None else jnp.zeros_like(ones)
     y, mean, var = _batch_norm(x.astype(dtype), scale, bias, self.epsilon, self.axis_name)
-    mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+    self._update_running_stats(x, jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var))
+    return y
+
+  def _update_running_stats(self, x: Array, mean: Array, var: Array) -> None:
+    """Moves the running averages towards the batch's ``mean`` and (biased) ``var`` of ``x``
+    (the local shard under pmap) by ``1 - momentum``."""
+    del x
     self.mean[...] = self.momentum * self.mean[...] + (1 - self.momentum) * mean
     self.var[...] = self.momentum * self.var[...] + (1 - self.momentum) * var
-    return y
+
+
+class TorchBatchNorm(FusedBatchNorm):
+  """``torch.nn.BatchNorm2d`` exactly, running statistics included: momentum 0.1, eps 1e-5,
+  ``running_var`` averages the *unbiased* batch variance (``n / (n - 1)`` times the biased one
+  that normalises, ``n`` the global number of values per channel) and ``num_batches_tracked``
+  counts the training-mode calls. Use it where PyTorch weight files must round-trip (the
+  pix2pix/CycleGAN networks); :func:`BatchNorm` keeps Flax's biased running variance. The
+  unbiased update is on the fused path (every call without a mask or other axes)."""
+
+  def __init__(self, num_features: int, *, axis_name: str | None = None,
+               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
+               scale_init: Callable = dcgan_scale_init, rngs: nnx.Rngs):
+    super().__init__(num_features, momentum=0.9, epsilon=1e-5, axis_name=axis_name, dtype=dtype,
+                     param_dtype=param_dtype, scale_init=scale_init, rngs=rngs)
+    self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
+
+  def _update_running_stats(self, x: Array, mean: Array, var: Array) -> None:
+    n = x.size // x.shape[-1]
+    if self.axis_name is not None:
+      n *= jax.lax.axis_size(self.axis_name)
+    super()._update_running_stats(x, mean, var * (n / max(n - 1, 1)))
+    self.num_batches_tracked[...] += 1
 
 
 def BatchNorm(num_features: int, *, axis_name: str | None = None, dtype: Dtype | None = None,
@@ -319,6 +347,38 @@ class Identity(nnx.Module):
 
   def __call__(self, x: Array) -> Array:
     return x
+
+
+class InstanceNorm(nnx.Module):
+  """``torch.nn.InstanceNorm2d`` with its defaults (``affine=False``, no running statistics):
+  each example's channels normalised over H, W by their own mean and biased variance, in float32
+  whatever the input dtype; no parameters, no state."""
+
+  def __init__(self, epsilon: float = 1e-5):
+    self.epsilon = epsilon
+
+  def __call__(self, x: Array) -> Array:
+    xf = x.astype(jnp.float32)
+    centred = xf - xf.mean((1, 2), keepdims=True)
+    var = jnp.square(centred).mean((1, 2), keepdims=True)
+    return (centred * jax.lax.rsqrt(var + self.epsilon)).astype(x.dtype)
+
+
+def reflect_pad(x: Array, pad: int) -> Array:
+  """``torch.nn.ReflectionPad2d(pad)`` of an NHWC array (the edge is not repeated)."""
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def dropout(x: Array, rate: float, rng: Array | None, axis_name: str | None = None) -> Array:
+  """Inverted dropout, ``torch.nn.Dropout(rate)`` in training mode: each element is kept with
+  probability ``1 - rate`` and scaled by ``1 / (1 - rate)``. ``rng=None`` (or ``rate=0``) is the
+  identity. The mask is drawn for the global batch (:func:`genjax.parallel.batch_random`), so a
+  pmapped step drops the same elements as single-device training."""
+  if rng is None or not rate:
+    return x
+  keep = parallel.batch_random(lambda key, shape: jax.random.bernoulli(key, 1.0 - rate, shape),
+                              rng, x.shape, axis_name)
+  return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
 
 
 NORMS = ("batch", "none")

@@ -25,6 +25,7 @@ from flax import nnx
 
 from genjax import parallel
 from genjax.models import layers
+from genjax.models.spec import Spec
 
 METHOD = "adversarial"
 
@@ -34,8 +35,7 @@ class Generator(nnx.Module):
 
   def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], width: int, *,
                axis_name=None, dtype=None, rngs: nnx.Rngs):
-    self.latent_dim, self.num_classes = latent_dim, 0
-    self.num_categorical = self.num_continuous = 0
+    self.spec = Spec(latent_dim=latent_dim)
     self.image_shape = tuple(image_shape)
     out = image_shape[0] * image_shape[1] * image_shape[2]
     self.fc1 = layers.Linear(latent_dim, width, kernel_init=nnx.initializers.lecun_normal(),
@@ -66,6 +66,7 @@ class Discriminator(nnx.Module):
                input_noise: float = 0.3, hidden_noise: float = 0.5, data_init: bool = True,
                axis_name=None, dtype=None, rngs: nnx.Rngs):
     self.num_classes, self.axis_name = num_classes, axis_name
+    self.spec = Spec(takes=("rng",), returns=("logit", "class_logits", "features"))
     self.input_noise, self.hidden_noise = input_noise, hidden_noise
     widths = [width, width // 2, width // 4, width // 4, width // 4]
     if min(widths) < 1:

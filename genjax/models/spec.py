@@ -25,6 +25,8 @@ class Spec:
     num_classes: > 0 for a class-conditional generator (it takes ``labels``).
     num_categorical: InfoGAN: values of the one categorical code appended to the noise.
     num_continuous: InfoGAN: U(-1, 1) codes appended to the noise.
+    sees_condition: a discriminator that judges an image together with the image it was made
+      from, concatenated on channels (pix2pix's conditional PatchGAN).
   """
   takes: tuple[str, ...] = ()
   returns: tuple[str, ...] = ()
@@ -32,6 +34,7 @@ class Spec:
   num_classes: int = 0
   num_categorical: int = 0
   num_continuous: int = 0
+  sees_condition: bool = False
 
   def __post_init__(self):
     unknown = set(self.takes) - {"labels", "rng"}
