@@ -17,12 +17,12 @@ import ml_collections
 
 from genjax import data
 from genjax import errors
-from genjax import evaluation
 from genjax import kernels
 from genjax import methods
 from genjax import models
 from genjax import parallel
 from genjax import profiling
+from genjax.metrics import options as eval_options
 from genjax.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16")
@@ -71,7 +71,7 @@ def base_config(family: str) -> ml_collections.ConfigDict:
       schedule="constant", warmup_steps=0, hold_steps=0, grad_clip_norm=0.0))
   c.ema_decay = 0.0  # EMA of the sampling network's params (0 = off); used for samples
 
-  c.eval = ml_collections.ConfigDict(evaluation.defaults())  # sample-quality metrics
+  c.eval = ml_collections.ConfigDict(eval_options.defaults())  # sample-quality metrics
   c.profile = ml_collections.ConfigDict(profiling.defaults())  # jax.profiler trace, HLO dump
   c.max_steps_in_flight = -1  # bound on queued steps: -1 auto (1 for multi-process CPU), 0 none
   c.log_every = 50  # console line + TensorBoard scalars (the only host syncs)
@@ -195,7 +195,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _fail(f"config.optimizer.hold_steps must be in [warmup_steps, num_steps) for the "
           f"'hold_linear' schedule, got {opt.hold_steps} (num_steps {config.num_steps})")
   method.validate(config)
-  evaluation.validate(config)
+  eval_options.validate(config)
   profiling.validate(config)
 
 

@@ -30,12 +30,10 @@ _OVERRIDES = ("metrics", "num_samples", "extractor", "weights", "split", "allow_
 def evaluate(workdir: str, step: int | None = None, **overrides) -> dict:
   """Scores checkpoint ``step`` (newest if None) of ``workdir``; returns and records the results."""
   import jax  # pylint: disable=g-import-not-at-top
-  from genjax import config as config_lib, errors, evaluation, kernels, parallel  # pylint: disable=g-import-not-at-top,g-multiple-import
-  from genjax.metrics import features  # pylint: disable=g-import-not-at-top
+  from genjax import config as config_lib, errors, evaluation, kernels, parallel, runs  # pylint: disable=g-import-not-at-top,g-multiple-import
 
   strategy = parallel.make_strategy("mesh")
-  method, state, config = features.restore_run(workdir, step,
-                                               sharding=strategy.state_sharding())
+  method, state, config = runs.restore_run(workdir, step, sharding=strategy.state_sharding())
   step = int(state.step)
   for key, value in overrides.items():
     if value is not None:

@@ -26,49 +26,12 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax import data
-from genjax import errors
 from genjax import kernels
+from genjax import runs
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
-
-EXTRACTORS = ("classifier", "inception")
-METRICS = ("fid", "kid", "is", "pr", "dc")
-REPO = pathlib.Path(__file__).resolve().parents[1]
-CLASSIFIER_DIR = REPO / "experiments" / "classifiers"
-
-
-def defaults() -> dict[str, Any]:
-  """The ``config.eval`` section."""
-  return dict(
-      every=0,  # evaluate every N steps and at the end (0 = only with genjax.evaluate)
-      metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc
-      num_samples=2048,  # generated samples per evaluation
-      num_real=10000,  # real examples (at most the split's size)
-      split="test",
-      extractor="classifier",  # 'classifier' (MNIST-like data) or 'inception'
-      weights="",  # classifier workdir or Inception .pth/.npz ('' = the committed classifier)
-      batch_size=256,  # extraction/generation batch, rounded up to the device count
-      allow_rank_deficient=False,  # FID with fewer samples than feature dimensions
-      cache_dir="~/.cache/genjax/stats",
-  )
-
-
-def parse_metrics(spec: str) -> list[str]:
-  names = [m.strip() for m in spec.split(",") if m.strip()]
-  for name in names:
-    errors.check_choice("config.eval.metrics entry", name, METRICS, ConfigError)
-  return names
-
-
-def validate(config) -> None:
-  ec = config.eval
-  parse_metrics(ec.metrics)
-  errors.check_config_choice("eval.extractor", ec.extractor, EXTRACTORS)
-  for key in ("every", "num_samples", "num_real", "batch_size"):
-    if ec[key] < (0 if key == "every" else 2):
-      raise ConfigError(f"config.eval.{key} must be >= {0 if key == 'every' else 2}, got "
-                        f"{ec[key]}")
-
+from genjax.metrics.options import CLASSIFIER_DIR
+from genjax.metrics.options import parse_metrics
 
 @dataclasses.dataclass
 class Extractor:
@@ -102,7 +65,7 @@ def make_extractor(ec, dataset: str) -> Extractor:
     path = pathlib.Path(ec.weights).expanduser()
   from genjax.metrics import features  # pylint: disable=g-import-not-at-top
   if ec.extractor == "classifier":
-    fn = features.load_classifier(str(path))
+    fn = runs.load_classifier(str(path))
   else:
     inception = features.InceptionFeatures(str(path))
 
@@ -124,6 +87,7 @@ class Evaluator:
     self.sharding = NamedSharding(jax.make_mesh((n,), ("eval",), axis_types=(
         jax.sharding.AxisType.Auto,)), P("eval"))
     self._generate = jax.jit(method.eval_generate)
+    self._scores = jax.jit(method.eval_scores)
     self.target = data.DATASETS[config.dataset.name].target  # the real images compared
     self._real: dict[str, np.ndarray] | None = None
 
@@ -184,16 +148,26 @@ class Evaluator:
     condition = None
     if self.method.EVAL_CONDITION:
       split = data.load_config(self.config.dataset, self.ec.split)
-      condition = {k: split[k] for k in self.method.EVAL_CONDITION}
+      condition = {k: v for k, v in split.items() if len(v) == len(split[
+          self.method.EVAL_CONDITION[0]])}  # the condition's keys, and what is aligned with it
+    scores: dict[str, list[np.ndarray]] = {}
 
     def batches():
       for i in range(0, n, self.batch):
+        count = min(self.batch, n - i)
         part = None if condition is None else {
             k: v[np.arange(i, i + self.batch) % len(v)] for k, v in condition.items()}
         inputs = self.method.eval_inputs(jax.random.fold_in(rng, i), self.batch, part)
-        yield self._generate(state, jax.device_put(inputs, self.sharding)), min(self.batch,
-                                                                                 n - i)
-    return self._embed(batches())
+        images = self._generate(state, jax.device_put(inputs, self.sharding))
+        if part is not None:
+          for k, v in self._scores(state, jax.device_put(part, self.sharding), images).items():
+            scores.setdefault(k, []).append(self._gather(v)[:count])
+        if part is not None and "label" in part:
+          scores.setdefault("_labels", []).append(part["label"][:count])
+        yield images, count
+    out = self._embed(batches())
+    out.update({k: np.concatenate(v) for k, v in scores.items()})
+    return out
 
   # --- metrics ---------------------------------------------------------------------------
 
@@ -218,6 +192,13 @@ class Evaluator:
       out["precision"], out["recall"] = statistics.precision_recall(r, f)
     if "dc" in self.metrics:
       out["density"], out["coverage"] = statistics.density_coverage(r, f)
+    # Scores of each generated image against what its condition says it should be (e.g. the
+    # true target of a translation), and how often the extractor gives it its condition's label.
+    for k, v in fake.items():
+      if k not in ("features", "logits", "_labels"):
+        out[k] = float(np.mean(v))
+    if "_labels" in fake and fake["logits"].shape[-1] > int(fake["_labels"].max()):
+      out["label_accuracy"] = float(np.mean(np.argmax(fake["logits"], -1) == fake["_labels"]))
     out["seconds"] = round(time.perf_counter() - t0, 2)
     out.update(kernels.record(self.config.dtype))
     return out

@@ -25,10 +25,9 @@ FLAGS = flags.FLAGS
 
 
 def gan_accuracy(workdir: str, step: int | None = None, split: str = "test") -> dict:
-  from genjax import data  # pylint: disable=g-import-not-at-top
+  from genjax import data, runs  # pylint: disable=g-import-not-at-top,g-multiple-import
   from genjax.methods import adversarial  # pylint: disable=g-import-not-at-top
-  from genjax.metrics import features  # pylint: disable=g-import-not-at-top
-  method, state, config = features.restore_run(workdir, step)
+  method, state, config = runs.restore_run(workdir, step)
   if not isinstance(method, adversarial.Adversarial):
     raise GenjaxError(f"{workdir} holds a {config.model.name!r} run, not a GAN")
   ds = config.dataset

@@ -13,7 +13,7 @@ means over the global batch and per-example noise is a slice of one global sampl
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 import jax
 import numpy as np
@@ -21,11 +21,13 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax import errors
+from genjax import kernels
 from genjax.errors import ConfigError
 
 STRATEGIES = ("mesh", "pmap")
 PMAP_AXIS = "batch"
 MESH_AXIS = "data"
+Array = jax.Array
 
 
 def pmean(tree: Any, axis_name: str | None) -> Any:
@@ -207,3 +209,60 @@ def initialize_distributed(*, coordinator_address: str | None = None,
 def make_strategy(name: str) -> Strategy:
   errors.check_choice("parallel strategy", name, STRATEGIES, ConfigError)
   return MeshStrategy() if name == "mesh" else PmapStrategy()
+
+
+# --- batched, device-parallel application ------------------------------------------------------
+
+class BatchedApply:
+  """``fn(tree, x)`` over a host batch, in chunks split over devices, ``tree`` replicated.
+
+  Chunks hold ``batch_size`` examples (rounded up to a multiple of the device count; fewer for a
+  call with fewer examples), the last one padded, so a stream of calls compiles once per input
+  shape. ``preprocess(x)`` (optional) runs as its own jitted function first, so that inputs of
+  many sizes do not recompile ``fn``. Instances given the same hashable ``key`` (standing for
+  the same ``fn`` and ``preprocess``), devices and conv backend (``genjax.kernels``, as of
+  construction) share their compiled functions.
+  """
+
+  _compiled: dict[Hashable, Any] = {}
+
+  def __init__(self, fn: Callable[[Any, Array], Any], tree: Any, *, batch_size: int = 64,
+               devices: list[jax.Device] | None = None,
+               preprocess: Callable[[Array], Array] | None = None, key: Hashable = None):
+    devices = list(devices or jax.local_devices())
+    self.num_devices = len(devices)
+    mesh = jax.sharding.Mesh(np.array(devices), (MESH_AXIS,))
+    self.replicated = NamedSharding(mesh, P())
+    self.sharded = NamedSharding(mesh, P(MESH_AXIS))
+    self.batch_size = -(-max(1, batch_size) // self.num_devices) * self.num_devices
+    self.tree = jax.device_put(tree, self.replicated)
+    cache_key = None if key is None else (key, tuple(d.id for d in devices),
+                                          kernels.conv_backend())
+    if cache_key is None or cache_key not in self._compiled:
+      jitted = (jax.jit(fn, in_shardings=(self.replicated, self.sharded),
+                        out_shardings=self.sharded),
+                jax.jit(preprocess, in_shardings=self.sharded, out_shardings=self.sharded)
+                if preprocess else None)
+      if cache_key is None:
+        self.fn, self.preprocess = jitted
+        return
+      self._compiled[cache_key] = jitted
+    self.fn, self.preprocess = self._compiled[cache_key]
+
+  def __call__(self, x: np.ndarray) -> Any:
+    x = np.asarray(x)
+    n = x.shape[0]
+    if n == 0:
+      raise ConfigError("no examples to compute features of")
+    chunk = min(self.batch_size, -(-n // self.num_devices) * self.num_devices)
+    outs = []
+    for start in range(0, n, chunk):  # dispatch everything, then fetch
+      part = x[start:start + chunk]
+      if part.shape[0] < chunk:
+        part = np.concatenate([part, np.zeros((chunk - part.shape[0], *x.shape[1:]), x.dtype)])
+      part = jax.device_put(part, self.sharded)
+      if self.preprocess is not None:
+        part = self.preprocess(part)
+      outs.append(self.fn(self.tree, part))
+    outs = jax.device_get(outs)
+    return jax.tree.map(lambda *parts: np.concatenate(parts)[:n], *outs)

@@ -28,11 +28,10 @@ from genjax import config as config_lib
 from genjax import data
 from genjax import evaluation
 from genjax import kernels
-from genjax import methods
-from genjax import models
 from genjax import parallel
 from genjax import profiling
 from genjax import reporting
+from genjax import runs
 from genjax import errors
 from genjax.errors import NonFiniteError
 from genjax.errors import StepError
@@ -87,13 +86,6 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def build_method(config, axis_name: str | None = None) -> methods.Method:
-  """The training method of ``config``'s model family, with its networks built."""
-  method_cls = methods.get(models.get(config.model.name).METHOD)
-  return method_cls(config, config_lib.image_shape(config),
-                    data.DATASETS[config.dataset.name].num_classes, axis_name)
-
-
 def train_and_evaluate(config, workdir: str) -> Result:
   """Trains ``config``'s model in ``workdir``, resuming from its newest checkpoint."""
   config_lib.validate(config)
@@ -102,7 +94,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
   strategy.check_batch(config.batch_size)
   ds = config.dataset
   arrays = data.load_config(ds)
-  method = build_method(config, strategy.axis_name)
+  method = runs.build_method(config, strategy.axis_name)
 
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as cleanup:

@@ -11,11 +11,11 @@ from flax import nnx
 from genjax import config as config_lib
 from genjax import data
 from genjax import parallel
+from genjax import runs
 from genjax import train
 from genjax.errors import ConfigError
 from genjax.errors import DataError
 from genjax.methods import classification
-from genjax.metrics import features
 from genjax.models import classifier
 from genjax.models import layers
 from tests.conftest import apply_overrides
@@ -102,11 +102,11 @@ def test_one_step_on_8_devices_equals_one_device(strategy_name):
                                 "method.translate": 2})
   arrays = data.load("synthetic", "train")
   batch = {k: v[:c.batch_size] for k, v in arrays.items()}
-  single = train.build_method(c)
+  single = runs.build_method(c)
   init = single.init(jax.random.PRNGKey(0))
   expected, expected_metrics = jax.device_get(jax.jit(single.step)(init, batch))
   strategy = parallel.make_strategy(strategy_name)
-  method = train.build_method(c, strategy.axis_name)
+  method = runs.build_method(c, strategy.axis_name)
   state = strategy.put_state(method.init(jax.random.PRNGKey(0)))
   new_state, metrics = strategy.compile(method.step)(state, strategy.put_batch(batch))
   got = jax.device_get(strategy.get_state(new_state))
@@ -121,12 +121,12 @@ def test_trains_on_synthetic_and_load_classifier_reproduces_it(tmp_path):
   c = tiny_classifier_config()
   result = train.train_and_evaluate(c, str(tmp_path))
   assert result.metrics["accuracy"] >= 0.95, result.metrics  # last 20 steps' train batches
-  method = train.build_method(c)
+  method = runs.build_method(c)
   test = data.load("synthetic", "test")
   assert classification.accuracy(method, result.state, test["image"], test["label"], 48) >= 0.95
   assert (tmp_path / "samples" / "inputs.png").exists()
 
-  extractor = features.load_classifier(tmp_path)
+  extractor = runs.load_classifier(tmp_path)
   images = test["image"][:40]
   got = extractor(images)
   want = method.sampler_net(result.state)(method.images(images))
@@ -137,7 +137,7 @@ def test_trains_on_synthetic_and_load_classifier_reproduces_it(tmp_path):
                              got["logits"], rtol=1e-5, atol=1e-5)
 
   with pytest.raises(Exception, match="no checkpoints"):
-    features.load_classifier(tmp_path / "nowhere")
+    runs.load_classifier(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("dataset,minimum", [("mnist", 0.99), ("fashion_mnist", 0.90)])
@@ -146,7 +146,7 @@ def test_committed_classifiers(dataset, minimum):
     test = data.load(dataset, "test")
   except DataError as e:
     pytest.skip(f"{dataset} is not available here: {e}")
-  extractor = features.load_classifier(CLASSIFIERS / dataset)
+  extractor = runs.load_classifier(CLASSIFIERS / dataset)
   images, labels = test["image"][:2000], test["label"][:2000]
   out = extractor(images)
   assert out["features"].shape == (2000, 128)

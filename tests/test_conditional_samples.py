@@ -1,7 +1,7 @@
 """Class-conditional GANs generate the class they are asked for.
 
 Small generators trained on MNIST (experiments/configs/{acgan,cgan}_mnist.py, exported with
-experiments/export_generator.py) draw 100 samples per digit; the committed domain classifier
+``python -m genjax.export --dtype=float16``) draw 100 samples per digit; the committed domain classifier
 (experiments/classifiers/mnist, trained independently of any generator) must recognise the
 conditioning digit in at least 90% of them.
 """
@@ -12,28 +12,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from experiments.export_generator import load_generator
 from genjax import evaluation
-from genjax.metrics import features
+from genjax import frozen
+from genjax import runs
 
 DATA = pathlib.Path(__file__).parent / "data"
 
 
 @pytest.mark.parametrize("name", ["acgan_mnist", "cgan_mnist"])
 def test_conditional_samples_are_classified_as_their_label(name):
-  method, params, buffers = load_generator(str(DATA / f"{name}_generator.npz"))
+  generator = frozen.load(str(DATA / f"{name}_generator.npz"))
+  method = generator.method
   labels = jnp.repeat(jnp.arange(10), 100)
   latent = dict(method.eval_inputs(jax.random.PRNGKey(0), 1000, None), labels=labels)
+  graphdef, weights = nnx.split(generator.module)
 
   @jax.jit
-  def sample(params, buffers, latent):
-    g = method.net("generator", params, buffers, train=False)
-    return method.generate(g, latent)
+  def sample(weights, latent):
+    return method.generate(nnx.merge(graphdef, weights), latent)
 
-  images = np.asarray(sample(params, buffers, latent), np.float32)
+  images = np.asarray(sample(weights, latent), np.float32)
   lo, hi = method.value_range
-  classifier = features.load_classifier(str(evaluation.CLASSIFIER_DIR / "mnist"))
+  classifier = runs.load_classifier(str(evaluation.CLASSIFIER_DIR / "mnist"))
   logits = classifier(np.clip((images - lo) / (hi - lo), 0, 1))["logits"]
   predicted = np.argmax(logits, -1)
   per_class = [float(np.mean(predicted[labels == k] == k)) for k in range(10)]

@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from genjax import data
 from genjax.data import derived
 from genjax.data import sources
 from genjax.errors import DataError
@@ -30,7 +31,7 @@ def e2f():
 
 @pytest.fixture(scope="module")
 def mnist():
-  return {s: sources.load("mnist", s) for s in ("train", "test")}
+  return {s: sources.load_images("mnist", s) for s in ("train", "test")}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_edge_map_on_known_shapes():
 
 @needs_fashion
 def test_edges2fashion_pairs_edges_with_garments(e2f):
-  src = sources.load("fashion_mnist", "test")
+  src = sources.load_images("fashion_mnist", "test")
   assert set(e2f) == {"A", "B", "label"}
   assert e2f["A"].shape == e2f["B"].shape == (10000, 28, 28, 1)
   assert e2f["A"].dtype == e2f["B"].dtype == np.uint8 and e2f["label"].dtype == np.int32
@@ -210,10 +211,10 @@ def test_registry_matches_outputs(cm, e2f):
     assert out["A"].shape[1:] == dict(info.sources)["A"] and out["B"].shape[1:] == info.shape
     assert info.target == "B" and "label" in out
   assert sources.DATASETS["edges2fashion"].paired and not sources.DATASETS["colored_mnist"].paired
-  test = sources.load("colored_mnist", "test")
+  test = data.load("colored_mnist", "test")
   np.testing.assert_array_equal(test["B"], cm["test"]["B"])
   assert test.groups is None  # paired for evaluation
-  train = sources.load("colored_mnist", "train")
+  train = data.load("colored_mnist", "train")
   assert train.groups == (("A", "label_A"), ("B", "label_B"))
 
 

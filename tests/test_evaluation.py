@@ -14,6 +14,7 @@ import pytest
 from genjax import config as config_lib
 from genjax import evaluation
 from genjax import kernels
+from genjax import runs
 from genjax import train
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
@@ -36,7 +37,7 @@ def make(family, tmp_path, **overrides):
                              "eval.metrics": "fid,kid,is,pr,dc", "dataset.split": "train",
                              "eval.split": "test", **overrides})
   config_lib.validate(c)
-  method = train.build_method(c)
+  method = runs.build_method(c)
   return c, method, method.init(jax.random.PRNGKey(0))
 
 

@@ -13,7 +13,7 @@ from genjax import config as config_lib
 from genjax import data
 from genjax import losses
 from genjax import parallel
-from genjax import train
+from genjax import runs
 from genjax.data import augment
 from genjax.errors import ConfigError
 from genjax.methods import adversarial
@@ -44,7 +44,7 @@ def tiny_zoo(name: str, **overrides):
 
 
 def make(c):
-  method = train.build_method(c)
+  method = runs.build_method(c)
   state = jax.jit(method.init)(jax.random.PRNGKey(c.seed))
   arrays = data.load(c.dataset.name, "train")
   batches = data.BatchIterator(arrays, c.batch_size, seed=0)
@@ -283,15 +283,15 @@ def test_incompatible_networks_and_options_fail_in_one_line():
   c = tiny_config("dcgan", **{"method.labelled_per_class": 10})
   with pytest.raises(ConfigError, match="needs an unconditional generator and a discriminator "
                      "with class logits"):
-    train.build_method(c)
+    runs.build_method(c)
   c = tiny_zoo("sgan", **{"method.labelled_per_class": 0})
   with pytest.raises(ConfigError, match="set --config.method.labelled_per_class"):
-    train.build_method(c)
+    runs.build_method(c)
   c = tiny_zoo("acgan", **{"model.num_classes": 7})
   with pytest.raises(ConfigError, match="set --config.model.num_classes=10"):
-    train.build_method(c)
+    runs.build_method(c)
   c = tiny_zoo("sgan", **{"method.labelled_per_class": 100000})
-  method = train.build_method(c)
+  method = runs.build_method(c)
   with pytest.raises(ConfigError, match="labelled_per_class: class 0 has only"):
     method._labelled_subset()  # pylint: disable=protected-access
 
@@ -366,7 +366,7 @@ def test_dcgan_critic_without_norm_has_biases():
 
 @pytest.mark.parametrize("noise", ["normal", "uniform"])
 def test_generator_noise_distribution(noise):
-  method = train.build_method(tiny_config("dcgan", **{"method.noise": noise}))
+  method = runs.build_method(tiny_config("dcgan", **{"method.noise": noise}))
   z = np.asarray(method.sample_latent(jax.random.key(0), 4096, None)["z"])
   if noise == "uniform":  # U(-1, 1): mean 0, variance 1/3, bounded
     assert z.min() >= -1 and z.max() <= 1 and abs(z.var() - 1 / 3) < 0.01

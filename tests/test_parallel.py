@@ -14,7 +14,7 @@ import pytest
 from genjax import config as config_lib
 from genjax import data
 from genjax import parallel
-from genjax import train
+from genjax import runs
 from genjax.errors import ConfigError
 from tests.conftest import NUM_DEVICES
 from tests.conftest import tiny_config
@@ -32,7 +32,7 @@ def _setup(family, overrides):
                              "optimizer.b1": 0.0, **overrides})
   config_lib.validate(c)
   batch = {"image": data.load("synthetic", "train")["image"][:c.batch_size]}
-  return c, batch, lambda axis: train.build_method(c, axis)
+  return c, batch, lambda axis: runs.build_method(c, axis)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

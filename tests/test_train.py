@@ -15,8 +15,8 @@ from PIL import Image
 from tensorboardX.proto import event_pb2
 
 from genjax import checkpoint
+from genjax import runs
 from genjax import train
-from genjax.metrics import features
 from tests.conftest import REPO, TINY_DCGAN_FLAGS, tiny_config
 
 FAMILIES = {
@@ -54,7 +54,7 @@ def test_family_trains_end_to_end(tmp_path, caplog, name):
   assert result.step == 4 and int(result.state.step) == 4 and result.signal is None
   assert result.metrics and all(np.isfinite(v) for v in result.metrics.values())
   # Parameters moved away from their initial values.
-  init = train.build_method(c).init(jax.random.PRNGKey(c.seed))
+  init = runs.build_method(c).init(jax.random.PRNGKey(c.seed))
   moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(result.state.params),
                                                  jax.tree.leaves(init.params))]
   assert sum(moved) >= len(moved) // 2
@@ -125,7 +125,7 @@ def test_gan_zoo_family_end_to_end_keeps_power_iteration_vectors_in_checkpoints(
   sig = ckpt.read_meta(4)["signature"]
   u_paths = [p for p in sig if p.startswith(".buffers['discriminator']") and "'u'" in p]
   assert u_paths, "spectral norm's power-iteration vectors are not in the checkpoint"
-  method = train.build_method(c)
+  method = runs.build_method(c)
   sharding = jax.sharding.NamedSharding(jax.make_mesh((1,), ("d",), devices=jax.devices()[:1]),
                                         jax.sharding.PartitionSpec())
   restored, _ = ckpt.restore(4, jax.eval_shape(method.init, jax.random.PRNGKey(0)),
@@ -170,5 +170,5 @@ def test_a_failing_kernel_ends_the_run_in_one_line_keeping_the_last_checkpoint(t
                    f"{tmp_path}/checkpoints"]
   ckpt = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), keep=3, asynchronous=False)
   assert ckpt.manager.all_steps() == [2]
-  _, state, _ = features.restore_run(str(tmp_path))
+  _, state, _ = runs.restore_run(str(tmp_path))
   assert int(state.step) == 2 and bool(train._all_finite(state))

@@ -12,138 +12,17 @@ import torch
 from flax import nnx
 from torch import nn
 
+from benchmarks import torch_peers
+from benchmarks.torch_peers import TorchPatchGAN, TorchResnet
 from genjax import kernels, torch_weights
 from genjax.errors import CheckpointError, ConfigError
 from genjax.models import layers
 from genjax.models import translation_nets as tn
 
-# --- PyTorch peers: junyanz/pytorch-CycleGAN-and-pix2pix's networks.py, written from its
-# description with the same module trees, so that their state_dicts have the reference's keys.
-
-
-def _torch_norm(norm):
-  return {"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d,
-          "none": lambda channels: nn.Identity()}[norm]
-
-
-class TorchUnetLevel(nn.Module):
-  """A UnetSkipConnectionBlock: ``model`` is [LeakyReLU, down conv, norm, inner level, ReLU,
-  up conv, norm, Dropout] less what the level lacks (the top: no LeakyReLU, norms; a tanh; the
-  bottom: no inner level, no down norm). Below the top, the output is ``cat(x, model(x))``; the
-  LeakyReLU acts in place, as in the reference, so ``x`` is concatenated activated."""
-
-  def __init__(self, outer, inner_c, *, in_c=None, inner=None, top=False, norm="batch",
-               dropout=False):
-    super().__init__()
-    make_norm, bias = _torch_norm(norm), norm == "instance"
-    self.top = top
-    down = nn.Conv2d(in_c or outer, inner_c, 4, 2, 1, bias=bias)
-    if top:
-      seq = [down, inner, nn.ReLU(True), nn.ConvTranspose2d(2 * inner_c, outer, 4, 2, 1),
-             nn.Tanh()]
-    elif inner is None:
-      seq = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True),
-             nn.ConvTranspose2d(inner_c, outer, 4, 2, 1, bias=bias), make_norm(outer)]
-    else:
-      seq = [nn.LeakyReLU(0.2, True), down, make_norm(inner_c), inner, nn.ReLU(True),
-             nn.ConvTranspose2d(2 * inner_c, outer, 4, 2, 1, bias=bias), make_norm(outer)]
-      seq += [nn.Dropout(0.5)] if dropout else []
-    self.model = nn.Sequential(*seq)
-
-  def forward(self, x):
-    return self.model(x) if self.top else torch.cat([x, self.model(x)], 1)
-
-
-class TorchUnet(nn.Module):
-
-  def __init__(self, input_nc, output_nc, num_downs, ngf=64, norm="batch", use_dropout=False):
-    super().__init__()
-    level = TorchUnetLevel(8 * ngf, 8 * ngf, norm=norm)
-    for _ in range(num_downs - 5):
-      level = TorchUnetLevel(8 * ngf, 8 * ngf, inner=level, norm=norm, dropout=use_dropout)
-    for mult in (4, 2, 1):
-      level = TorchUnetLevel(mult * ngf, 2 * mult * ngf, inner=level, norm=norm)
-    self.model = TorchUnetLevel(output_nc, ngf, in_c=input_nc, inner=level, top=True, norm=norm)
-
-  def forward(self, x):
-    return self.model(x)
-
-
-class TorchResnetBlock(nn.Module):
-
-  def __init__(self, dim, norm, use_dropout):
-    super().__init__()
-    make_norm, bias = _torch_norm(norm), norm == "instance"
-    seq = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim), nn.ReLU(True)]
-    seq += [nn.Dropout(0.5)] if use_dropout else []
-    seq += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim)]
-    self.conv_block = nn.Sequential(*seq)
-
-  def forward(self, x):
-    return x + self.conv_block(x)
-
-
-class TorchResnet(nn.Module):
-
-  def __init__(self, input_nc, output_nc, n_blocks, ngf=64, norm="batch", use_dropout=False):
-    super().__init__()
-    make_norm, bias = _torch_norm(norm), norm == "instance"
-    seq = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), make_norm(ngf),
-           nn.ReLU(True)]
-    for c in (ngf, 2 * ngf):
-      seq += [nn.Conv2d(c, 2 * c, 3, 2, 1, bias=bias), make_norm(2 * c), nn.ReLU(True)]
-    seq += [TorchResnetBlock(4 * ngf, norm, use_dropout) for _ in range(n_blocks)]
-    for c in (4 * ngf, 2 * ngf):
-      seq += [nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, bias=bias),
-              make_norm(c // 2), nn.ReLU(True)]
-    seq += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
-    self.model = nn.Sequential(*seq)
-
-  def forward(self, x):
-    return self.model(x)
-
-
-class TorchPatchGAN(nn.Module):
-  """NLayerDiscriminator: ``n_layers`` stride-2 4x4 convs, one stride-1, one to a channel."""
-
-  def __init__(self, input_nc, ndf=64, n_layers=3, norm="batch"):
-    super().__init__()
-    make_norm, bias = _torch_norm(norm), norm == "instance"
-    seq, mult = [nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)], 1
-    for n in range(1, n_layers + 1):
-      prev, mult = mult, min(2 ** n, 8)
-      seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if n < n_layers else 1, 1, bias=bias),
-              make_norm(ndf * mult), nn.LeakyReLU(0.2, True)]
-    seq.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
-    self.model = nn.Sequential(*seq)
-
-  def forward(self, x):
-    return self.model(x)
-
-
-class TorchPixelGAN(nn.Module):
-
-  def __init__(self, input_nc, ndf=64, norm="batch"):
-    super().__init__()
-    make_norm, bias = _torch_norm(norm), norm == "instance"
-    self.net = nn.Sequential(nn.Conv2d(input_nc, ndf, 1), nn.LeakyReLU(0.2, True),
-                             nn.Conv2d(ndf, 2 * ndf, 1, bias=bias), make_norm(2 * ndf),
-                             nn.LeakyReLU(0.2, True), nn.Conv2d(2 * ndf, 1, 1, bias=bias))
-
-  def forward(self, x):
-    return self.net(x)
-
-
-def _torch_G(name, input_nc, output_nc, **kw):
-  if name.startswith("unet_"):
-    return TorchUnet(input_nc, output_nc, int(np.log2(int(name[5:]))), **kw)
-  return TorchResnet(input_nc, output_nc, int(name[len("resnet_"):-len("blocks")]), **kw)
-
-
-def _torch_D(name, input_nc, n_layers_D=3, **kw):
-  if name == "pixel":
-    return TorchPixelGAN(input_nc, **kw)
-  return TorchPatchGAN(input_nc, n_layers=3 if name == "basic" else n_layers_D, **kw)
+# The PyTorch peers (benchmarks.torch_peers): junyanz/pytorch-CycleGAN-and-pix2pix's networks.py,
+# written from its description with the same module trees, so that their state_dicts have the
+# reference's keys. The benchmark's Pix2Pix/CycleGAN peers run the same ones.
+_torch_G, _torch_D = torch_peers.define_G, torch_peers.define_D
 
 
 # (kind, name, channels, options, the reference's parameter count where it is known)

@@ -15,8 +15,8 @@ from genjax.data.sources import Examples
 from genjax.data.sources import image_shapes
 from genjax.data.sources import labelled_subset
 from genjax.data.sources import LAYOUTS
-from genjax.data.sources import load
-from genjax.data.sources import load_config
+from genjax.data.catalog import load
+from genjax.data.catalog import load_config
 from genjax.data.sources import paired
 from genjax.data.sources import PREPROCESS
 from genjax.data.sources import SPLITS

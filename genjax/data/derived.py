@@ -1,6 +1,6 @@
 """Image-to-image datasets derived offline and deterministically from MNIST and Fashion-MNIST.
 
-Both are computed from the local IDX files (through :func:`genjax.data.sources.load`) with integer
+Both are computed from the local IDX files (through :func:`genjax.data.sources.load_images`) with integer
 arithmetic only, so every call on every machine gives the same bytes; nothing is random.
 
 ``edges2fashion`` (paired, for pix2pix; the small sibling of edges2shoes)
@@ -114,7 +114,7 @@ def edges2fashion(split: str, *, local_dir: str | os.PathLike | None = None,
                   data_dir: str | os.PathLike | None = None, download: bool = True) -> Arrays:
   """Paired edges -> garments from Fashion-MNIST ``split`` (``'train'`` 60000, ``'test'`` 10000).
 
-  The keyword arguments go to :func:`genjax.data.sources.load`.
+  The keyword arguments go to :func:`genjax.data.sources.load_images`.
 
   Returns:
     ``{"A": edges uint8 [N, 28, 28, 1], "B": garments uint8 [N, 28, 28, 1], "label": int32 [N]}``.
@@ -122,7 +122,7 @@ def edges2fashion(split: str, *, local_dir: str | os.PathLike | None = None,
   Raises:
     DataError: Unknown split, or Fashion-MNIST unavailable.
   """
-  src = sources.load("fashion_mnist", split, local_dir=local_dir, data_dir=data_dir,
+  src = sources.load_images("fashion_mnist", split, local_dir=local_dir, data_dir=data_dir,
                      download=download)
   return {"A": edge_map(src["image"]), "B": src["image"], "label": src["label"]}
 
@@ -176,7 +176,7 @@ def colored_mnist(split: str, *, local_dir: str | os.PathLike | None = None,
                   data_dir: str | os.PathLike | None = None, download: bool = True) -> Arrays:
   """Gray MNIST digits (A) and colourised digits (B), see the module docstring.
 
-  The keyword arguments go to :func:`genjax.data.sources.load`.
+  The keyword arguments go to :func:`genjax.data.sources.load_images`.
 
   Returns:
     ``'train'``: ``{"A": uint8 [30000, 28, 28, 1], "label_A": int32 [30000], "B": uint8
@@ -186,7 +186,7 @@ def colored_mnist(split: str, *, local_dir: str | os.PathLike | None = None,
   Raises:
     DataError: Unknown split, or MNIST unavailable.
   """
-  src = sources.load("mnist", split, local_dir=local_dir, data_dir=data_dir, download=download)
+  src = sources.load_images("mnist", split, local_dir=local_dir, data_dir=data_dir, download=download)
   images, labels = src["image"], src["label"]
   if split == "train":
     return {"A": images[0::2].copy(), "label_A": labels[0::2].copy(),

@@ -160,7 +160,8 @@ def random_crop_flip(images: dict[str, jax.Array], groups, *, size: int | None, 
       for k in keys:
         out[k] = crop(out[k], top, left)
     if flip:
-      flips = batch_random(jax.random.bernoulli, jax.random.fold_in(key, 2), (n,), axis_name)
+      flips = batch_random(lambda k, shape: jax.random.bernoulli(k, 0.5, shape),
+                           jax.random.fold_in(key, 2), (n,), axis_name)
       for k in keys:
         out[k] = jnp.where(flips[:, None, None, None], out[k][:, :, ::-1], out[k])
   return out

@@ -127,15 +127,6 @@ def domain_groups(keys) -> tuple[tuple[str, ...], ...]:
 Arrays = dict[str, np.ndarray]
 
 
-def load_config(ds, split: str | None = None) -> Examples:
-  """:func:`load` with the options of a ``config.dataset`` section (``split``: its own by
-  default)."""
-  return load(ds.name, split or ds.split, local_dir=ds.local_dir or None,
-              data_dir=ds.data_dir or None, download=ds.download, path=ds.path,
-              layout=ds.layout, direction=ds.direction, preprocess=ds.preprocess,
-              load_size=ds.load_size, channels=tuple(ds.channels))
-
-
 def image_shapes(ds) -> dict[str, tuple[int, int, int]]:
   """The shape of each image key as models see it, for a ``config.dataset`` section: after the
   folder's crop (``crop_size`` where ``preprocess`` crops, else ``load_size``) or the
@@ -151,77 +142,48 @@ def image_shapes(ds) -> dict[str, tuple[int, int, int]]:
   return {k: (s, s, c) if s else (h, w, c) for k, (h, w, c) in shapes.items()}
 
 
-def load(name: str, split: str, *, local_dir: str | os.PathLike | None = None,
-         data_dir: str | os.PathLike | None = None, download: bool = True, path: str = "",
-         layout: str = "aligned", direction: str = "AtoB", preprocess: str = "resize_and_crop",
-         load_size: int = 286, channels: tuple[int, int] = (3, 3)) -> Examples:
-  """Loads a whole dataset split into memory.
+def load_images(name: str, split: str, *, local_dir: str | os.PathLike | None = None,
+                data_dir: str | os.PathLike | None = None, download: bool = True) -> Arrays:
+  """Loads a whole split of an image dataset (``image``, ``label``) into memory: IDX files,
+  TFDS or synthetic. :func:`genjax.data.load` loads every kind of dataset.
 
   Args:
-    name: A key of :data:`DATASETS`.
+    name: A key of :data:`DATASETS` of source idx, tfds or synthetic.
     split: ``'train'`` or ``'test'``.
     local_dir: Directory with the four IDX files (``mnist``/``fashion_mnist`` only). Overrides
       the dataset's environment variable and default directories.
     data_dir: TFDS data directory (``None``: TFDS default).
     download: Whether TFDS may download and prepare missing data.
-    path, layout, preprocess, load_size, channels: ``image_folder`` only: the root folder, its
-      layout (:data:`LAYOUTS`), the host-side resizing (the reference's ``preprocess`` names)
-      and the channels of the model's input and output (the reference's input_nc, output_nc).
-    direction: ``'AtoB'``, or ``'BtoA'`` to swap the source and target of an image-to-image
-      dataset.
 
   Returns:
-    ``{"image": uint8 [N, H, W, C], "label": int32 [N]}``, or an image-to-image dataset's
-    ``A``/``B`` (see the module docstring).
+    ``{"image": uint8 [N, H, W, C], "label": int32 [N]}``.
 
   Raises:
     DataError: Unknown name or split, corrupt files, or data that is missing and cannot be
       downloaded.
   """
-  errors.check_choice("dataset", name, DATASETS, DataError, listing="valid names")
-  info = DATASETS[name]
-  splits = SPLITS + (("val",) if info.source == "folder" else ())
-  if split not in splits:
-    raise DataError(f"unknown split {split!r} for dataset {name!r}; valid splits: "
-                    f"{', '.join(splits)}")
-  if direction not in ("AtoB", "BtoA"):
-    raise DataError(f"unknown direction {direction!r}; valid: AtoB, BtoA")
-  if info.source in ("folder", "derived"):
-    file_channels = tuple(channels) if direction == "AtoB" else tuple(channels)[::-1]
-    arrays = _load_translation(info, split, local_dir=local_dir, data_dir=data_dir,
-                               download=download, path=path, layout=layout,
-                               preprocess=preprocess, load_size=load_size,
-                               channels=file_channels)
-    if direction == "BtoA":
-      swap = {"A": "B", "B": "A", "label_A": "label_B", "label_B": "label_A"}
-      arrays = {swap.get(k, k): v for k, v in arrays.items()}
-    unpaired = len(arrays["A"]) != len(arrays["B"]) or "label_A" in arrays or (
-        info.source == "folder" and layout == "unaligned")
-    return Examples(arrays, domain_groups(arrays) if unpaired else None)
+  info = check_split(name, split)
   if info.source == "synthetic":
-    return Examples(_synthetic(info, split))
+    return _synthetic(info, split)
   searched: list[pathlib.Path] = []
   if info.source == "idx":
     searched = _idx_dirs(info, local_dir)
     for directory in searched:
       paths = _find_idx(directory, split)
       if paths is not None:
-        return Examples(read_idx_pair(*paths))
-  return Examples(_load_tfds(info, split, data_dir, download, searched))
+        return read_idx_pair(*paths)
+  return _load_tfds(info, split, data_dir, download, searched)
 
 
-def _load_translation(info: DatasetInfo, split: str, *, path: str, layout: str, preprocess: str,
-                      load_size: int, channels, **idx_options) -> Arrays:
-  from genjax.data import derived  # pylint: disable=g-import-not-at-top
-  if info.source == "derived":
-    return getattr(derived, info.name)(split, **idx_options)
-  if not path:
-    raise DataError("dataset 'image_folder' needs its root folder: set "
-                    "--config.dataset.path=/path/to/dataset")
-  errors.check_choice("image_folder layout", layout, LAYOUTS, DataError)
-  loader = folders.load_aligned if layout == "aligned" else folders.load_unaligned
-  return loader(path, split, load_size=load_size, preprocess=preprocess,
-                channels_a=channels[0], channels_b=channels[1])
+def check_split(name: str, split: str) -> DatasetInfo:
+  """The info of dataset ``name``; a DataError for an unknown name or split."""
+  errors.check_choice("dataset", name, DATASETS, DataError, listing="valid names")
+  info = DATASETS[name]
+  splits = SPLITS + (("val",) if info.source == "folder" else ())
+  if split not in splits:
+    raise DataError(f"unknown split {split!r} for dataset {name!r}; valid splits: "
+                    f"{', '.join(splits)}")
+  return info
 
 
 # ---------------------------------------------------------------------------------------------

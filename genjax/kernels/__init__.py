@@ -365,7 +365,7 @@ def _note_exception(kind, dtype, src, dst, weights, geo, compute, why) -> None:
 def _lax_primitive(kind: str, shape, first, second, geo: Geometry):
   """One primitive (see :func:`_call`) by XLA's convolutions: the conv, or its VJP in the
   activations or in the kernel."""
-  (kh, kw), transposed = geo.kernel_hw, geo.transposed
+  transposed = geo.transposed
 
   def conv(src, kernel):  # kernel in its buffer layout, (kh, kw, O, I) when transposed
     hwio = kernel.transpose(0, 1, 3, 2) if transposed else kernel

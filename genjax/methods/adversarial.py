@@ -370,14 +370,13 @@ def class_accuracy(method: Adversarial, state: TrainState, images: np.ndarray,
   under the best one-to-one mapping of codes to labels (Hungarian algorithm), with the
   discriminator's EMA weights where ``method.d_ema_decay`` keeps them."""
   from genjax.metrics import clustering  # pylint: disable=g-import-not-at-top
-  from genjax.metrics.features import BatchedApply  # pylint: disable=g-import-not-at-top
   if not (method.semi or method.num_categorical):
     raise ConfigError(f"model {method.config.model.name!r} classifies nothing: accuracy needs "
                       f"an SGAN discriminator or an InfoGAN categorical code")
   # The discriminator's EMA weights where kept (Salimans et al. test with averaged weights).
   tree = (state.ema.get("discriminator", state.params["discriminator"]),
           state.buffers["discriminator"])
-  predictions = np.asarray(BatchedApply(lambda t, x: method.predict_classes(*t, x), tree,
+  predictions = np.asarray(parallel.BatchedApply(lambda t, x: method.predict_classes(*t, x), tree,
                                         batch_size=batch_size)(images))
   labels = np.asarray(labels)
   if method.semi:

@@ -229,6 +229,14 @@ class Method:
   def eval_generate(self, state: TrainState, inputs: Array) -> Array:
     raise NotImplementedError(f"{type(self).__name__} has no sample-quality evaluation")
 
+  def eval_scores(self, state: TrainState, condition: dict[str, Array],
+                  generated: Array) -> dict[str, Array]:
+    """Per-example scores of ``generated`` against its ``condition`` (the evaluation split's
+    examples, of every key aligned with EVAL_CONDITION's), averaged into the results; none by
+    default."""
+    del state, condition, generated
+    return {}
+
   def sample_grids(self, state: TrainState, examples: dict[str, Array],
                    rng: Array) -> dict[str, Array]:
     """Named image grids ``[rows, cols, H, W, C]`` in ``value_range`` for PNGs and TensorBoard.

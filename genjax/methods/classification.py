@@ -104,7 +104,6 @@ def accuracy(method: Classification, state: TrainState, images: np.ndarray,
   The network runs in inference mode (running BatchNorm statistics, EMA weights where kept, no
   dropout, no augmentation), jitted, with each batch split over the local devices.
   """
-  from genjax.metrics.features import BatchedApply  # pylint: disable=g-import-not-at-top
   role = method.SAMPLE_NET
   tree = (state.ema.get(role, state.params[role]), state.buffers[role])
 
@@ -112,5 +111,5 @@ def accuracy(method: Classification, state: TrainState, images: np.ndarray,
     logits = method.net(role, *tree, train=False)(method.images(images_uint8))["logits"]
     return jnp.argmax(logits, -1)
 
-  predictions = BatchedApply(predict, tree, batch_size=batch_size)(images)
+  predictions = parallel.BatchedApply(predict, tree, batch_size=batch_size)(images)
   return float(np.mean(predictions == np.asarray(labels)))

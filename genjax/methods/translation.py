@@ -331,6 +331,23 @@ class Translation(Method):
   def eval_generate(self, state, inputs):
     return self.sample(state, self.images(inputs), jax.random.fold_in(state.rng, 0xE7A1))
 
+  def eval_scores(self, state, condition, generated):
+    """L1, PSNR and SSIM against the true target where the split has one (paired), and for
+    CycleGAN the cycle error |G_B(G_A(A)) - A|."""
+    from genjax.metrics import image  # pylint: disable=g-import-not-at-top
+    out = {}
+    if "B" in condition:
+      b, span = self.images(condition["B"]), self.value_range[1] - self.value_range[0]
+      out.update(l1=image.l1(generated, b), psnr=image.psnr(generated, b, span),
+                 ssim=image.ssim(generated, b, span))
+    if self.cycle:
+      g = self.generators[1]
+      back, _ = self.translate(g, state.ema.get(g, state.params[g]), state.buffers[g],
+                               generated, None, train=False)
+      out["cycle_l1"] = image.l1(jnp.clip(back.astype(jnp.float32), *self.value_range),
+                                 self.images(condition["A"]))
+    return out
+
   def sample(self, state: TrainState, a: Array, rng: Array | None) -> Array:
     """``G(a)`` (A -> B) in the value range: EMA weights where kept; dropout (``rng``) and batch
     statistics where ``sample_train_mode`` asks for the reference's test-time behaviour."""

@@ -4,7 +4,7 @@ similarity and anomaly-detection ranking metrics."""
 from genjax.metrics.anomaly import auprc, auroc
 from genjax.metrics.clustering import cluster_accuracy
 from genjax.metrics.features import (ClassifierFeatures, InceptionFeatures, InceptionV3,
-                                     convert_inception, load_classifier, load_inception,
+                                     convert_inception, load_inception,
                                      read_torch_state_dict)
 from genjax.metrics.image import l1, l2, psnr, ssim
 from genjax.metrics.likelihood import (LikelihoodBounds, bits_per_dim, elbo,
@@ -20,6 +20,6 @@ __all__ = [
     "density_coverage", "elbo",
     "estimate_log_likelihood", "feature_statistics", "fid", "frechet_distance",
     "gaussian_log_density", "inception_score", "iwae_bound", "kid", "kid_subset_indices", "l1",
-    "l2", "load_classifier", "load_inception", "log_importance_weights", "polynomial_mmd2",
+    "l2", "load_inception", "log_importance_weights", "polynomial_mmd2",
     "precision_recall", "psnr", "read_torch_state_dict", "ssim",
 ]

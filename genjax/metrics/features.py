@@ -26,17 +26,14 @@ spans several processes: the outputs of this process's rows, for the caller to g
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Hashable, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from genjax import errors
-from genjax import kernels
 from genjax import parallel
 from genjax.models import layers
 from genjax.errors import CheckpointError
@@ -350,63 +347,6 @@ def convert_inception(pth: str | os.PathLike, npz: str | os.PathLike) -> None:
   np.savez(npz, **weights)
 
 
-# --- batched, device-parallel application ------------------------------------------------------
-
-class BatchedApply:
-  """``fn(tree, x)`` over a host batch, in chunks split over devices, ``tree`` replicated.
-
-  Chunks hold ``batch_size`` examples (rounded up to a multiple of the device count; fewer for a
-  call with fewer examples), the last one padded, so a stream of calls compiles once per input
-  shape. ``preprocess(x)`` (optional) runs as its own jitted function first, so that inputs of
-  many sizes do not recompile ``fn``. Instances given the same hashable ``key`` (standing for
-  the same ``fn`` and ``preprocess``), devices and conv backend (``genjax.kernels``, as of
-  construction) share their compiled functions.
-  """
-
-  _compiled: dict[Hashable, Any] = {}
-
-  def __init__(self, fn: Callable[[Any, Array], Any], tree: Any, *, batch_size: int = 64,
-               devices: list[jax.Device] | None = None,
-               preprocess: Callable[[Array], Array] | None = None, key: Hashable = None):
-    devices = list(devices or jax.local_devices())
-    self.num_devices = len(devices)
-    mesh = jax.sharding.Mesh(np.array(devices), (parallel.MESH_AXIS,))
-    self.replicated = NamedSharding(mesh, P())
-    self.sharded = NamedSharding(mesh, P(parallel.MESH_AXIS))
-    self.batch_size = -(-max(1, batch_size) // self.num_devices) * self.num_devices
-    self.tree = jax.device_put(tree, self.replicated)
-    cache_key = None if key is None else (key, tuple(d.id for d in devices),
-                                          kernels.conv_backend())
-    if cache_key is None or cache_key not in self._compiled:
-      jitted = (jax.jit(fn, in_shardings=(self.replicated, self.sharded),
-                        out_shardings=self.sharded),
-                jax.jit(preprocess, in_shardings=self.sharded, out_shardings=self.sharded)
-                if preprocess else None)
-      if cache_key is None:
-        self.fn, self.preprocess = jitted
-        return
-      self._compiled[cache_key] = jitted
-    self.fn, self.preprocess = self._compiled[cache_key]
-
-  def __call__(self, x: np.ndarray) -> Any:
-    x = np.asarray(x)
-    n = x.shape[0]
-    if n == 0:
-      raise ConfigError("no examples to compute features of")
-    chunk = min(self.batch_size, -(-n // self.num_devices) * self.num_devices)
-    outs = []
-    for start in range(0, n, chunk):  # dispatch everything, then fetch
-      part = x[start:start + chunk]
-      if part.shape[0] < chunk:
-        part = np.concatenate([part, np.zeros((chunk - part.shape[0], *x.shape[1:]), x.dtype)])
-      part = jax.device_put(part, self.sharded)
-      if self.preprocess is not None:
-        part = self.preprocess(part)
-      outs.append(self.fn(self.tree, part))
-    outs = jax.device_get(outs)
-    return jax.tree.map(lambda *parts: np.concatenate(parts)[:n], *outs)
-
-
 def _local_rows(x: jax.Array) -> np.ndarray:
   """This process's rows of a batch-sharded global array, in order."""
   shards = {}
@@ -450,7 +390,7 @@ class InceptionFeatures:
     def forward(state, x):
       return nnx.merge(graphdef, state)(x)
 
-    self._apply = BatchedApply(forward, state, batch_size=batch_size, devices=devices,
+    self._apply = parallel.BatchedApply(forward, state, batch_size=batch_size, devices=devices,
                                preprocess=inception_inputs, key=("inception", graphdef))
 
   def __call__(self, images) -> dict[str, np.ndarray]:
@@ -492,65 +432,8 @@ class ClassifierFeatures:
       out = method.net(role, *tree, train=False)(x)
       return {k: v.astype(jnp.float32) for k, v in out.items()}
 
-    self._apply = BatchedApply(forward, tree, batch_size=batch_size, devices=devices)
+    self._apply = parallel.BatchedApply(forward, tree, batch_size=batch_size, devices=devices)
 
   def __call__(self, images01) -> dict[str, np.ndarray]:
     channels = (1, 3) if self.image_shape[-1] == 3 else (1,)
     return self._apply(_as_unit_float(images01, channels))
-
-
-def restore_run(workdir: str | os.PathLike, step: int | None = None, *,
-                sharding: jax.sharding.Sharding | None = None):
-  """``(method, state, config)`` of the newest (or given) checkpoint of a genjax run.
-
-  The model is rebuilt from the config stored with the checkpoint; the state is restored with
-  ``sharding`` (default: replicated over the local devices).
-
-  Raises:
-    CheckpointError: No checkpoint, or one that does not match its own config.
-  """
-  from genjax import checkpoint  # pylint: disable=g-import-not-at-top
-  from genjax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from genjax import train  # pylint: disable=g-import-not-at-top
-
-  workdir = os.fspath(workdir)
-  directory = os.path.join(workdir, "checkpoints")
-  missing = CheckpointError(f"no checkpoints in {directory}: train first with "
-                            f"python -m genjax.main --workdir={workdir} ...")
-  if not os.path.isdir(directory):
-    raise missing
-  ckpt = checkpoint.Checkpointer(directory, keep=1 << 30, asynchronous=False)
-  try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise missing
-    meta = ckpt.read_meta(step)
-    if "config" not in meta:
-      raise CheckpointError(f"checkpoint step {step} in {directory} holds no config")
-    config = config_lib.from_json(meta["config"])
-    method = train.build_method(config)
-    if sharding is None:
-      mesh = jax.sharding.Mesh(np.array(jax.local_devices()), (parallel.MESH_AXIS,))
-      sharding = NamedSharding(mesh, P())
-    abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0))
-    state, _ = ckpt.restore(step, abstract, sharding=sharding, model=config.model.name)
-  finally:
-    ckpt.close()
-  return method, state, config
-
-
-def load_classifier(workdir: str | os.PathLike, *, batch_size: int = 500,
-                    devices: list[jax.Device] | None = None) -> ClassifierFeatures:
-  """The newest checkpoint of a genjax ``classifier`` run as a feature extractor.
-
-  Returns a callable ``images01 -> {"features": [B, F], "logits": [B, C]}`` (numpy): the
-  penultimate layer for classifier-FID/KID/PRDC, the logits' softmax for classifier-IS.
-
-  Raises:
-    CheckpointError: No readable checkpoint, or a checkpoint of a model without those outputs.
-  """
-  method, state, config = restore_run(workdir)
-  if config.model.name != "classifier":
-    raise CheckpointError(f"{os.fspath(workdir)} holds a {config.model.name!r} run, not a "
-                          f"'classifier'")
-  return ClassifierFeatures(method, state, batch_size=batch_size, devices=devices)

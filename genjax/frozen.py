@@ -1,0 +1,142 @@
+"""Networks used without being optimised: loaded from another genjax run, from a genjax export or
+from the reference repositories' PyTorch weights, and never copied into the checkpoint of
+whatever uses them.
+
+A source is named by one string (a command-line flag or a config key):
+
+* a genjax run's workdir, ``RUN`` (its newest checkpoint) or ``RUN@STEP``, optionally with
+  ``#ROLE`` for a network other than the run's sampling network (e.g. ``runs/cyclegan#G_B``);
+  the EMA weights are taken where the run kept them;
+* a genjax export, ``NAME.npz`` (:func:`export`);
+* a PyTorch ``.pth`` state_dict in the reference's layout (``latest_net_G.pth``), read without
+  PyTorch into a network the caller builds (:mod:`genjax.torch_weights`).
+
+Every failure (a missing run or file, another architecture, a role the run lacks) is a one-line
+:class:`~genjax.errors.CheckpointError`, raised before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from flax import nnx
+
+from genjax import runs
+from genjax import torch_weights
+from genjax.errors import CheckpointError
+
+
+@dataclasses.dataclass
+class Network:
+  """A frozen network: ``module`` in inference mode (call it; use ``nnx.split`` for jit), and the
+  genjax method and config it came from (None for a PyTorch file)."""
+  module: nnx.Module
+  source: str
+  method: Any = None
+  config: Any = None
+
+
+def parse(spec: str) -> tuple[str, int | None, str | None]:
+  """``"RUN@STEP#ROLE"`` -> ``(RUN, STEP or None, ROLE or None)``."""
+  match = re.fullmatch(r"(.+?)(?:@(\d+))?(?:#(\w+))?", spec)
+  if not match:
+    raise CheckpointError(f"cannot read the network source {spec!r}: give RUN[@STEP][#ROLE], "
+                          f"NAME.npz or NAME.pth")
+  path, step, role = match.groups()
+  return path, None if step is None else int(step), role
+
+
+def _role_module(method, state, role: str | None, source: str, *, train: bool) -> nnx.Module:
+  role = role or method.SAMPLE_NET
+  if role not in state.params:
+    raise CheckpointError(f"{source} has no network {role!r}; it has {', '.join(state.params)}")
+  return method.net(role, state.ema.get(role, state.params[role]), state.buffers[role],
+                    train=train)
+
+
+def from_run(spec: str, *, train: bool = False) -> Network:
+  """A network of a genjax run (``RUN[@STEP][#ROLE]``); ``train`` keeps it in training mode
+  (BatchNorm batch statistics)."""
+  path, step, role = parse(spec)
+  method, state, config = runs.restore_run(path, step)
+  return Network(_role_module(method, state, role, spec, train=train), spec, method, config)
+
+
+def export(workdir: str, out: str, *, role: str | None = None, dtype: str = "float32") -> dict:
+  """Writes network ``role`` of a run (its sampling network by default; EMA weights where kept,
+  with its buffers) and the run's config to one ``.npz``: enough to rebuild it with
+  :func:`from_export`, without the other networks or the optimizer states."""
+  method, state, config = runs.restore_run(workdir)
+  role = role or method.SAMPLE_NET
+  if role not in state.params:
+    raise CheckpointError(f"{workdir} has no network {role!r}; it has {', '.join(state.params)}")
+
+  def flat(prefix, tree):
+    return {prefix + jax.tree_util.keystr(p): np.asarray(x)
+            for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  arrays = {**flat("params", state.ema.get(role, state.params[role])),
+            **flat("buffers", state.buffers[role])}
+  arrays = {k: v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v
+            for k, v in arrays.items()}
+  tmp = out + ".tmp.npz"
+  np.savez_compressed(tmp, config=np.array(config.to_json()), role=np.array(role),
+                      step=np.array(int(state.step)), **arrays)
+  os.replace(tmp, out)
+  return {"out": out, "role": role, "step": int(state.step)}
+
+
+def from_export(path: str, *, train: bool = False) -> Network:
+  """The network written by :func:`export` (as float32)."""
+  from genjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  try:
+    with np.load(path) as f:
+      stored = {k: f[k] for k in f.files}
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"cannot read {path} as a genjax export: {e}") from None
+  config = config_lib.from_json(str(stored["config"]))
+  method = runs.build_method(config)
+  role = str(stored["role"]) if "role" in stored else method.SAMPLE_NET
+  abstract = jax.eval_shape(method.init, jax.random.PRNGKey(0))
+
+  def fill(prefix, tree):
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    values = []
+    for p, x in leaves:
+      key = prefix + jax.tree_util.keystr(p)
+      if key not in stored or stored[key].shape != x.shape:
+        raise CheckpointError(f"{path} does not fit its own config: {key} is "
+                              f"{stored[key].shape if key in stored else 'missing'} there but "
+                              f"{x.shape} here")
+      values.append(stored[key].astype(x.dtype))
+    return jax.tree.unflatten(jax.tree.structure(tree), values)
+  module = method.net(role, fill("params", abstract.params[role]),
+                      fill("buffers", abstract.buffers[role]), train=train)
+  return Network(module, path, method, config)
+
+
+def from_torch(path: str, build: Callable[[], nnx.Module], *, train: bool = False) -> Network:
+  """A reference ``.pth`` loaded into the network ``build()`` makes (built abstractly: nothing is
+  initialised first)."""
+  if not os.path.isfile(path):
+    raise CheckpointError(f"no weights file {path}")
+  net = torch_weights.from_torch(nnx.eval_shape(build), path)
+  from genjax.methods.base import inference  # pylint: disable=g-import-not-at-top
+  return Network(net if train else inference(net), path)
+
+
+def load(spec: str, *, build: Callable[[], nnx.Module] | None = None,
+         train: bool = False) -> Network:
+  """The network named by ``spec`` (see the module docstring). ``build`` makes the architecture
+  a ``.pth`` file is loaded into."""
+  if spec.endswith(".pth") or spec.endswith(".pt"):
+    if build is None:
+      raise CheckpointError(f"{spec} is a PyTorch state_dict: name its architecture too")
+    return from_torch(spec, build, train=train)
+  if spec.endswith(".npz"):
+    return from_export(spec, train=train)
+  return from_run(spec, train=train)

@@ -1,0 +1,51 @@
+"""The ``config.eval`` section: which sample-quality metrics, on which features, how often.
+
+Its schema (defaults and start-up checks) lives apart from :mod:`genjax.evaluation`, which
+computes the metrics, so that the config schema does not depend on the evaluator.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from genjax import errors
+from genjax.errors import ConfigError
+
+EXTRACTORS = ("classifier", "inception")
+METRICS = ("fid", "kid", "is", "pr", "dc")
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CLASSIFIER_DIR = REPO / "experiments" / "classifiers"
+
+
+def defaults() -> dict[str, Any]:
+  """The ``config.eval`` section."""
+  return dict(
+      every=0,  # evaluate every N steps and at the end (0 = only with genjax.evaluate)
+      metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc
+      num_samples=2048,  # generated samples per evaluation
+      num_real=10000,  # real examples (at most the split's size)
+      split="test",
+      extractor="classifier",  # 'classifier' (MNIST-like data) or 'inception'
+      weights="",  # classifier workdir or Inception .pth/.npz ('' = the committed classifier)
+      batch_size=256,  # extraction/generation batch, rounded up to the device count
+      allow_rank_deficient=False,  # FID with fewer samples than feature dimensions
+      cache_dir="~/.cache/genjax/stats",
+  )
+
+
+def parse_metrics(spec: str) -> list[str]:
+  names = [m.strip() for m in spec.split(",") if m.strip()]
+  for name in names:
+    errors.check_choice("config.eval.metrics entry", name, METRICS, ConfigError)
+  return names
+
+
+def validate(config) -> None:
+  ec = config.eval
+  parse_metrics(ec.metrics)
+  errors.check_config_choice("eval.extractor", ec.extractor, EXTRACTORS)
+  for key in ("every", "num_samples", "num_real", "batch_size"):
+    if ec[key] < (0 if key == "every" else 2):
+      raise ConfigError(f"config.eval.{key} must be >= {0 if key == 'every' else 2}, got "
+                        f"{ec[key]}")
