@@ -135,6 +135,9 @@ def test_trains_on_synthetic_and_load_classifier_reproduces_it(tmp_path):
   # 28x28 inputs in [0, 1] are padded to the training size the way the data pipeline pads them.
   np.testing.assert_allclose(extractor(images.astype(np.float32) / 255.0)["logits"],
                              got["logits"], rtol=1e-5, atol=1e-5)
+  # RGB images are reduced to their luma for this grayscale classifier: gray RGB is the same.
+  np.testing.assert_allclose(extractor(np.repeat(images, 3, -1))["logits"], got["logits"],
+                             rtol=1e-4, atol=1e-4)
 
   with pytest.raises(Exception, match="no checkpoints"):
     runs.load_classifier(tmp_path / "nowhere")

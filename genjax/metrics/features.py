@@ -405,7 +405,8 @@ class ClassifierFeatures:
 
   Images in [0, 1] (or uint8) are mapped to the training ``value_range`` and brought to the
   training size the way the training data was (centred padding with the background value, or
-  bilinear resizing); grayscale is repeated for RGB models.
+  bilinear resizing); grayscale is repeated for RGB models, and RGB reduced to its luma for
+  grayscale ones (e.g. colourised digits scored by an MNIST classifier).
   """
 
   def __init__(self, method, state, *, batch_size: int = 500,
@@ -421,6 +422,8 @@ class ClassifierFeatures:
       x = x01 * (hi - lo) + lo
       if x.shape[-1] == 1 and self.image_shape[-1] == 3:
         x = jnp.repeat(x, 3, axis=-1)
+      elif x.shape[-1] == 3 and self.image_shape[-1] == 1:  # ITU-R 601 luma, as PIL's "L"
+        x = jnp.tensordot(x, jnp.asarray([0.299, 0.587, 0.114], x.dtype), axes=1)[..., None]
       h, w = x.shape[1:3]
       if (h, w) != size:
         if resize == "pad" and h <= size[0] and w <= size[1]:
@@ -435,5 +438,4 @@ class ClassifierFeatures:
     self._apply = parallel.BatchedApply(forward, tree, batch_size=batch_size, devices=devices)
 
   def __call__(self, images01) -> dict[str, np.ndarray]:
-    channels = (1, 3) if self.image_shape[-1] == 3 else (1,)
-    return self._apply(_as_unit_float(images01, channels))
+    return self._apply(_as_unit_float(images01, (1, 3)))
