@@ -1,7 +1,7 @@
 """Result files: one JSON list of records and one markdown table per run, plus the README.
 
 ``README.md`` in the results folder is rewritten after every run from all the JSON files there:
-how to run, the latest table per backend and CPU ISA, and the list of runs. Text between
+how to run, the latest table per backend and device, and the list of runs. Text between
 ``<!-- notes:start -->`` and ``<!-- notes:end -->`` in an existing README is kept as it is.
 """
 
@@ -263,16 +263,11 @@ def write_readme(out_dir: str) -> str:
   runs = load_runs(out_dir)
   latest: dict[tuple[str, str], tuple[str, list]] = {}
   for name, records in runs:  # a real run beats any dry run of the same backend
-    # the newest run per backend and CPU ISA (runs from before the ISA was recorded count
-    # only where no run of that backend has one)
-    key = (records[0]["backend"],
-           "+".join(filter(None, (records[0].get("cpu_isa"), records[0].get("isa_cap")))))
+    # the newest run per backend and device (the device names the CPU, its ISA and any cap)
+    key = (records[0]["backend"], records[0]["device"])
     dry = records[0].get("dry_run", False)
     if key not in latest or dry <= latest[key][1][0].get("dry_run", False):
       latest[key] = (name, records)
-  for backend, isa in list(latest):
-    if not isa and any(b == backend and i for b, i in latest):
-      del latest[backend, isa]
   parts = ["# genjax benchmarks\n",
            "genjax's train step against the same model and update written in PyTorch, on the "
            "same machine, batch and weights.\n",
