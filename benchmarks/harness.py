@@ -53,6 +53,10 @@ TIMING_RETRIES = 3
 
 SUITES: dict[str, list[tuple[str, int]]] = {
     "default": [("dcgan64", 64), ("dcgan32", 64), ("vae", 128)],
+    # The reference's defaults, batch 1 (an example: one A/B pair, or one image of each domain).
+    # Not in the default suite: on 2 CPU cores a PyTorch step took ~6 s (Pix2Pix) and ~12 s
+    # (CycleGAN, ~2 TFLOP by XLA's count), so this suite takes ~40 minutes there.
+    "translation": [("pix2pix256", 1), ("cyclegan256", 1)],
 }
 
 # Vendor dense tensor-core peaks (FLOP/s) of known GPUs, by substring of ``device_kind``, first

@@ -12,7 +12,9 @@ logits, 'lsgan' the mean squared error, against target 1 for real and 0 for fake
 
 * the discriminators: ``0.5 * (L(D(real), 1) + L(D(fake), 0))`` each, the fakes detached and,
   with ``pool_size > 0``, drawn from a pool of past fakes kept in the train state (CycleGAN's
-  50); DiffAugment, penalties and clipping come from :class:`~genjax.methods.gan_parts.Critic`;
+  50; a conditional discriminator's pool keeps (A, fake) pairs); the reference's order of the
+  real and fake passes (fake first in Pix2Pix), which BatchNorm's running statistics follow;
+  DiffAugment, penalties and clipping come from :class:`~genjax.methods.gan_parts.Critic`;
 * the generators: ``gan_weight * L(D(fake), 1)`` plus ``lambda_L1 * |G(A) - B|`` (paired data)
   plus, with two generators, the cycle terms ``lambda_A * |G_B(G_A(A)) - A| + lambda_B *
   |G_A(G_B(B)) - B|`` and the identity terms ``lambda_identity * (lambda_B * |G_A(B) - B| +
@@ -170,8 +172,9 @@ class Translation(Method):
   def init_extra(self) -> dict[str, Any]:
     if self.pool is None:
       return {}
-    return {f"pool_{d}": self.pool.init(self.shapes[target])
-            for _, target, _, d in self.directions}
+    return {f"pool_{d}": self.pool.init(self.d_input(
+        d, jnp.zeros(self.shapes[tgt]), jnp.zeros(self.shapes[src])).shape)
+            for src, tgt, _, d in self.directions}
 
   # --- inputs and networks ------------------------------------------------------------------
 
@@ -204,11 +207,17 @@ class Translation(Method):
     out = g(x, rng=rng) if "rng" in g.spec.takes else g(x)
     return out, self.buffers_of(g)
 
-  def judge(self, role: str, params, buffers, image: Array, condition: Array):
-    """``(the logits of discriminator role on image, its new buffers)``."""
+  def d_input(self, role: str, image: Array, condition: Array) -> Array:
+    """What discriminator ``role`` judges: the image, or the (condition, image) pair
+    concatenated on channels where its spec ``sees_condition``."""
+    if self.abstract_nets[role].spec.sees_condition:
+      return jnp.concatenate([condition.astype(image.dtype), image], -1)
+    return image
+
+  def judge(self, role: str, params, buffers, d_in: Array):
+    """``(the logits of discriminator role on its input d_in, its new buffers)``."""
     d = self.net(role, params, buffers)
-    x = jnp.concatenate([condition, image], -1) if d.spec.sees_condition else image
-    return d(x), self.buffers_of(d)
+    return d(d_in), self.buffers_of(d)
 
   # --- the update ---------------------------------------------------------------------------
 
@@ -231,7 +240,8 @@ class Translation(Method):
       """What the generators' loss owes to their fakes alone: adversarial, and L1 to B."""
       loss, terms, new = jnp.zeros((), jnp.float32), {}, {}
       for src, tgt, g, d in self.directions:
-        logits, new[d] = self.judge(d, d_params[d], d_buffers[d], fakes[tgt], x[src])
+        logits, new[d] = self.judge(d, d_params[d], d_buffers[d],
+                                    self.d_input(d, fakes[tgt], x[src]))
         terms[f"gan_{g}"] = critic.g_loss(logits)
         loss += mc.gan_weight * terms[f"gan_{g}"]
       if mc.lambda_L1 and not self.cycle:
@@ -284,20 +294,25 @@ class Translation(Method):
 
     def discriminators_step(fakes):
       for i, (src, tgt, _, d) in enumerate(self.directions):
-        fake = jax.lax.stop_gradient(fakes[tgt])
+        # A conditional discriminator's pool keeps (A, fake B) pairs, as the reference's.
+        fake = self.d_input(d, jax.lax.stop_gradient(fakes[tgt]), x[src])
         if self.pool is not None:
           fake, extra[f"pool_{d}"] = self.pool.query(extra[f"pool_{d}"], fake, sub(40 + i))
-        real_in = critic.augment(x[tgt], sub(50 + i))
+        real_in = critic.augment(self.d_input(d, x[tgt], x[src]), sub(50 + i))
         fake_in = critic.augment(fake, sub(60 + i))
         u = critic.penalty_draws(sub(70 + i), fake.shape[0])
 
-        def objective(p, d=d, src=src, real_in=real_in, fake_in=fake_in, u=u):
-          real_logits, new = self.judge(d, p, buffers[d], real_in, x[src])
-          fake_logits, new = self.judge(d, p, new, fake_in, x[src])
+        def objective(p, d=d, real_in=real_in, fake_in=fake_in, u=u):
+          if self.cycle:  # the reference's order, which BatchNorm's running statistics follow
+            real_logits, new = self.judge(d, p, buffers[d], real_in)
+            fake_logits, new = self.judge(d, p, new, fake_in)
+          else:
+            fake_logits, new = self.judge(d, p, buffers[d], fake_in)
+            real_logits, new = self.judge(d, p, new, real_in)
           loss = mc.d_loss_scale * critic.d_loss(real_logits, fake_logits)
           terms = {}
           if critic.penalty_fn:
-            d_fn = lambda v: self.judge(d, p, buffers[d], v, x[src])[0]  # pylint: disable=cell-var-from-loop
+            d_fn = lambda v: self.judge(d, p, buffers[d], v)[0]  # pylint: disable=cell-var-from-loop
             terms[f"penalty_{d}"] = critic.penalty(d_fn, real_in, fake_in, u, state.step)
             loss += critic.weighted(terms[f"penalty_{d}"])
           return loss, (new, terms)
