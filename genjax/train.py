@@ -107,11 +107,15 @@ def train_and_evaluate(config, workdir: str) -> Result:
     logging.info("conv kernels: %s", kernels.describe(config.dtype))
     try:
       return _train(config, workdir, strategy, arrays, method, ckpt, cleanup)
-    except jax.errors.JaxRuntimeError as e:  # e.g. a custom call's error: a one-line stop
+    except jax.errors.JaxRuntimeError as e:  # a kernel's or a collective's error: one line
       ckpt.wait()  # saves already under way are of earlier, good states
-      raise StepError(f"a compiled step failed ({errors.first_line(e)}); stopped, the last "
-                      f"good checkpoint (step {ckpt.latest_step()}) is kept in "
-                      f"{ckpt.directory}") from None
+      where = (f"the last good checkpoint (step {ckpt.latest_step()}) is kept in "
+               f"{ckpt.directory}" if ckpt.latest_step() is not None else
+               "no checkpoint was saved yet")
+      peers = (f"; with {jax.process_count()} processes this is usually another process that "
+               f"died or was stopped: see its log" if jax.process_count() > 1 else "")
+      raise StepError(f"a compiled step failed ({errors.first_line(e)}){peers}; stopped, "
+                      f"{where}") from None
 
 
 def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:

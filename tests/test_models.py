@@ -41,6 +41,19 @@ def test_output_shapes(family, shape):
       assert out["class_logits"].shape == (2, 10)
     if family == "infogan":
       assert out["code_logits"].shape == (2, 10) and out["code_mean"].shape == (2, 2)
+  elif models.get(family).METHOD == "translation":  # 1-channel A -> B of `shape`
+    net = f"unet_{shape[0]}" if family == "pix2pix" else "resnet_6blocks"
+    nets = jax.eval_shape(lambda: nnx.state(models.get(family).build(
+        shape, rngs=nnx.Rngs(0), input_shape=(*shape[:2], 1), netG=net, ngf=8, ndf=8)))
+    a = jnp.zeros((2, *shape[:2], 1))
+    built = lambda: models.get(family).build(shape, rngs=nnx.Rngs(0), input_shape=a.shape[1:],  # pylint: disable=unnecessary-lambda-assignment
+                                             netG=net, ngf=8, ndf=8)
+    g, d = ("G", "D") if family == "pix2pix" else ("G_A", "D_A")
+    assert set(nets) == ({"G", "D"} if family == "pix2pix" else {"G_A", "G_B", "D_A", "D_B"})
+    assert jax.eval_shape(lambda: built()[g](a)).shape == (2, *shape)
+    d_in = jnp.zeros((2, *shape[:2], shape[2] + (1 if family == "pix2pix" else 0)))
+    assert jax.eval_shape(lambda: built()[d](d_in)).shape == (2, shape[0] // 8 - 2,
+                                                               shape[1] // 8 - 2)
   elif family == "classifier":
     out = jax.eval_shape(lambda: build()["model"](x))
     assert out["logits"].shape == (2, 10) and out["features"].shape == (2, 128)

@@ -125,4 +125,7 @@ def test_when_a_process_dies_the_others_stop_with_an_error(tmp_path):
   procs[1].stderr.close()
   assert procs[0].returncode != 0
   assert elapsed < 90, f"process 0 took {elapsed:.0f}s to stop"
-  assert "another task died" in rest or "unhealthy" in rest, rest[-3000:]
+  # The coordination service's heartbeat, or the failed collective's one line, whichever is
+  # first: either names the other process.
+  assert ("another task died" in rest or "unhealthy" in rest or
+          "usually another process that died" in rest), rest[-3000:]
