@@ -41,8 +41,10 @@ demo: $(BIN)/.genjax data kernels
 	  --config.checkpoint_every=250 --config.log_every=50
 	@echo "sample grid: runs/demo/samples/samples.png"
 
+# Two pytest workers (pytest-xdist): most of the suite is single-threaded XLA compilation, so two
+# workers on two cores take ~2/3 of the serial time; the tests share one XLA compilation cache.
 test: $(BIN)/.genjax-test data kernels
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 clean:
 	rm -rf runs/demo

@@ -1,13 +1,23 @@
 """Test set-up: 8 virtual CPU devices (before jax is imported) and tiny configs."""
 
+import atexit
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One persistent XLA cache for the session, this process's and the subprocesses' (they inherit
+# the environment): the tests compile the same tiny programs many times over, and on 2 cores
+# compiling is most of the suite's time. Tests that measure compilation set their own.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # else a parent's (e.g. pytest-xdist's)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="genjax-tests-xla-")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position

@@ -41,15 +41,15 @@ def test_gpu_script_dry_run_writes_records_markdown_and_readme(tmp_path):
   env["XLA_FLAGS"] = ""  # one CPU device, as the benchmarks run (conftest sets 8 for the tests)
   env["PYTHON"] = sys.executable
   cmd = ["bash", str(REPO / "benchmarks" / "gpu.sh"), "--dry-run", "--models", "dcgan32",
-         "--dtypes", "float32,bfloat16", "--out", str(tmp_path)]
+         "--dtypes", "bfloat16", "--out", str(tmp_path)]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
                         check=False)
   assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
   (json_path,) = tmp_path.glob("*_cpu_dryrun.json")
   records = json.loads(json_path.read_text())
-  assert [(r["model"], r["dtype"]) for r in records] == [("dcgan32", "float32"),
-                                                         ("dcgan32", "bfloat16")]
+  # bfloat16: on float32 oneDNN calls where this CPU's oneDNN has no bfloat16 convolution
+  assert [(r["model"], r["dtype"]) for r in records] == [("dcgan32", "bfloat16")]
   for r in records:
     assert list(r)[:len(report.REQUIRED_FIELDS)] == list(report.REQUIRED_FIELDS)
     for key in POSITIVE:
@@ -72,9 +72,9 @@ def test_gpu_script_dry_run_writes_records_markdown_and_readme(tmp_path):
 
   md = json_path.with_suffix(".md").read_text()
   assert report.TABLE_HEADER in md and report.MALLOC["tuned"] in md
-  assert f"- conv kernels: float32 onednn, bfloat16 {records[1]['conv_kernels']} (" in md
+  assert f"- conv kernels: bfloat16 {records[0]['conv_kernels']} (" in md
   rows = [line for line in md.splitlines() if line.startswith("| dcgan32")]
-  assert len(rows) == 2 and all(row.count("|") == report.TABLE_HEADER.count("|") // 2
+  assert len(rows) == 1 and all(row.count("|") == report.TABLE_HEADER.count("|") // 2
                                 for row in rows)
   readme = (tmp_path / "README.md").read_text()
   assert "## How to run" in readme and "## Latest results" in readme
