@@ -19,6 +19,7 @@ from genjax import train
 from genjax.errors import CheckpointError
 from genjax.errors import ConfigError
 from tests.conftest import REPO
+from tests.conftest import run_main
 from tests.test_translation import tiny
 
 CLASSIFIER = str(REPO / "experiments" / "classifiers" / "fashion_mnist")
@@ -63,6 +64,23 @@ def test_config_names_slots_and_requires_them():
                                         "'colored_mnist' is unpaired"):
     tiny("cyclegan_colored_mnist", **{"method.lambda_L1": 0.0, **PERCEPTUAL})
   tiny("pix2pix_edges2fashion", **{"frozen.perceptual": CLASSIFIER})  # named, unused: fine
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--config.frozen.perceptual=nowhere"],
+     "genjax: error: config.frozen.perceptual: no checkpoints in nowhere/checkpoints"),
+    ([], "genjax: error: this config needs a frozen feature network for "
+         "method.lambda_perceptual: set --config.frozen.perceptual=RUN"),
+    (["--config.frozen.vgg=x"], "genjax: error: bad --config or --config.* override: "),
+])
+def test_command_line_names_frozen_networks(tmp_path, flags, message):
+  out = run_main(tmp_path / "run", "--config.method.lambda_perceptual=1",
+                 "--config.compilation_cache_dir=", *flags,
+                 config="experiments/configs/pix2pix_edges2fashion.py")
+  assert out.returncode == 2
+  lines = [line for line in out.stderr.splitlines() if line.startswith("genjax: error:")]
+  assert len(lines) == 1 and lines[0].startswith(message), out.stderr[-2000:]
+  assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
 
 
 def test_bad_sources_are_one_line_and_write_nothing(tmp_path, runs_dir):
