@@ -188,3 +188,30 @@ def test_perceptual_features_are_the_classifier_features():
   reference = runs.load_classifier(CLASSIFIER)
   fa, fb = (reference(np.asarray((x - lo) / (hi - lo)))["features"] for x in (a, b))
   assert ours == pytest.approx(float(np.mean(np.abs(fa - fb))), rel=1e-5)
+
+
+def test_a_slot_reads_a_reference_pth_into_its_architecture(tmp_path):
+  """A slot that takes a ``.pth`` builds the architecture it is read into; weights of another
+  architecture are one line."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from genjax import torch_weights  # pylint: disable=g-import-not-at-top
+  from genjax.methods.base import FrozenSlot  # pylint: disable=g-import-not-at-top
+  from genjax.models import translation_nets  # pylint: disable=g-import-not-at-top
+
+  def generator(ngf, seed=0):
+    return translation_nets.define_G("unet_32", 1, 1, ngf=ngf, rngs=nnx.Rngs(seed))
+
+  class StandIn:  # what for_config reads of a method: its slots, and what build reads
+    FROZEN = {"generator": FrozenSlot("a pretrained generator", build=lambda m: generator(m.ngf))}
+    ngf = 8
+  reference = generator(8, seed=1)
+  torch_weights.write_state_dict(tmp_path / "latest_net_G.pth", torch_weights.to_torch(reference))
+  config = {"frozen": {"generator": str(tmp_path / "latest_net_G.pth")}}
+  loaded = frozen.for_config(config, StandIn())["generator"]
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 1))
+  np.testing.assert_allclose(loaded.module(x), nnx.view(reference, use_running_average=True)(x),
+                             rtol=1e-5, atol=1e-5)
+  StandIn.ngf = 4
+  with pytest.raises(CheckpointError, match=r"^config.frozen.generator: ") as e:
+    frozen.for_config(config, StandIn())
+  assert "\n" not in str(e.value)
