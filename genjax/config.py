@@ -36,6 +36,10 @@ def base_config(family: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.model = ml_collections.ConfigDict({"name": family, **models.defaults(family)})
   c.method = ml_collections.ConfigDict(methods.get(module.METHOD).DEFAULTS)
+  # Frozen networks, one key per slot its method accepts (Method.FROZEN), "" = none: a genjax
+  # run RUN[@STEP][#ROLE], a genjax.export .npz or a reference .pth (genjax.frozen), loaded
+  # and checked at start-up, never optimised and never saved in this run's checkpoints.
+  c.frozen = ml_collections.ConfigDict({slot: "" for slot in methods.get(module.METHOD).FROZEN})
 
   c.dataset = ml_collections.ConfigDict(dict(
       name="fashion_mnist",
@@ -116,7 +120,8 @@ def _fail(msg: str):
 def _check_keys(section: str, given: dict[str, Any], valid: dict[str, Any]) -> None:
   for key, value in given.items():
     if key not in valid:
-      _fail(f"unknown key config.{section}.{key}; valid keys: {', '.join(sorted(valid))}")
+      _fail(f"unknown key config.{section}.{key}; valid keys: "
+            f"{', '.join(sorted(valid)) or 'none'}")
     default = valid[key]
     if default is not None and not isinstance(value, type(default)) and not (
         isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
@@ -138,6 +143,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_keys("model", model_kwargs, models.defaults(name))
   method = methods.get(models.get(name).METHOD)
   _check_keys("method", dict(config.method), method.DEFAULTS)
+  _check_keys("frozen", dict(config.get("frozen", {})), {slot: "" for slot in method.FROZEN})
+  for slot in method.required_frozen(config):
+    if not config.frozen[slot]:
+      pth = " or NAME.pth" if method.FROZEN[slot].build else ""
+      _fail(f"this config needs {method.FROZEN[slot].what}: set --config.frozen.{slot}=RUN "
+            f"(a genjax run's workdir, RUN@STEP, NAME.npz{pth})")
   keys = data.DATASETS[config.dataset.name].keys if config.dataset.name in data.DATASETS else ()
   if keys and not set(method.KEYS) <= set(keys):
     _fail(f"model {name!r} trains on examples with {', '.join(method.KEYS)}, and dataset "

@@ -13,11 +13,15 @@ A source is named by one string (a command-line flag or a config key):
 
 Every failure (a missing run or file, another architecture, a role the run lacks) is a one-line
 :class:`~genjax.errors.CheckpointError`, raised before anything runs.
+
+A training config names the frozen networks its method uses in ``config.frozen`` (one key per
+slot of the method's ``FROZEN``); :func:`for_config` loads and checks them at start-up.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from typing import Any, Callable
@@ -140,3 +144,33 @@ def load(spec: str, *, build: Callable[[], nnx.Module] | None = None,
   if spec.endswith(".npz"):
     return from_export(spec, train=train)
   return from_run(spec, train=train)
+
+
+def for_config(config, method) -> dict[str, Network]:
+  """The frozen networks ``config.frozen`` names, ``{slot: Network}``, in inference mode, each
+  checked against the slot ``method.FROZEN`` declares (slot names and required slots are
+  checked by ``genjax.config.validate``).
+
+  Raises:
+    CheckpointError: One line naming the slot: a missing or unreadable source, or a network of
+      another family than the slot takes.
+  """
+  networks = {}
+  for slot, spec in config.get("frozen", {}).items():
+    if not spec:
+      continue
+    kind = method.FROZEN[slot]
+    if spec.endswith((".pth", ".pt")) and kind.build is None:
+      raise CheckpointError(f"config.frozen.{slot}={spec} is a PyTorch file, and this slot "
+                            f"takes {kind.what} from a genjax run or .npz export only")
+    try:
+      network = load(spec, build=kind.build and functools.partial(kind.build, method))
+    except CheckpointError as e:
+      raise CheckpointError(f"config.frozen.{slot}: {e}") from None
+    family = network.config.model.name if network.config is not None else None
+    if kind.families and family not in kind.families:
+      raise CheckpointError(f"config.frozen.{slot}={spec} is a {family!r} network, and this "
+                            f"slot takes {kind.what}: a {' or '.join(map(repr, kind.families))} "
+                            f"run or export")
+    networks[slot] = network
+  return networks

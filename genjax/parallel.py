@@ -101,7 +101,10 @@ class Strategy:
   def put_batch(self, batch: dict[str, np.ndarray]) -> Any:
     raise NotImplementedError
 
-  def compile(self, step: Callable) -> Callable:
+  def compile(self, step: Callable, *, frozen: bool = False) -> Callable:
+    """The step, jitted or pmapped, its state donated. With ``frozen`` it takes a third argument,
+    the frozen networks' weights (``Method.attach_frozen``), placed like the state with
+    :meth:`put_state` and not donated."""
     raise NotImplementedError
 
   def fetch(self, tree: Any) -> Any:
@@ -133,8 +136,9 @@ class MeshStrategy(Strategy):
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), batch)
 
-  def compile(self, step):
-    return jax.jit(step, in_shardings=(self.replicated, self.batch_sharding),
+  def compile(self, step, *, frozen=False):
+    replicated_frozen = (self.replicated,) if frozen else ()
+    return jax.jit(step, in_shardings=(self.replicated, self.batch_sharding, *replicated_frozen),
                    out_shardings=(self.replicated, self.replicated), donate_argnums=0)
 
 
@@ -169,7 +173,8 @@ class PmapStrategy(Strategy):
       return jax.make_array_from_process_local_data(self.stacked, x)
     return jax.tree.map(put, batch)
 
-  def compile(self, step):
+  def compile(self, step, *, frozen=False):
+    del frozen  # every argument is mapped over the devices' stacked copies
     return jax.pmap(step, axis_name=PMAP_AXIS, donate_argnums=0)
 
 

@@ -27,6 +27,7 @@ from genjax import checkpoint
 from genjax import config as config_lib
 from genjax import data
 from genjax import evaluation
+from genjax import frozen
 from genjax import kernels
 from genjax import parallel
 from genjax import profiling
@@ -95,6 +96,8 @@ def train_and_evaluate(config, workdir: str) -> Result:
   ds = config.dataset
   arrays = data.load_config(ds)
   method = runs.build_method(config, strategy.axis_name)
+  # loaded and checked before anything is written; passed to each step as an argument
+  frozen_weights = method.attach_frozen(frozen.for_config(config, method))
 
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as cleanup:
@@ -106,7 +109,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
                                                    mesh=strategy.data_mesh, dtype=config.dtype))
     logging.info("conv kernels: %s", kernels.describe(config.dtype))
     try:
-      return _train(config, workdir, strategy, arrays, method, ckpt, cleanup)
+      return _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, cleanup)
     except jax.errors.JaxRuntimeError as e:  # a kernel's or a collective's error: one line
       ckpt.wait()  # saves already under way are of earlier, good states
       where = (f"the last good checkpoint (step {ckpt.latest_step()}) is kept in "
@@ -118,8 +121,9 @@ def train_and_evaluate(config, workdir: str) -> Result:
                       f"{where}") from None
 
 
-def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
+def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, cleanup) -> Result:
   """The loop proper; ``cleanup`` closes what it opens, whatever way it exits."""
+  frozen_sources = {slot: network.source for slot, network in method.frozen.items()}
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(method.init, rng)
   kernels.take_failure()  # one from before this run is not this run's
@@ -138,6 +142,9 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
       logging.warning("the run so far used conv kernels %r, this process uses %r: the same "
                       "function, rounded differently", before["conv_kernels"],
                       now["conv_kernels"])
+    if meta.get("frozen", {}) != frozen_sources:
+      logging.warning("the run so far used the frozen networks %r, this process uses %r",
+                      meta.get("frozen", {}), frozen_sources)
   start = latest or 0
   state = strategy.put_state(state)
 
@@ -160,7 +167,7 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
             "examples_seen": (position + step - start) * config.batch_size,
             "data_epochs": iterator.epochs(position + step - start),
             "signature": sig, "config": config.to_json(),
-            "kernels": kernels.record(config.dtype)}
+            "kernels": kernels.record(config.dtype), "frozen": frozen_sources}
     ckpt.save(step, one, meta)
 
   evaluator = evaluation.Evaluator(config, method) if config.eval.every else None
@@ -194,7 +201,9 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
                                 groups=arrays.groups,
                                 process_index=strategy.process_index,
                                 process_count=strategy.process_count)
-  step_fn = strategy.compile(method.step)
+  step_fn = strategy.compile(method.step, frozen=bool(frozen_weights))
+  # the frozen networks' weights, placed like the state (replicated), as the step's last argument
+  frozen_args = (strategy.put_state(frozen_weights),) if frozen_weights else ()
   pending: list[tuple[int, dict]] = []
   last_metrics: dict[str, float] = {}
   sample_paths: list[str] = []
@@ -223,7 +232,8 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
   cleanup.callback(batches.close)
   if config.profile.dump_hlo and start < config.num_steps:  # compiles here, once
     first = next(batches)
-    step_fn = profiling.dump_hlo(step_fn, (state, first), os.path.join(workdir, "hlo"))
+    step_fn = profiling.dump_hlo(step_fn, (state, first, *frozen_args),
+                                 os.path.join(workdir, "hlo"))
     batches_iter = itertools.chain([first], batches)
   else:
     batches_iter = batches
@@ -242,7 +252,7 @@ def _train(config, workdir, strategy, arrays, method, ckpt, cleanup) -> Result:
         jax.block_until_ready(pending[-max_in_flight][1])  # bound the dispatch queue
       tracer.before(step)
       with jax.profiler.StepTraceAnnotation("train_step", step_num=step):
-        state, metrics = step_fn(state, next(batches_iter))
+        state, metrics = step_fn(state, next(batches_iter), *frozen_args)
       tracer.after(step, (state, metrics))
       pending.append((step, metrics))
       n_interval += 1

@@ -8,7 +8,8 @@ set and gradients/metrics are averaged with ``parallel.pmean``; under jit that i
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Callable
 
 import flax.struct
 import jax
@@ -80,6 +81,23 @@ def make_optimizer(opt, schedule: optax.Schedule) -> optax.GradientTransformatio
   return tx
 
 
+@dataclasses.dataclass(frozen=True)
+class FrozenSlot:
+  """A network a method uses without optimising it (``Method.FROZEN``), named by the config
+  as ``config.frozen.<slot>``: a genjax run ``RUN[@STEP][#ROLE]``, a ``genjax.export`` ``.npz``
+  or a reference ``.pth`` (:mod:`genjax.frozen`), loaded once at start-up.
+
+  Attributes:
+    what: what the network is for, in words (start-up errors name it).
+    families: the genjax model families a run or export may be of (empty: any).
+    build: ``build(method) -> nnx.Module``, the architecture a ``.pth`` is read into; None
+      where the slot takes no ``.pth``.
+  """
+  what: str
+  families: tuple[str, ...] = ()
+  build: Callable[[Any], nnx.Module] | None = None
+
+
 def inference(module: nnx.Module) -> nnx.Module:
   """A view of ``module`` in inference mode: BatchNorm normalises with its running statistics and
   spectral normalisation uses its stored power-iteration vector (no-op without either)."""
@@ -89,15 +107,22 @@ def inference(module: nnx.Module) -> nnx.Module:
 
 class Method:
   """Base class. Subclasses set DEFAULTS (their ``config.method`` keys), KEYS, SAMPLE_NET, and
-  define ``step`` and ``sample_grids``."""
+  define ``step`` and ``sample_grids``; FROZEN where they use frozen networks."""
 
   DEFAULTS: dict[str, Any] = {}
   KEYS: tuple[str, ...] = ("image",)  # the example keys a step reads (the dataset must have them)
   SAMPLE_NET = "model"  # the role whose EMA is kept and which draws samples
+  FROZEN: dict[str, FrozenSlot] = {}  # the frozen networks it accepts: ``config.frozen`` keys
 
   @classmethod
   def validate(cls, config) -> None:
     """Method-specific checks; raise ConfigError."""
+
+  @classmethod
+  def required_frozen(cls, config) -> tuple[str, ...]:
+    """The FROZEN slots ``config`` must name (e.g. a loss term that is switched on)."""
+    del config
+    return ()
 
   def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int,
                axis_name: str | None = None):
@@ -125,6 +150,33 @@ class Method:
                                           self.learning_rate(role)) for role in self.graphdefs}
     self.tx = {role: make_optimizer(config.optimizer, self.schedules[role])
                for role in self.graphdefs}
+    self.frozen: dict[str, Any] = {}  # slot -> genjax.frozen.Network, once attached
+    self._frozen_graphdefs: dict[str, Any] = {}
+
+  def attach_frozen(self, networks: dict[str, Any]) -> dict[str, Any]:
+    """Keeps the frozen networks (``genjax.frozen.Network`` per slot, loaded by the launcher)
+    and returns their weights, ``{slot: nnx.State}``: the step's ``frozen`` argument.
+
+    The weights are an argument of the step, not part of the train state, and never closed over:
+    as an argument they are not constants of the compiled program (a feature network's weights
+    would be folded into it), the launcher places them like the state (replicated), and the
+    step can neither differentiate, update nor return them, so they stay bit-identical and are
+    never in a checkpoint (which holds the train state only).
+    """
+    self.frozen = dict(networks)
+    weights = {}
+    for slot, network in self.frozen.items():
+      self._frozen_graphdefs[slot], weights[slot] = nnx.split(network.module)
+    # host copies: the launcher places them on its devices (and processes), as it does the state
+    return jax.device_get(weights)
+
+  def frozen_net(self, slot: str, frozen: dict[str, Any]) -> nnx.Module:
+    """Frozen network ``slot`` (in the mode it was loaded in) with its weights from the step's
+    ``frozen`` argument."""
+    if slot not in self._frozen_graphdefs:
+      raise ConfigError(f"the frozen network config.frozen.{slot} is not loaded: the launcher "
+                        f"attaches it (Method.attach_frozen) before the step runs")
+    return nnx.merge(self._frozen_graphdefs[slot], frozen[slot])
 
   def build_kwargs(self) -> dict[str, Any]:
     """Arguments the method gives its family's ``build`` besides the image shape and the
@@ -214,6 +266,8 @@ class Method:
   # --- interface ----------------------------------------------------------------------------
 
   def step(self, state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict]:
+    """One update. A method with FROZEN slots takes a third argument, ``frozen``: the weights
+    :meth:`attach_frozen` returned (the launcher passes them when the method has any)."""
     raise NotImplementedError
 
   # What genjax.evaluation scores: ``eval_generate(state, eval_inputs(rng, n, condition))``

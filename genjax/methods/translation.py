@@ -16,9 +16,11 @@ logits, 'lsgan' the mean squared error, against target 1 for real and 0 for fake
   real and fake passes (fake first in Pix2Pix), which BatchNorm's running statistics follow;
   DiffAugment, penalties and clipping come from :class:`~genjax.methods.gan_parts.Critic`;
 * the generators: ``gan_weight * L(D(fake), 1)`` plus ``lambda_L1 * |G(A) - B|`` (paired data)
-  plus, with two generators, the cycle terms ``lambda_A * |G_B(G_A(A)) - A| + lambda_B *
-  |G_A(G_B(B)) - B|`` and the identity terms ``lambda_identity * (lambda_B * |G_A(B) - B| +
-  lambda_A * |G_B(A) - A|)``.
+  plus ``lambda_perceptual * |phi(G(A)) - phi(B)|`` (paired data; ``phi``: the features of the
+  frozen network ``config.frozen.perceptual``, a genjax classifier run, fed as
+  :class:`~genjax.metrics.features.ClassifierFeatures` feeds it) plus, with two generators,
+  the cycle terms ``lambda_A * |G_B(G_A(A)) - A| + lambda_B * |G_A(G_B(B)) - B|`` and the
+  identity terms ``lambda_identity * (lambda_B * |G_A(B) - B| + lambda_A * |G_B(A) - A|)``.
 
 ``update_order`` 'd_first' (Pix2Pix) updates the discriminators on this step's fakes first and
 then the generators against the updated discriminators; 'g_first' (CycleGAN) the generators
@@ -40,8 +42,10 @@ from genjax import errors
 from genjax import losses
 from genjax.errors import ConfigError
 from genjax.methods import gan_parts
+from genjax.methods.base import FrozenSlot
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
+from genjax.metrics import features
 
 Array = jax.Array
 
@@ -103,6 +107,8 @@ class Translation(Method):
       gan_mode="vanilla",  # 'vanilla' (BCE with logits, Pix2Pix) or 'lsgan' (CycleGAN)
       gan_weight=1.0,  # weight of the generators' adversarial loss (0: L1 alone, an ablation)
       lambda_L1=100.0,  # Pix2Pix: weight of |G(A) - B| (paired data only; 0: cGAN alone)
+      lambda_perceptual=0.0,  # weight of the L1 distance of G(A)'s and B's features in the
+                              # frozen network config.frozen.perceptual (paired data only)
       lambda_A=10.0,  # CycleGAN: weight of the cycle A -> B -> A
       lambda_B=10.0,  # CycleGAN: weight of the cycle B -> A -> B
       lambda_identity=0.5,  # CycleGAN: identity terms, relative to lambda_A / lambda_B
@@ -114,6 +120,8 @@ class Translation(Method):
       **gan_parts.CRITIC_DEFAULTS,
   )
   KEYS = ("A", "B")
+  FROZEN = {"perceptual": FrozenSlot("a frozen feature network for method.lambda_perceptual",
+                                     families=("classifier",))}
 
   @classmethod
   def validate(cls, config) -> None:
@@ -123,15 +131,20 @@ class Translation(Method):
     gan_parts.validate_critic(config)
     if m.n_critic != 1:
       raise ConfigError("config.method.n_critic must be 1 for image-to-image translation")
-    for key in ("gan_weight", "lambda_L1", "lambda_A", "lambda_B", "lambda_identity",
-                "d_loss_scale"):
+    for key in ("gan_weight", "lambda_L1", "lambda_perceptual", "lambda_A", "lambda_B",
+                "lambda_identity", "d_loss_scale"):
       if not m[key] >= 0:
         raise ConfigError(f"config.method.{key} must be >= 0, got {m[key]}")
     if not isinstance(m.pool_size, int) or m.pool_size < 0:
       raise ConfigError(f"config.method.pool_size must be an integer >= 0, got {m.pool_size!r}")
-    if m.lambda_L1 and not data.paired(config.dataset):
-      raise ConfigError(f"config.method.lambda_L1 needs paired examples, and "
-                        f"{config.dataset.name!r} is unpaired: set --config.method.lambda_L1=0")
+    for key in ("lambda_L1", "lambda_perceptual"):
+      if m[key] and not data.paired(config.dataset):
+        raise ConfigError(f"config.method.{key} needs paired examples, and "
+                          f"{config.dataset.name!r} is unpaired: set --config.method.{key}=0")
+
+  @classmethod
+  def required_frozen(cls, config) -> tuple[str, ...]:
+    return ("perceptual",) if config.method.lambda_perceptual else ()
 
   def __init__(self, config, image_shape, num_classes, axis_name=None):
     self.shapes = data.image_shapes(config.dataset)
@@ -219,9 +232,25 @@ class Translation(Method):
     d = self.net(role, params, buffers)
     return d(d_in), self.buffers_of(d)
 
+  def perceptual(self, frozen, fake: Array, real: Array) -> Array:
+    """The mean L1 distance between the ``features`` the frozen classifier
+    ``config.frozen.perceptual`` gives ``fake`` and ``real`` (images in the value range), fed
+    as :func:`~genjax.metrics.features.classifier_inputs` feeds it; differentiable in ``fake``
+    (the classifier's weights, an argument of the step, get no gradient)."""
+    lo, hi = self.value_range
+    net = self.frozen_net("perceptual", frozen)
+    classifier = self.frozen["perceptual"].method
+
+    def phi(x):
+      x01 = (x.astype(jnp.float32) - lo) / (hi - lo)
+      return net(features.classifier_inputs(classifier, x01))["features"].astype(jnp.float32)
+    return jnp.mean(jnp.abs(phi(fake) - jax.lax.stop_gradient(phi(real))))
+
   # --- the update ---------------------------------------------------------------------------
 
-  def step(self, state: TrainState, batch) -> tuple[TrainState, dict]:
+  def step(self, state: TrainState, batch, frozen=None) -> tuple[TrainState, dict]:
+    """One update; ``frozen``: the weights of the frozen networks (``attach_frozen``), needed
+    where ``lambda_perceptual`` > 0."""
     mc, critic = self.mc, self.critic
     key = self.step_key(state)
     sub = lambda i: jax.random.fold_in(key, i)  # pylint: disable=unnecessary-lambda-assignment
@@ -247,6 +276,9 @@ class Translation(Method):
       if mc.lambda_L1 and not self.cycle:
         terms["l1"] = jnp.mean(jnp.abs(fakes["B"].astype(jnp.float32) - x["B"]))
         loss += mc.lambda_L1 * terms["l1"]
+      if mc.lambda_perceptual and not self.cycle:
+        terms["perceptual"] = self.perceptual(frozen, fakes["B"], x["B"])
+        loss += mc.lambda_perceptual * terms["perceptual"]
       return loss, (terms, new)
 
     def cycle_loss(g_params, fakes, new):

@@ -400,39 +400,46 @@ class InceptionFeatures:
 
 # --- genjax-trained classifiers ----------------------------------------------------------------
 
+def classifier_inputs(method, x01: jax.Array) -> jax.Array:
+  """Images in [0, 1] as the classifier ``method`` was trained on them: in its ``value_range``,
+  at its size the way its training data got there (centred padding with the background value,
+  or bilinear resizing), grayscale repeated for an RGB model and RGB reduced to its luma for a
+  grayscale one (e.g. colourised digits scored by an MNIST classifier). Differentiable."""
+  image_shape = method.image_shape
+  lo, hi = method.value_range
+  size, resize = image_shape[:2], method.config.dataset.resize
+  x = x01 * (hi - lo) + lo
+  if x.shape[-1] == 1 and image_shape[-1] == 3:
+    x = jnp.repeat(x, 3, axis=-1)
+  elif x.shape[-1] == 3 and image_shape[-1] == 1:  # ITU-R 601 luma, as PIL's "L"
+    x = jnp.tensordot(x, jnp.asarray([0.299, 0.587, 0.114], x.dtype), axes=1)[..., None]
+  h, w = x.shape[1:3]
+  if (h, w) != size:
+    if resize == "pad" and h <= size[0] and w <= size[1]:
+      top, left = (size[0] - h) // 2, (size[1] - w) // 2
+      x = jnp.pad(x, ((0, 0), (top, size[0] - h - top), (left, size[1] - w - left), (0, 0)),
+                  constant_values=lo)
+    else:
+      x = jnp.clip(jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear"), lo, hi)
+  return x
+
+
 class ClassifierFeatures:
   """A trained ``classifier`` as ``images01 -> {"features": [B, F], "logits": [B, C]}``.
 
-  Images in [0, 1] (or uint8) are mapped to the training ``value_range`` and brought to the
-  training size the way the training data was (centred padding with the background value, or
-  bilinear resizing); grayscale is repeated for RGB models, and RGB reduced to its luma for
-  grayscale ones (e.g. colourised digits scored by an MNIST classifier).
+  Images in [0, 1] (or uint8) are brought to the classifier's inputs by
+  :func:`classifier_inputs`.
   """
 
   def __init__(self, method, state, *, batch_size: int = 500,
                devices: list[jax.Device] | None = None):
     self.image_shape = method.image_shape
     self.num_classes = method.num_classes
-    lo, hi = method.value_range
-    size, resize = method.image_shape[:2], method.config.dataset.resize
     role = method.SAMPLE_NET
     tree = (state.ema.get(role, state.params[role]), state.buffers[role])
 
     def forward(tree, x01):
-      x = x01 * (hi - lo) + lo
-      if x.shape[-1] == 1 and self.image_shape[-1] == 3:
-        x = jnp.repeat(x, 3, axis=-1)
-      elif x.shape[-1] == 3 and self.image_shape[-1] == 1:  # ITU-R 601 luma, as PIL's "L"
-        x = jnp.tensordot(x, jnp.asarray([0.299, 0.587, 0.114], x.dtype), axes=1)[..., None]
-      h, w = x.shape[1:3]
-      if (h, w) != size:
-        if resize == "pad" and h <= size[0] and w <= size[1]:
-          top, left = (size[0] - h) // 2, (size[1] - w) // 2
-          x = jnp.pad(x, ((0, 0), (top, size[0] - h - top), (left, size[1] - w - left), (0, 0)),
-                      constant_values=lo)
-        else:
-          x = jnp.clip(jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear"), lo, hi)
-      out = method.net(role, *tree, train=False)(x)
+      out = method.net(role, *tree, train=False)(classifier_inputs(method, x01))
       return {k: v.astype(jnp.float32) for k, v in out.items()}
 
     self._apply = parallel.BatchedApply(forward, tree, batch_size=batch_size, devices=devices)
