@@ -82,6 +82,7 @@ class Evaluator:
     self.config, self.method, self.ec = config, method, config.eval
     self.metrics = parse_metrics(self.ec.metrics)
     self.extractor = extractor or make_extractor(self.ec, config.dataset.name)
+    self._check_rank()
     n = jax.device_count()
     self.batch = -(-self.ec.batch_size // n) * n
     self.sharding = NamedSharding(jax.make_mesh((n,), ("eval",), axis_types=(
@@ -90,6 +91,21 @@ class Evaluator:
     self._scores = jax.jit(method.eval_scores)
     self.target = data.DATASETS[config.dataset.name].target  # the real images compared
     self._real: dict[str, np.ndarray] | None = None
+
+  def _check_rank(self) -> None:
+    """Refuses, at start-up, an FID whose covariances would be rank-deficient: ``n`` samples
+    give rank ``n - 1`` at most, so ``min(num_samples, num_real)`` must exceed the feature
+    dimension (found by running the extractor on one blank image)."""
+    if "fid" not in self.metrics or self.ec.allow_rank_deficient:
+      return
+    blank = jnp.zeros((1, *self.method.image_shape), jnp.float32)
+    d = int(np.shape(self.extractor.fn(blank)["features"])[-1])
+    n = min(self.ec.num_samples, self.ec.num_real)
+    if n <= d:
+      raise ConfigError(
+          f"config.eval: FID from {n} samples of {d}-d {self.extractor.name} features has a "
+          f"rank-deficient covariance (rank <= n - 1): set eval.num_samples and eval.num_real "
+          f"above {d}, or eval.allow_rank_deficient=True")
 
   # --- features --------------------------------------------------------------------------
 

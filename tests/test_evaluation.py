@@ -68,13 +68,26 @@ def test_real_against_itself_scores_perfectly(tmp_path):
   assert ev.batch % jax.device_count() == 0 and ev.batch >= 24
 
 
-def test_rank_deficient_fid_is_refused_unless_allowed(tmp_path):
-  c, method, state = make("dcgan", tmp_path, **{"eval.num_samples": 8, "eval.metrics": "fid"})
-  with pytest.raises(ConfigError, match="rank-deficient"):
-    evaluation.Evaluator(c, method, projection_extractor())(state, jax.random.PRNGKey(0))
-  c.eval.allow_rank_deficient = True
+def test_rank_deficient_fid_is_refused_at_start_up_unless_allowed(tmp_path):
+  # 16 samples of 16-d features: rank 15 at most, refused when the evaluator is built
+  c, method, state = make("dcgan", tmp_path, **{"eval.num_samples": 16, "eval.metrics": "fid"})
+  with pytest.raises(ConfigError, match=r"FID from 16 samples of 16-d projection:test features "
+                                        r"has a rank-deficient covariance"):
+    evaluation.Evaluator(c, method, projection_extractor())
+  c.eval.num_samples = 17
+  evaluation.Evaluator(c, method, projection_extractor())
+  c.eval.num_samples, c.eval.allow_rank_deficient = 8, True
   out = evaluation.Evaluator(c, method, projection_extractor())(state, jax.random.PRNGKey(0))
   assert np.isfinite(out["fid"])
+
+
+def test_a_rank_deficient_fid_stops_training_before_the_first_step(tmp_path, monkeypatch):
+  monkeypatch.setattr(evaluation, "make_extractor", lambda ec, ds: projection_extractor())
+  c = tiny_config("dcgan", **{"eval.every": 2, "eval.num_samples": 16, "eval.num_real": 64,
+                              "eval.cache_dir": str(tmp_path / "cache"), "eval.metrics": "fid"})
+  with pytest.raises(ConfigError, match="rank-deficient"):
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+  assert not list((tmp_path / "run" / "checkpoints").glob("*"))
 
 
 def test_in_loop_evaluation_writes_jsonl_and_tensorboard(tmp_path, monkeypatch):

@@ -139,8 +139,12 @@ def test_fid_refuses_too_few_samples_unless_allowed():
     metrics.fid(a, b)
   message = str(info.value)
   assert "\n" not in message
-  assert message.startswith("FID needs at least 64 samples per side for 64-d features (got 40")
+  assert message.startswith("FID needs more than 64 samples per side for 64-d features (got 40")
   assert "allow_rank_deficient=True" in message
+  # n samples give a covariance of rank n - 1 at most: n == d is rank-deficient too
+  with pytest.raises(ConfigError, match="got 64 in features_a"):
+    metrics.fid(_features(rng, 64, 64), b)
+  assert np.isfinite(metrics.fid(_features(rng, 65, 64), b))
   with pytest.raises(ConfigError, match="got 40"):
     metrics.fid(metrics.FeatureStats().update(b), metrics.FeatureStats().update(a))
   value = metrics.fid(a, b, allow_rank_deficient=True)
@@ -233,6 +237,22 @@ def test_prdc_matches_prdc_package(monkeypatch):
     assert density == pytest.approx(expected["density"], rel=RTOL)
     assert coverage == pytest.approx(expected["coverage"], rel=RTOL)
     assert 0.1 < precision < 0.99 and 0.1 < recall < 0.99 and 0.1 < coverage < 0.99
+
+
+def test_prdc_with_tied_features_matches_prdc_package():
+  # Quantised features: many points coincide, so many k-NN radii are 0 and distances equal radii.
+  # A ball of radius 0 holds nothing (prdc's strict '<'); with '<=' precision was 1.0 here.
+  prdc = pytest.importorskip("prdc")
+  rng = _rng(10)
+  real = rng.integers(0, 3, size=(300, 2)).astype(np.float64)
+  fake = rng.integers(0, 3, size=(200, 2)).astype(np.float64)
+  for k in (3, 5):
+    expected = prdc.compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+    got = dict(zip(("precision", "recall"), metrics.precision_recall(real, fake, k=k)))
+    got.update(zip(("density", "coverage"), metrics.density_coverage(real, fake, k=k)))
+    for name, value in got.items():
+      assert value == pytest.approx(expected[name], abs=1e-12), name
+    assert got["precision"] < 0.5 and got["recall"] < 0.5
 
 
 def test_prdc_of_identical_sets():

@@ -132,10 +132,11 @@ def fid(features_a: ArrayLike | FeatureStats, features_b: ArrayLike | FeatureSta
   Args:
     features_a: ``[n_a, d]`` features, or a :class:`FeatureStats` that accumulated them.
     features_b: ``[n_b, d]`` likewise.
-    allow_rank_deficient: Compute it even with fewer samples than dimensions on a side.
+    allow_rank_deficient: Compute it even with no more samples than dimensions on a side.
 
   Raises:
-    ConfigError: Fewer than ``d`` samples on a side (unless allowed), or mismatched dimensions.
+    ConfigError: No more than ``d`` samples on a side (unless allowed): ``n`` samples give a
+      covariance of rank at most ``n - 1``; or mismatched dimensions.
   """
   stats = []
   for name, f in (("features_a", features_a), ("features_b", features_b)):
@@ -148,8 +149,8 @@ def fid(features_a: ArrayLike | FeatureStats, features_b: ArrayLike | FeatureSta
   if d != d_b:
     raise ConfigError(f"feature dimensions differ: {d} against {d_b}")
   n, name = min((n_a, name_a), (n_b, name_b))
-  if n < d and not allow_rank_deficient:
-    raise ConfigError(f"FID needs at least {d} samples per side for {d}-d features (got {n} in "
+  if n <= d and not allow_rank_deficient:  # n samples: a covariance of rank n - 1 at most
+    raise ConfigError(f"FID needs more than {d} samples per side for {d}-d features (got {n} in "
                       f"{name}): the covariance is rank-deficient; pass "
                       f"allow_rank_deficient=True to compute it anyway")
   return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
@@ -274,8 +275,10 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> tuple[floa
   """Improved precision and recall (Kynkaanniemi et al. 2019) with Euclidean k-NN manifolds.
 
   Each feature's radius is the distance to its k-th nearest neighbour in its own set (itself
-  excluded). Precision is the fraction of fake features within (``<=``) the radius of some real
-  feature; recall the fraction of real features within the radius of some fake feature.
+  excluded). Precision is the fraction of fake features strictly inside (``<``) the radius of
+  some real feature; recall the fraction of real features strictly inside the radius of some fake
+  feature. The strict comparison is ``prdc``'s: on tied (quantised or duplicated) features a point
+  at distance 0 from a ball of radius 0 is outside it.
   """
   real, fake = _real_fake(real, fake)
   real_radii = _knn_radii(real, k, "real")
@@ -284,8 +287,8 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> tuple[floa
   real_inside = np.zeros(real.shape[0], bool)
   for rows in _blocks(real.shape[0], fake.shape[0]):
     d = _distances(real[rows], fake)
-    fake_inside |= (d <= real_radii[rows, None]).any(axis=0)
-    real_inside[rows] = (d <= fake_radii[None, :]).any(axis=1)
+    fake_inside |= (d < real_radii[rows, None]).any(axis=0)
+    real_inside[rows] = (d < fake_radii[None, :]).any(axis=1)
   return float(fake_inside.mean()), float(real_inside.mean())
 
 
