@@ -304,9 +304,11 @@ def test_one_cyclegan_step_on_8_devices_equals_one_device(strategy_name):
   placed = strategy.put_state(method.init(jax.random.PRNGKey(0)))
   placed, _ = strategy.compile(method.step)(placed, strategy.put_batch(batch))
   got = jax.device_get(strategy.get_state(placed))
+  # Rounding: the 8 devices sum in another order, and oneDNN's AVX2 kernels round differently
+  # from its AVX-512 ones (up to 3.2e-6 with oneDNN capped at AVX2).
   for what in ("params", "extra"):
     for a, b in zip(jax.tree.leaves(getattr(got, what)), jax.tree.leaves(getattr(expected, what))):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6, err_msg=what)
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=what)
 
 
 def test_evaluation_scores_translations_against_the_true_target(tmp_path):
