@@ -266,12 +266,15 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
       if step % config.log_every == 0 or step % config.checkpoint_every == 0 or last:
         flush(step, t_interval, max(n_interval, 1))
         t_interval, n_interval = time.perf_counter(), 0
-      if step % config.sample_every == 0 or last:
-        sample_paths = write_samples(step, state)
-      if evaluator and (step % config.eval.every == 0 or last):
-        evaluate(step, state)
+      # Save first: a stop signal's grace period may not cover an evaluation (a minute or more
+      # with Inception), and an evaluation that fails must not lose the step.
       if step % config.checkpoint_every == 0 or last:
         save(step, state)
+      if step % config.sample_every == 0 or last:
+        sample_paths = write_samples(step, state)
+      if (evaluator and (step % config.eval.every == 0 or last) and
+          (not stopping or config.eval.on_stop)):
+        evaluate(step, state)
       if stopping:
         break
     if pending:

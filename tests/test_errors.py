@@ -139,3 +139,43 @@ def test_signal_saves_a_checkpoint_then_exits(tmp_path, sig):
   assert len(steps) == 1 and 3 <= steps[0] < 100000
   assert f"stopped by {signal.Signals(sig).name} at step {steps[0]}; checkpoint saved" in rest
   assert int(saved_state(tmp_path, steps[0])["step"]) == steps[0]
+
+
+def test_an_evaluation_that_fails_at_the_end_loses_no_step(tmp_path, monkeypatch):
+  """The last step is saved before the final evaluation: its error ends the run, not the step."""
+  from genjax import evaluation  # pylint: disable=g-import-not-at-top
+  from tests.test_evaluation import projection_extractor  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(evaluation, "make_extractor", lambda ec, ds: projection_extractor())
+
+  def fail(self, state, rng):
+    raise RuntimeError("the extractor ran out of memory")
+  monkeypatch.setattr(evaluation.Evaluator, "__call__", fail)
+  c = tiny_config("ae", num_steps=3, checkpoint_every=100,
+                  **{"eval.every": 100, "eval.metrics": "kid"})
+  with pytest.raises(RuntimeError, match="ran out of memory"):
+    train.train_and_evaluate(c, str(tmp_path))
+  assert committed_steps(tmp_path) == [3]
+
+
+def test_a_stop_signal_saves_without_evaluating_unless_asked(tmp_path):
+  """With evaluation configured, SIGTERM saves and exits without the evaluation (longer than a
+  preemption's grace period with Inception); eval.on_stop evaluates after the save."""
+  flags = (*TINY_DCGAN_FLAGS, "--config.num_steps=100000", "--config.log_every=1",
+           "--config.checkpoint_every=100000", "--config.eval.every=100000",
+           "--config.eval.metrics=kid", "--config.eval.num_samples=16",
+           "--config.eval.num_real=64", "--config.eval.weights=experiments/classifiers/mnist",
+           f"--config.eval.cache_dir={tmp_path / 'cache'}")
+  for on_stop, workdir in ((False, tmp_path / "plain"), (True, tmp_path / "on_stop")):
+    proc = run_main(workdir, *flags, f"--config.eval.on_stop={on_stop}",
+                    stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    for line in proc.stderr:
+      if " step 3/100000 " in line:
+        proc.send_signal(signal.SIGTERM)
+        break
+    rest = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, rest[-2000:]
+    (step,) = committed_steps(workdir)
+    assert "stopped by SIGTERM" in rest
+    assert (f"eval step {step} " in rest) == on_stop, rest[-2000:]
+    assert (workdir / "metrics.jsonl").exists() == on_stop

@@ -22,6 +22,7 @@ def defaults() -> dict[str, Any]:
   """The ``config.eval`` section."""
   return dict(
       every=0,  # evaluate every N steps and at the end (0 = only with genjax.evaluate)
+      on_stop=False,  # evaluate also when a stop signal ends the run (after it has saved)
       metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc
       num_samples=2048,  # generated samples per evaluation
       num_real=10000,  # real examples (at most the split's size)
