@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from genjax import config as config_lib
+from genjax import data
 from genjax import evaluation
 from genjax import kernels
 from genjax import runs
@@ -64,8 +65,15 @@ def test_real_against_itself_scores_perfectly(tmp_path):
   real = ev.real_features()["features"]
   assert real.shape == (128, 16)
   assert statistics.fid(real, real) == pytest.approx(0.0, abs=1e-6)
-  # The batch is padded to a multiple of the device count; padding never reaches the results.
-  assert ev.batch % jax.device_count() == 0 and ev.batch >= 24
+  # The batch is padded to a multiple of the device count (24 -> 24 on 8 devices), and the last
+  # of 128 / 24 batches with copies of its last image; the padding never reaches the results:
+  # the features are those of the 128 images, in order, each once.
+  assert ev.batch % jax.device_count() == 0 and ev.batch >= 24 and 128 % ev.batch
+  images = data.load_config(c.dataset, "test")["image"][:128]
+  lo, hi = method.value_range
+  unit = jnp.clip((method.images(images) - lo) / (hi - lo), 0.0, 1.0)
+  np.testing.assert_allclose(real, projection_extractor().fn(unit)["features"], rtol=1e-5,
+                             atol=1e-5)
 
 
 def test_rank_deficient_fid_is_refused_at_start_up_unless_allowed(tmp_path):
