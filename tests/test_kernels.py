@@ -2,6 +2,10 @@
 geometry genjax's models use; the backend switch, its errors and its mesh mapping."""
 
 import concurrent.futures
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -259,15 +263,74 @@ def test_build_compiles_into_the_kernel_dir_once(tmp_path, monkeypatch):
   assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
 
 
-def test_unloadable_library_is_one_line_and_auto_falls_back(tmp_path, monkeypatch):
+_CONV_RUNS = """
+import jax.numpy as jnp, numpy as np
+from genjax import kernels
+with kernels.use_conv_backend("onednn"):
+  y = kernels.onednn_conv(jnp.ones((1, 4, 4, 3)), jnp.ones((3, 3, 3, 2)), (1, 1), ((1, 1), (1, 1)))
+print(float(np.asarray(y)[0, 1, 1, 0]))
+"""
+
+
+def test_a_corrupt_cached_library_is_built_again(tmp_path):
+  # In a process of its own (the library loads once per process): the cached file is garbage,
+  # as a full disk or a killed copy leaves it; it is rebuilt, loaded and computes.
+  env = {**os.environ, "GENJAX_KERNEL_DIR": str(tmp_path), "XLA_FLAGS": ""}
+  path = subprocess.run([sys.executable, "-c", "from genjax import kernels; "
+                         "print(kernels.library_path())"], env=env, capture_output=True,
+                        text=True, check=True).stdout.strip()
+  pathlib.Path(path).write_bytes(b"not a shared object")
+  proc = subprocess.run([sys.executable, "-c", _CONV_RUNS], env=env, capture_output=True,
+                        text=True, timeout=900, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert float(proc.stdout.strip().splitlines()[-1]) == 27.0  # 3x3x3 ones inside the image
+  assert "do not load: building them again" in proc.stderr
+  assert pathlib.Path(path).read_bytes()[:4] == b"\x7fELF"
+
+
+def test_an_unloadable_library_is_one_line_and_auto_falls_back(tmp_path, monkeypatch):
+  # Still unloadable after the rebuild (e.g. libdnnl.so removed): one line naming the fix.
   monkeypatch.setenv("GENJAX_KERNEL_DIR", str(tmp_path))
   monkeypatch.setitem(kernels._state, "library", None)  # pylint: disable=protected-access
-  kernels.library_path().write_bytes(b"not a shared object")  # a corrupt cached library
+
+  def corrupt_build():
+    kernels.library_path().write_bytes(b"not a shared object")
+    return kernels.library_path()
+  monkeypatch.setattr(kernels, "build", corrupt_build)
   with pytest.raises(errors.KernelError, match=r"^cannot load genjax's oneDNN kernels \(.*\): "
                      r"reinstall oneDNN 2.x \(apt-get install libdnnl-dev\) or use "
                      r"--config.conv_backend=xla$"):
     kernels.set_conv_backend("onednn")
   assert kernels.set_conv_backend("auto") == "xla"
+
+
+def _fake_compiler(path, version, sleep=0):
+  path.write_text(f"#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version}'; exit 0; fi\n"
+                  f"exec sleep {sleep}\n")
+  path.chmod(0o755)
+  return str(path)
+
+
+def test_the_library_key_covers_the_compiler_and_its_flags(tmp_path, monkeypatch):
+  monkeypatch.setenv("GENJAX_KERNEL_DIR", str(tmp_path))
+  paths = set()
+  for version in ("fake-c++ 1.0", "fake-c++ 2.0"):
+    monkeypatch.setenv("CXX", _fake_compiler(tmp_path / "cxx", version))
+    kernels._compiler_identity.cache_clear()  # pylint: disable=protected-access
+    paths.add(kernels.library_path())
+  monkeypatch.setattr(kernels, "CXX_FLAGS", (*kernels.CXX_FLAGS, "-march=native"))
+  paths.add(kernels.library_path())
+  assert len(paths) == 3
+
+
+def test_a_compiler_that_hangs_is_one_line(tmp_path, monkeypatch):
+  monkeypatch.setenv("GENJAX_KERNEL_DIR", str(tmp_path))
+  monkeypatch.setenv("CXX", _fake_compiler(tmp_path / "cxx", "fake-c++ 1.0", sleep=30))
+  monkeypatch.setattr(kernels, "BUILD_TIMEOUT_S", 1)
+  with pytest.raises(errors.KernelError, match=r"^cannot build genjax's oneDNN kernels \(.*cxx "
+                     r"did not finish within 1 s\): install g\+\+"):
+    kernels.build()
+  assert not list(tmp_path.glob("*.so"))
 
 
 def _custom_calls(fn, *args):

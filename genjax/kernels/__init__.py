@@ -117,11 +117,47 @@ def use_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None,
     _state["backend"], _state["mesh"] = previous
 
 
+# The compiler's flags besides its include dir, source and output; part of the library's key.
+CXX_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-Wno-return-type")
+BUILD_TIMEOUT_S = 600  # a compiler that takes longer is reported, not waited for forever
+
+
+def _compiler() -> str:
+  return os.environ.get("CXX", "g++")
+
+
+@functools.cache
+def _compiler_identity(cxx: str) -> str:
+  """The first line of ``cxx --version`` (or why there is none): part of the library's key."""
+  try:
+    proc = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    return f"{cxx}: {type(e).__name__}"
+  lines = (proc.stdout or proc.stderr).strip().splitlines()
+  return f"{cxx}: {lines[0] if lines else proc.returncode}"
+
+
+def _onednn_header() -> bytes:
+  """oneDNN's version header as the compiler would find it (b"" where it is not found)."""
+  dirs = [*filter(None, os.environ.get("CPATH", "").split(os.pathsep)),
+          *filter(None, os.environ.get("CPLUS_INCLUDE_PATH", "").split(os.pathsep)),
+          "/usr/local/include", "/usr/include"]
+  for d in dirs:
+    header = Path(d) / "oneapi" / "dnnl" / "dnnl_version.h"
+    if header.exists():
+      return header.read_bytes()
+  return b""
+
+
 def library_path() -> Path:
-  """Where the compiled library lives: keyed by the source and jaxlib's FFI headers."""
+  """Where the compiled library lives: keyed by the source, jaxlib's FFI headers, the compiler
+  (its ``--version``), its flags and oneDNN's version header."""
   include = Path(jax.ffi.include_dir())
   digest = hashlib.sha256(SOURCE.read_bytes())
   digest.update((include / "xla/ffi/api/api.h").read_bytes())
+  digest.update(_compiler_identity(_compiler()).encode())
+  digest.update(" ".join(CXX_FLAGS).encode())
+  digest.update(_onednn_header())
   root = Path(os.environ.get("GENJAX_KERNEL_DIR", "~/.cache/genjax/kernels")).expanduser()
   return root / f"onednn_conv-{digest.hexdigest()[:16]}.so"
 
@@ -132,22 +168,24 @@ def build() -> Path:
   if out.exists():
     return out
   out.parent.mkdir(parents=True, exist_ok=True)
+  fix = ("install g++ and oneDNN 2.x (apt-get install g++ libdnnl-dev) or use "
+         "--config.conv_backend=xla")
   with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
     tmp_out = Path(tmp) / out.name
-    cmd = [os.environ.get("CXX", "g++"), "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp",
-           "-Wno-return-type", "-I", jax.ffi.include_dir(), str(SOURCE), "-o", str(tmp_out),
-           "-ldnnl"]
+    cmd = [_compiler(), *CXX_FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE), "-o",
+           str(tmp_out), "-ldnnl"]
     try:
-      proc = subprocess.run(cmd, capture_output=True, text=True)
+      proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     except FileNotFoundError:
       proc = None
+    except subprocess.TimeoutExpired:
+      raise errors.KernelError(f"cannot build genjax's oneDNN kernels ({cmd[0]} did not finish "
+                               f"within {BUILD_TIMEOUT_S} s): {fix}") from None
     if proc is None or proc.returncode:
       first = "compiler not found" if proc is None else next(
           (line for line in proc.stderr.splitlines() if "error" in line),
           proc.stderr.strip()[-200:])
-      raise errors.KernelError(
-          f"cannot build genjax's oneDNN kernels ({first.strip()}): install g++ and oneDNN 2.x "
-          f"(apt-get install g++ libdnnl-dev) or use --config.conv_backend=xla")
+      raise errors.KernelError(f"cannot build genjax's oneDNN kernels ({first.strip()}): {fix}")
     os.replace(tmp_out, out)  # atomic: concurrent builders leave one whole library
   return out
 
@@ -161,9 +199,16 @@ def _load() -> ctypes.CDLL:
     path = build()
     try:
       lib = ctypes.cdll.LoadLibrary(str(path))
-    except OSError as e:  # e.g. libdnnl.so.2 removed since the build
-      raise errors.KernelError(f"cannot load genjax's oneDNN kernels ({e}): reinstall oneDNN 2.x "
-                               f"(apt-get install libdnnl-dev) or use --config.conv_backend=xla")
+    except OSError:  # a corrupt cached library (a full disk, a killed copy): built again, once
+      logging.warning("genjax's cached oneDNN kernels %s do not load: building them again", path)
+      path.unlink(missing_ok=True)
+      path = build()
+      try:
+        lib = ctypes.cdll.LoadLibrary(str(path))
+      except OSError as e:  # e.g. libdnnl.so.2 removed since oneDNN's headers were installed
+        raise errors.KernelError(f"cannot load genjax's oneDNN kernels ({e}): reinstall oneDNN "
+                                 f"2.x (apt-get install libdnnl-dev) or use "
+                                 f"--config.conv_backend=xla") from None
     for kind, symbol in _TARGETS.items():
       jax.ffi.register_ffi_target(f"genjax_onednn_conv_{kind}",
                                   jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
