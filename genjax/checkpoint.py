@@ -68,9 +68,11 @@ class Checkpointer:
   def __init__(self, directory: str, *, keep: int, asynchronous: bool = True):
     """The training loop decides when to save (every N steps, at the end, on a signal)."""
     self.directory = os.path.abspath(directory)
+    # cleanup_tmp_directories: the temporary directories of saves that a kill or a failure
+    # interrupted are removed when a run (re)starts, so they cannot pile up.
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=1, max_to_keep=keep, create=True,
-        enable_async_checkpointing=asynchronous)
+        enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "meta"))
 

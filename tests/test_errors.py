@@ -179,3 +179,16 @@ def test_a_stop_signal_saves_without_evaluating_unless_asked(tmp_path):
     assert "stopped by SIGTERM" in rest
     assert (f"eval step {step} " in rest) == on_stop, rest[-2000:]
     assert (workdir / "metrics.jsonl").exists() == on_stop
+
+
+def test_temporary_directories_of_interrupted_saves_are_removed_on_start(tmp_path):
+  train.train_and_evaluate(tiny_config("ae", num_steps=2), str(tmp_path))
+  # what a save killed mid-way leaves (Orbax writes into <step>.orbax-checkpoint-tmp-<time>)
+  left = [tmp_path / "checkpoints" / f"{s}.orbax-checkpoint-tmp-1764633600" for s in (3, 4)]
+  for d in left:
+    (d / "state").mkdir(parents=True)
+    (d / "state" / "partial").write_bytes(b"x" * 1000)
+  result = train.train_and_evaluate(tiny_config("ae", num_steps=4), str(tmp_path))
+  assert result.step == 4 and committed_steps(tmp_path) == [2, 4]
+  assert not any(d.exists() for d in left)
+  assert not [p for p in (tmp_path / "checkpoints").iterdir() if "tmp" in p.name]
