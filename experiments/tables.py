@@ -1,0 +1,130 @@
+"""Regenerates the tables of experiments/RESULTS.md from the committed metrics files.
+
+Each table lives between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in RESULTS.md and
+is written from ``experiments/results/<run>/metrics.jsonl`` (the lines the training loop's
+evaluation appended, copied from the run's workdir), so a figure cannot drift from its run.
+
+  python -m experiments.tables            # rewrite the tables in place
+  python -m experiments.tables --check    # exit 1 if a table differs from its metrics files
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import re
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+RESULTS_MD = HERE / "RESULTS.md"
+RUNS = HERE / "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+  header: str
+  key: str
+  fmt: str = "{:.4g}"
+  scale: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  label: str
+  run: str  # experiments/results/<run>/metrics.jsonl
+  config: str
+  overrides: str = ""
+  grids: tuple[str, ...] = ("translations",)  # experiments/samples/<run>_<grid>.png
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  columns: tuple[Column, ...]
+  rows: tuple[Row, ...]
+
+
+P2P = "pix2pix_edges2fashion"
+CYC = "cyclegan_colored_mnist"
+TABLES = {
+    "pix2pix": Table(
+        columns=(Column("L1 ↓", "l1"), Column("PSNR (dB) ↑", "psnr", "{:.2f}"),
+                 Column("SSIM ↑", "ssim", "{:.3f}"), Column("classifier-FID ↓", "fid", "{:.2f}"),
+                 Column("KID ↓", "kid_mean", "{:.2f}"),
+                 Column("class kept (classifier accuracy) ↑", "label_accuracy", "{:.1%}")),
+        rows=(Row("L1 + cGAN (λ = 100)", "pix2pix_edges2fashion", P2P),
+              Row("L1 alone", "pix2pix_edges2fashion_l1", P2P, " --config.method.gan_weight=0"),
+              Row("cGAN alone", "pix2pix_edges2fashion_cgan", P2P,
+                  " --config.method.lambda_L1=0"))),
+    "cyclegan": Table(
+        columns=(Column("PSNR vs true (dB) ↑", "psnr", "{:.2f}"),
+                 Column("SSIM vs true ↑", "ssim", "{:.3f}"), Column("L1 vs true ↓", "l1"),
+                 Column("digit kept (classifier accuracy) ↑", "label_accuracy", "{:.1%}"),
+                 Column("cycle L1 ↓", "cycle_l1"),
+                 Column("classifier-FID ↓", "fid", "{:.2f}")),
+        rows=(Row("CycleGAN (LSGAN, cycle λ = 10, pools of 50)", "cyclegan_colored_mnist",
+                  CYC, grids=("translations", "translations_BtoA")),)),
+}
+
+
+def last_eval(run: str) -> dict:
+  """The last evaluation line of a committed run."""
+  path = RUNS / run / "metrics.jsonl"
+  if not path.exists():
+    raise FileNotFoundError(f"{path} is missing: copy the run's metrics.jsonl there")
+  lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+  evals = [x for x in lines if "num_samples" in x]
+  if not evals:
+    raise ValueError(f"{path} has no evaluation line")
+  return evals[-1]
+
+
+def render(table: Table) -> str:
+  head = ["setting", "steps", *(c.header for c in table.columns), "metrics", "grids", "command"]
+  out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for row in table.rows:
+    m = last_eval(row.run)
+    cells = [row.label, str(m["step"])]
+    for c in table.columns:
+      cells.append(c.fmt.format(m[c.key] * c.scale) if c.key in m else "–")
+    cells.append(f"[jsonl](results/{row.run}/metrics.jsonl)")
+    for grid in row.grids:
+      if not (HERE / "samples" / f"{row.run}_{grid}.png").exists():
+        raise FileNotFoundError(f"experiments/samples/{row.run}_{grid}.png is missing: copy the "
+                                f"run's samples/{grid}.png there")
+    cells.append(", ".join(f"[{g}](samples/{row.run}_{g}.png)" for g in row.grids))
+    cells.append(f"`python -m genjax.main --config=experiments/configs/{row.config}.py "
+                 f"--workdir=WORKDIR{row.overrides}`")
+    out.append("| " + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
+def regenerate(text: str) -> str:
+  for name, table in TABLES.items():
+    pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
+    if not pattern.search(text):
+      raise ValueError(f"RESULTS.md has no <!-- table:{name} --> ... <!-- /table:{name} --> block")
+    text = pattern.sub(lambda m, t=table: m.group(1) + render(t) + "\n" + m.group(2), text)
+  return text
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--check", action="store_true",
+                      help="exit 1 if RESULTS.md's tables differ from the metrics files")
+  args = parser.parse_args(argv)
+  text = RESULTS_MD.read_text()
+  new = regenerate(text)
+  if args.check:
+    if new != text:
+      print("RESULTS.md's tables differ from experiments/results/*/metrics.jsonl: run "
+            "python -m experiments.tables", file=sys.stderr)
+      return 1
+    return 0
+  RESULTS_MD.write_text(new)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
