@@ -1,7 +1,7 @@
 """Result files: one JSON list of records and one markdown table per run, plus the README.
 
 ``README.md`` in the results folder is rewritten after every run from all the JSON files there:
-how to run, the latest table per backend and device, and the list of runs. Text between
+how to run, the latest table per backend, device and suite, and the list of runs. Text between
 ``<!-- notes:start -->`` and ``<!-- notes:end -->`` in an existing README is kept as it is.
 """
 
@@ -261,10 +261,10 @@ def write_readme(out_dir: str) -> str:
   """Rewrites ``out_dir/README.md`` from the runs there; returns its path."""
   path = os.path.join(out_dir, "README.md")
   runs = load_runs(out_dir)
-  latest: dict[tuple[str, str], tuple[str, list]] = {}
+  latest: dict[tuple[str, str, str], tuple[str, list]] = {}
   for name, records in runs:  # a real run beats any dry run of the same backend
-    # the newest run per backend and device (the device names the CPU, its ISA and any cap)
-    key = (records[0]["backend"], records[0]["device"])
+    # the newest run per backend, device (it names the CPU, its ISA and any cap) and suite
+    key = (records[0]["backend"], records[0]["device"], records[0]["suite"])
     dry = records[0].get("dry_run", False)
     if key not in latest or dry <= latest[key][1][0].get("dry_run", False):
       latest[key] = (name, records)
@@ -275,9 +275,9 @@ def write_readme(out_dir: str) -> str:
            "## How to run\n", HOW_TO_RUN, "", "## Latest results\n"]
   if not latest:
     parts.append("No runs yet.\n")
-  for (backend, _), (name, records) in sorted(latest.items()):
+  for (backend, device, suite), (name, records) in sorted(latest.items()):
     stem = name[:-len(".json")]
-    parts += [f"### {backend}: {records[0]['device']}\n", summary(records), "",
+    parts += [f"### {backend}: {device}, suite `{suite}`\n", summary(records), "",
               table(records), "", f"Files: [{stem}.json]({stem}.json), [{stem}.md]({stem}.md)\n"]
   parts += ["## What is measured\n", METHOD, "", "## All runs\n",
             "| date | backend | device | suite | records | file |", "|---|---|---|---|--:|---|"]
