@@ -10,6 +10,7 @@ print one line and exit with status 2; SIGTERM/SIGINT save a checkpoint and exit
 
 from __future__ import annotations
 
+import difflib
 import logging as pylogging
 import re
 import sys
@@ -17,6 +18,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import ml_collections
 from ml_collections import config_flags
 
 from genjax.errors import GenjaxError
@@ -89,18 +91,40 @@ def main(argv) -> None:
     sys.exit(128 + result.signal)
 
 
+def _unknown_key(argv: list[str]) -> str | None:
+  """``unknown config key config.a.b; config.a has: ...`` for the first override in ``argv`` of a
+  key the loaded config lacks (with the closest name as a hint), or None."""
+  paths = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  try:  # the overrides are applied while the file is parsed: parse it again, alone
+    config = FLAGS["config"].parser.parse(paths[-1]) if paths else None
+  except Exception:  # pylint: disable=broad-except
+    return None  # the file's own error is reported instead
+  for arg in argv[1:]:
+    match = re.match(r"--config\.([\w.]+)(?:=|$)", arg)
+    node, path = config, "config"
+    for key in (match[1].split(".") if match and config is not None else ()):
+      if not isinstance(node, ml_collections.ConfigDict):
+        return f"unknown config key {path}.{key}: {path} is a value, not a section"
+      if key not in node:
+        close = difflib.get_close_matches(key, list(node), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"unknown config key {path}.{key}{hint}; {path} has: "
+                f"{', '.join(sorted(node)) or 'no keys'}")
+      node, path = node[key], f"{path}.{key}"
+  return None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with bad flags and config overrides reported in one line."""
   try:
     return FLAGS(argv)
-  except flags.Error as e:
-    exit_with(str(e))
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    # ml_collections rejects unknown keys with "'key'\nDid you mean "k" instead of "key"?".
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    unknown = _unknown_key(argv)
+    if unknown:
+      exit_with(unknown)
+    if isinstance(e, flags.Error):
+      exit_with(str(e))
     text = " ".join(str(e).replace("\\n", " ").split()).replace("\\'", "'").strip("'\" ")
-    match = re.search(r'Did you mean "(.+?)" instead of "(.+?)"', text)
-    if match:
-      text = f"unknown config key {match[2]!r} (did you mean {match[1]!r}?)"
     exit_with(f"bad --config or --config.* override: {text}")
 
 

@@ -40,7 +40,14 @@ def error_lines(stderr: str) -> list[str]:
                                        "fashion_mnist, cifar10"),
     (["--config.batch_size=12"], 8, "batch_size=12 is not divisible by the 8 devices; use a "
                                     "multiple of 8 (e.g. --config.batch_size=16)"),
-    (["--config.bach_size=3"], 1, "unknown config key 'bach_size' (did you mean 'batch_size'?)"),
+    (["--config.bach_size=3"], 1, "unknown config key config.bach_size (did you mean "
+                                  "'batch_size'?); config has: async_checkpoints, batch_size,"),
+    (["--config.method.lamda=3"], 1, "unknown config key config.method.lamda; config.method has: "
+                                     "aux_weight, clip_value,"),
+    (["--config.frozen.vgg=x"], 1, "unknown config key config.frozen.vgg; config.frozen has: "
+                                   "no keys"),
+    (["--config.batch_size.x=3"], 1, "unknown config key config.batch_size.x: config.batch_size "
+                                     "is a value, not a section"),
     (["--config.batch_size=abc"], 1, "flag --config.batch_size=abc: invalid literal for int()"),
     (["--config.parallel=spmd"], 1, "config.parallel must be one of mesh, pmap, got 'spmd'"),
     (["--num_processes=2"], 1, "multi-process training needs all of --coordinator_address, "

@@ -71,7 +71,8 @@ def test_config_names_slots_and_requires_them():
      "genjax: error: config.frozen.perceptual: no checkpoints in nowhere/checkpoints"),
     ([], "genjax: error: this config needs a frozen feature network for "
          "method.lambda_perceptual: set --config.frozen.perceptual=RUN"),
-    (["--config.frozen.vgg=x"], "genjax: error: bad --config or --config.* override: "),
+    (["--config.frozen.vgg=x"], "genjax: error: unknown config key config.frozen.vgg; "
+                                "config.frozen has: perceptual"),
 ])
 def test_command_line_names_frozen_networks(tmp_path, flags, message):
   out = run_main(tmp_path / "run", "--config.method.lambda_perceptual=1",
