@@ -4,7 +4,8 @@ Per step the host only enqueues work: the batch was gathered and transferred ahe
 prefetch thread, the jitted step takes donated state, and metrics stay on device until the next
 log, sample or checkpoint boundary, which are the only host syncs. The loop resumes from the
 newest checkpoint in ``workdir``, refuses checkpoints of another model, stops on a non-finite
-loss keeping the last good checkpoint, and on SIGTERM/SIGINT saves a checkpoint and returns.
+loss keeping the last good checkpoint, and on SIGTERM/SIGINT saves a checkpoint and returns
+(several processes first agree on the step to stop after, see :class:`_StopRequest`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from genjax import checkpoint
 from genjax import config as config_lib
@@ -44,15 +46,28 @@ class Result:
   step: int  # updates done
   state: Any  # final TrainState (one replicated copy, on device)
   metrics: dict[str, float]  # means over the last logging interval
-  signal: int | None = None  # the signal that stopped the run early, if any
+  signal: int | None = None  # the signal that stopped the run early (any process's), if any
   sample_paths: list[str] = dataclasses.field(default_factory=list)
 
 
 class _StopRequest:
-  """Turns SIGTERM/SIGINT into a flag the loop checks between steps (main thread only)."""
+  """Turns SIGTERM/SIGINT into a stop after a step, agreed by all processes (main thread only).
 
-  def __init__(self):
-    self.signum: int | None = None
+  A single process stops right after the step during which the signal came. Several processes
+  must stop at the same step: one that left the loop alone would enter Orbax's collective save
+  while the others ran the next step's collectives (a hang). So they act on signals only at the
+  steps where every process waits for its devices anyway, the first step (its compile is
+  reported) and log and checkpoint boundaries: there each contributes its flag to an all-gather,
+  and all stop if any got a signal. No other step gains a host sync; a stop takes effect at the
+  next ``log_every`` or ``checkpoint_every`` step. A second signal raises KeyboardInterrupt at
+  once, without saving (with several processes the others then stop with the "another task
+  died" error).
+  """
+
+  def __init__(self, process_count: int):
+    self.process_count = process_count
+    self.received: int | None = None  # by this process
+    self.signum: int | None = None  # what the run stops by, once acted upon
     self._previous = {}
 
   def __enter__(self):
@@ -62,11 +77,30 @@ class _StopRequest:
     return self
 
   def _handle(self, signum, frame):
-    if self.signum is not None:  # a second signal: stop now, without saving
+    if self.received is not None:  # a second signal: stop now, without saving
       raise KeyboardInterrupt
-    self.signum = signum
-    logging.warning("received %s: finishing this step, saving a checkpoint, then exiting",
-                    signal.Signals(signum).name)
+    self.received = signum
+    logging.warning("received %s: finishing %s, saving a checkpoint, then exiting",
+                    signal.Signals(signum).name, "this step" if self.process_count == 1 else
+                    "the steps up to the next log or checkpoint step with the other processes")
+
+  def after(self, step: int, synced: Any = None) -> bool:
+    """Whether to stop after ``step``. ``synced`` is the step's output where every process
+    waits for its devices at this step anyway, else None; several processes agree only there
+    (each must call this at the same steps: they share the config)."""
+    if self.process_count == 1:
+      self.signum = self.received  # read once: a signal may land at any point after this
+    elif synced is not None:
+      # The all-gather would queue behind the step's own collectives: let those finish first.
+      jax.block_until_ready(synced)
+      received = multihost_utils.process_allgather(np.int32(self.received or 0))
+      senders = np.flatnonzero(received)
+      if senders.size:
+        self.signum = int(received[senders[0]])
+        logging.warning("process %s received %s: all %d processes stop after step %d",
+                        ", ".join(map(str, senders)), signal.Signals(self.signum).name,
+                        self.process_count, step)
+    return self.signum is not None
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -242,7 +276,7 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
   tracer.skipped(start + 1)
   cleanup.callback(tracer.close)
   step = start
-  with _StopRequest() as stop:
+  with _StopRequest(strategy.process_count) as stop:
     if start >= config.num_steps:
       logging.info("already at step %d of %d: nothing to train", start, config.num_steps)
     t_interval, n_interval = time.perf_counter(), 0
@@ -256,14 +290,18 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
       tracer.after(step, (state, metrics))
       pending.append((step, metrics))
       n_interval += 1
-      if step == start + 1:  # one sync to report compile time, then steady-state timing
+      boundary = (step % config.log_every == 0 or step % config.checkpoint_every == 0 or
+                  step == config.num_steps)
+      # the steps that wait for the devices anyway: the first (one sync to report compile
+      # time, then steady-state timing) and those that log or save
+      stopping = stop.after(step, metrics if step == start + 1 or boundary else None)
+      if step == start + 1:
         jax.block_until_ready(metrics)
         logging.info("compiled and ran the first step in %.1fs", time.perf_counter() -
                      t_interval)
         t_interval, n_interval = time.perf_counter(), 0
-      stopping = stop.signum is not None  # read once: a signal may land at any point below
       last = step == config.num_steps or stopping
-      if step % config.log_every == 0 or step % config.checkpoint_every == 0 or last:
+      if boundary or stopping:
         flush(step, t_interval, max(n_interval, 1))
         t_interval, n_interval = time.perf_counter(), 0
       # Save first: a stop signal's grace period may not cover an evaluation (a minute or more

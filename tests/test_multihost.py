@@ -6,6 +6,7 @@ gradients and statistics; a tiny GAN on batches of 16 amplifies such rounding qu
 after 4 steps), so the comparison is made early.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -35,18 +36,23 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch(workdir, *flags, processes=2, devices=2, timeout_s=10):
-  """Starts ``processes`` genjax processes of ``devices`` CPU devices each; returns the Popens."""
+def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None):
+  """Starts ``processes`` genjax processes of ``devices`` CPU devices each; returns the Popens.
+  Their stderr is a pipe, or the file ``logs[i]`` for process i."""
   port = free_port()
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              PYTHONPATH=str(REPO))
-  return [subprocess.Popen(
-      [sys.executable, "-m", "genjax.main", "--config=experiments/configs/dcgan_fashion_mnist.py",
-       f"--workdir={workdir}", *TINY_DCGAN_FLAGS, *flags,
-       f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}",
-       f"--process_id={i}", f"--distributed_timeout={timeout_s}"],
-      cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-      for i in range(processes)]
+  procs = []
+  for i in range(processes):
+    with open(logs[i], "w") if logs else contextlib.nullcontext(subprocess.PIPE) as stderr:
+      procs.append(subprocess.Popen(
+          [sys.executable, "-m", "genjax.main",
+           "--config=experiments/configs/dcgan_fashion_mnist.py", f"--workdir={workdir}",
+           *TINY_DCGAN_FLAGS, *flags, f"--coordinator_address=127.0.0.1:{port}",
+           f"--num_processes={processes}", f"--process_id={i}",
+           f"--distributed_timeout={timeout_s}"],
+          cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=stderr))
+  return procs
 
 
 def finish(procs, timeout=300):
@@ -129,3 +135,41 @@ def test_when_a_process_dies_the_others_stop_with_an_error(tmp_path):
   # first: either names the other process.
   assert ("another task died" in rest or "unhealthy" in rest or
           "usually another process that died" in rest), rest[-3000:]
+
+
+def test_a_stop_signal_to_one_process_stops_all_at_the_same_step(tmp_path):
+  """SIGTERM to one process of two: both stop after the same step, at the next log step (where
+  they agree), save it together and exit as a stopped run. Before the agreement the signalled
+  process entered the collective save after its current step while the other ran the next
+  step's collectives: both hung."""
+  every, workdir = 5, tmp_path / "run"
+  logs = [tmp_path / f"{i}.log" for i in range(2)]
+  procs = launch(workdir, "--config.num_steps=1000000", f"--config.log_every={every}",
+                 "--config.checkpoint_every=1000000", "--config.sample_every=1000000",
+                 logs=logs)
+  try:
+    # process 0 logged a step, so both are stepping (each step is a collective of the two)
+    deadline = time.monotonic() + 300  # against a hang, not a measurement
+    while f" step {every}/" not in logs[0].read_text():
+      assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, (
+          logs[0].read_text()[-3000:])
+      time.sleep(0.1)
+    procs[1].send_signal(signal.SIGTERM)
+    for p in procs:
+      p.wait(timeout=180)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  out = [log.read_text() for log in logs]
+  for p, err in zip(procs, out):
+    assert p.returncode == 128 + signal.SIGTERM, err[-3000:]
+  (step,) = committed_steps(workdir)
+  assert step % every == 0 and step > every
+  for err in out:
+    assert f"process 1 received SIGTERM: all 2 processes stop after step {step}" in err
+    assert f"stopped by SIGTERM at step {step}; checkpoint saved" in err
+  assert int(saved_state(workdir, step)["step"]) == step
+  (d0,), (d1,) = digests(out[0]), digests(out[1])
+  assert d0 == d1
