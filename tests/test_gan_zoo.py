@@ -163,6 +163,33 @@ def test_lazy_penalty_is_applied_every_n_steps_with_its_weight_scaled(penalty):
   assert seen[0] > 0 and seen[1] == 0 and seen[2] > 0
 
 
+def test_conditional_r2_judges_the_fakes_under_their_own_labels():
+  c = tiny_zoo("cgan", **{"method.penalty": "r2", "method.penalty_weight": 1.0})
+  method, state, batches = make(c)
+  batch = next(batches)
+  _, metrics = jax.jit(method.step)(state, batch)
+
+  @jax.jit
+  def r2():
+    """1/2 E ||grad_x D(x, labels)||^2 on the step's fakes (made again from its key), by the
+    step's discriminator, under the fakes' own labels and under the real batch's."""
+    latent = method.sample_latent(method.step_key(state), c.batch_size, None)
+    fake = method.generate(
+        method.net("generator", state.params["generator"], state.buffers["generator"]), latent)
+
+    def penalty(labels):
+      def d_sum(x):
+        d = method.net("discriminator", state.params["discriminator"],
+                       state.buffers["discriminator"])
+        return jnp.sum(method.call_d(d, x, labels, None)["logit"])
+      return 0.5 * jnp.mean(jnp.sum(jnp.square(jax.grad(d_sum)(fake)), axis=(1, 2, 3)))
+    return penalty(latent["labels"]), penalty(batch["label"])
+
+  own, real = map(float, r2())
+  assert abs(own - real) > 0.05 * own  # the projection's gradient depends on the label
+  assert float(metrics["penalty"]) == pytest.approx(own, rel=1e-4)
+
+
 def test_diffaugment_applies_to_real_and_fake_inputs(monkeypatch):
   c = tiny_zoo("hinge", **{"method.diffaugment": "translation,cutout"})
   method, state, batches = make(c)
