@@ -6,7 +6,6 @@ precision); each test skips, with the reason, when its package is not installed.
 """
 
 import functools
-import importlib
 import importlib.util
 import math
 import sys
@@ -60,8 +59,8 @@ def _reference_module(name):
   if importlib.util.find_spec(package) is None:
     pytest.skip(f"{package} is not installed (pip install -e '.[test]')")
   pytest.importorskip("torch")  # imported here, never beside the placeholder
-  ours = lambda key: key.partition(".")[0] in ("torchvision", package)  # pylint: disable=unnecessary-lambda-assignment
-  saved = {key: module for key, module in sys.modules.items() if ours(key)}
+  swapped = lambda key: key.partition(".")[0] in ("torchvision", package)  # pylint: disable=unnecessary-lambda-assignment
+  saved = {key: module for key, module in sys.modules.items() if swapped(key)}
   try:
     for path, names in _TORCHVISION_PLACEHOLDER.items():
       module = sys.modules[path] = types.ModuleType(path)
@@ -72,7 +71,7 @@ def _reference_module(name):
         setattr(module, attribute, type(attribute, (), {}))
     return importlib.import_module(name)
   finally:
-    for key in [key for key in sys.modules if ours(key)]:
+    for key in [key for key in sys.modules if swapped(key)]:
       del sys.modules[key]
     sys.modules.update(saved)
 
