@@ -110,10 +110,13 @@ GAN_LOSSES: dict[str, tuple[Callable[[Array, Array], Array], Callable[[Array], A
 
 
 # --- discriminator penalties -------------------------------------------------------------------
-# A penalty is ``penalty(d_fn, real, fake, u) -> scalar``: ``d_fn`` maps a batch of images to the
-# discriminator's raw outputs (B,) and must be pure (no state updates), ``u`` holds one U(0, 1)
-# draw per example (the interpolation weights of the gradient penalty). Adding a penalty is adding
-# one entry to PENALTIES; ``config.method.penalty`` selects it and ``penalty_weight`` scales it.
+# A penalty is ``penalty(d_real, d_fake, real, fake, u) -> scalar``. ``d_real`` and ``d_fake`` map
+# a batch of images to the discriminator's raw outputs (B,) under the conditioning of the real and
+# of the fake batch: a conditional GAN's real labels, and the labels the fakes were generated from
+# (one function serves both where the condition is part of the input or there is none). They must
+# be pure (no state updates). ``u`` holds one U(0, 1) draw per example (the interpolation weights
+# of the gradient penalty). Adding a penalty is adding one entry to PENALTIES;
+# ``config.method.penalty`` selects it and ``penalty_weight`` scales it.
 
 def _input_grad_norm_sq(d_fn: Callable[[Array], Array], x: Array) -> Array:
   """||grad_x D(x)||^2 per example, in float32."""
@@ -121,28 +124,35 @@ def _input_grad_norm_sq(d_fn: Callable[[Array], Array], x: Array) -> Array:
   return _sum_per_example(jnp.square(jnp.asarray(g, jnp.float32)))
 
 
-def gradient_penalty(d_fn: Callable[[Array], Array], real: Array, fake: Array,
-                     u: Array) -> Array:
+def gradient_penalty(d_real: Callable[[Array], Array], d_fake: Callable[[Array], Array],
+                     real: Array, fake: Array, u: Array) -> Array:
   """WGAN-GP (Gulrajani et al. 2017): E (||grad D(x_hat)||_2 - 1)^2 on the interpolates
-  ``x_hat = u x + (1 - u) G(z)``. The paper's weight is lambda = 10."""
+  ``x_hat = u x + (1 - u) G(z)``. The paper's weight is lambda = 10.
+
+  An interpolate has no label of its own: it is judged under the real example's (``d_real``), as
+  StudioGAN's conditional WGAN-GP does, whose fake labels are drawn independently of the real ones
+  as genjax's are."""
+  del d_fake
   u = u.reshape((-1,) + (1,) * (real.ndim - 1)).astype(real.dtype)
   x_hat = u * real + (1.0 - u) * jax.lax.stop_gradient(fake)
-  norm = jnp.sqrt(_input_grad_norm_sq(d_fn, x_hat) + 1e-12)
+  norm = jnp.sqrt(_input_grad_norm_sq(d_real, x_hat) + 1e-12)
   return jnp.mean(jnp.square(norm - 1.0))
 
 
-def r1_penalty(d_fn: Callable[[Array], Array], real: Array, fake: Array, u: Array) -> Array:
+def r1_penalty(d_real: Callable[[Array], Array], d_fake: Callable[[Array], Array], real: Array,
+               fake: Array, u: Array) -> Array:
   """R1 (Mescheder et al. 2018): 1/2 E ||grad D(x)||^2 on real data, so that the weight is the
   paper's gamma."""
-  del fake, u
-  return 0.5 * jnp.mean(_input_grad_norm_sq(d_fn, real))
+  del d_fake, fake, u
+  return 0.5 * jnp.mean(_input_grad_norm_sq(d_real, real))
 
 
-def r2_penalty(d_fn: Callable[[Array], Array], real: Array, fake: Array, u: Array) -> Array:
+def r2_penalty(d_real: Callable[[Array], Array], d_fake: Callable[[Array], Array], real: Array,
+               fake: Array, u: Array) -> Array:
   """R2 (Mescheder et al. 2018): R1's penalty on the generated samples instead of the data,
-  1/2 E ||grad D(G(z))||^2."""
-  del u
-  return r1_penalty(d_fn, jax.lax.stop_gradient(fake), real, None)
+  1/2 E ||grad D(G(z))||^2, each judged under its own label (``d_fake``)."""
+  del d_real, real, u
+  return 0.5 * jnp.mean(_input_grad_norm_sq(d_fake, jax.lax.stop_gradient(fake)))
 
 
 PENALTIES: dict[str, Callable[..., Array]] = {

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.special
 
 from genjax import config as config_lib
 from genjax import data
@@ -43,15 +44,32 @@ def make(family, tmp_path, **overrides):
 
 
 @pytest.mark.parametrize("family", ["dcgan", "vae", "ae"])
-def test_evaluator_reports_every_metric_with_its_counts(tmp_path, family):
+def test_evaluator_reports_every_metric_with_its_counts(tmp_path, monkeypatch, family):
   c, method, state = make(family, tmp_path)
   ev = evaluation.Evaluator(c, method, projection_extractor())
   out = ev(state, jax.random.PRNGKey(1))
   assert out["extractor"] == "projection:test" and out["num_samples"] == 64
   assert out["num_real"] == 128 and out["split"] == "test"
-  for key in ("fid", "kid_mean", "kid_std", "is_mean", "precision", "recall", "density",
-              "coverage"):
-    assert np.isfinite(out[key]), key
+  r = ev.real_features()["features"]
+  f = ev.fake_features(state, jax.random.PRNGKey(1), 64)["features"]
+  assert out["fid"] == pytest.approx(statistics.fid(r, f), rel=1e-9)
+  # Each metric is that of the real split's features and the samples', the real set first.
+  # Shown on samples whose features overlap the real ones (an untrained model's are far away,
+  # where precision, recall, density and coverage are all 0 whatever the order).
+  noise = np.random.default_rng(0).normal(size=(64, 16)).astype(np.float32)
+  near = r[::2] + 0.3 * r.std() * noise
+  monkeypatch.setattr(ev, "fake_features", lambda *_: {"features": near, "logits": near[:, :10]})
+  out = ev(state, jax.random.PRNGKey(1))
+  assert out["fid"] == pytest.approx(statistics.fid(r, near), rel=1e-9)
+  assert (out["kid_mean"], out["kid_std"]) == pytest.approx(
+      statistics.kid(r, near, subset_size=64, seed=c.seed), rel=1e-9)
+  probs = scipy.special.softmax(near[:, :10].astype(np.float64), axis=-1)
+  assert (out["is_mean"], out["is_std"]) == pytest.approx(statistics.inception_score(probs),
+                                                          rel=1e-5)
+  assert (out["precision"], out["recall"]) == statistics.precision_recall(r, near)
+  assert (out["density"], out["coverage"]) == statistics.density_coverage(r, near)
+  assert statistics.precision_recall(r, near) != statistics.precision_recall(near, r)
+  assert statistics.density_coverage(r, near) != statistics.density_coverage(near, r)
   # The real features are cached on disk and reused.
   assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
   again = evaluation.Evaluator(c, method, projection_extractor())
@@ -85,8 +103,11 @@ def test_rank_deficient_fid_is_refused_at_start_up_unless_allowed(tmp_path):
   c.eval.num_samples = 17
   evaluation.Evaluator(c, method, projection_extractor())
   c.eval.num_samples, c.eval.allow_rank_deficient = 8, True
-  out = evaluation.Evaluator(c, method, projection_extractor())(state, jax.random.PRNGKey(0))
-  assert np.isfinite(out["fid"])
+  ev = evaluation.Evaluator(c, method, projection_extractor())
+  out = ev(state, jax.random.PRNGKey(0))
+  assert out["fid"] == pytest.approx(statistics.fid(
+      ev.real_features()["features"], ev.fake_features(state, jax.random.PRNGKey(0), 8)[
+          "features"], allow_rank_deficient=True), rel=1e-9)
 
 
 def test_a_rank_deficient_fid_stops_training_before_the_first_step(tmp_path, monkeypatch):
@@ -103,12 +124,17 @@ def test_in_loop_evaluation_writes_jsonl_and_tensorboard(tmp_path, monkeypatch):
   c = tiny_config("dcgan", **{"eval.every": 2, "eval.num_samples": 32, "eval.num_real": 64,
                               "eval.cache_dir": str(tmp_path / "cache"),
                               "eval.metrics": "fid,kid", "eval.allow_rank_deficient": False,
-                              "eval.split": "test"})
-  train.train_and_evaluate(c, str(tmp_path / "run"))
+                              "eval.split": "test", "optimizer.learning_rate": 0.01})
+  result = train.train_and_evaluate(c, str(tmp_path / "run"))
   lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   assert [l["step"] for l in lines] == [2, 4]
   assert all(l["extractor"] == "projection:test" and l["num_samples"] == 32 for l in lines)
-  assert all(np.isfinite(l["fid"]) and np.isfinite(l["kid_mean"]) for l in lines)
+  # The last line is the evaluation of the final state, with the run's evaluation key.
+  ev = evaluation.Evaluator(c, runs.build_method(c), projection_extractor())
+  final = ev(result.state, jax.random.fold_in(jax.random.PRNGKey(c.seed), 0x7FFFFFFE))
+  assert (lines[-1]["fid"], lines[-1]["kid_mean"]) == pytest.approx(
+      (final["fid"], final["kid_mean"]), rel=1e-6)
+  assert lines[0]["fid"] != pytest.approx(lines[-1]["fid"], rel=1e-3)  # the model moved (lr 0.01)
 
 
 @pytest.mark.parametrize("key,value,match", [
@@ -129,8 +155,6 @@ def test_inception_without_weights_says_where_to_put_them(tmp_path):
 
 def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, monkeypatch):
   from genjax import evaluate  # pylint: disable=g-import-not-at-top
-  c = tiny_config("dcgan", ema_decay=0.5)
-  train.train_and_evaluate(c, str(tmp_path / "run"))
   backends = []  # the conv kernels the networks are traced with: the run's config.conv_backend
 
   def extractor(ec, ds):
@@ -138,13 +162,24 @@ def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, mo
     return projection_extractor()
 
   monkeypatch.setattr(evaluation, "make_extractor", extractor)
+  # The run itself scores FID too, every 2 steps, on the samples the command scores below.
+  c = tiny_config("dcgan", ema_decay=0.5, **{
+      "eval.every": 2, "eval.metrics": "fid,kid,is", "eval.num_samples": 40,
+      "eval.split": "test", "eval.cache_dir": str(tmp_path / "cache"),
+      "optimizer.learning_rate": 0.01})
+  train.train_and_evaluate(c, str(tmp_path / "run"))
+  backends.clear()
   out = evaluate.evaluate(str(tmp_path / "run"), step=2, metrics="kid,is", num_samples=40,
                           split="test", cache_dir=str(tmp_path / "cache"))
   assert backends == ["onednn"] and kernels.conv_backend() == "xla"  # restored afterwards
   assert out["step"] == 2 and out["num_samples"] == 40 and "fid" not in out
-  assert np.isfinite(out["kid_mean"]) and np.isfinite(out["is_mean"])
-  line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-  assert line["source"] == "evaluate" and line["step"] == 2
+  lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  assert [(l["source"], l["step"]) for l in lines] == [("train", 2), ("train", 4),
+                                                        ("evaluate", 2)]
+  # The checkpoint of step 2 scores what the run scored at step 2, not what it scored at 4.
+  for key in ("kid_mean", "kid_std", "is_mean", "is_std"):
+    assert out[key] == pytest.approx(lines[0][key], rel=1e-9), key
+  assert lines[0]["kid_mean"] != pytest.approx(lines[1]["kid_mean"], rel=1e-3)
 
 
 @pytest.mark.parametrize("tool", ["genjax.evaluate", "genjax.gan_accuracy"])

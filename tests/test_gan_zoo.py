@@ -18,6 +18,7 @@ from genjax.data import augment
 from genjax.errors import ConfigError
 from genjax.methods import adversarial
 from genjax.methods import gan_parts
+from genjax.metrics import cluster_accuracy
 from tests.conftest import apply_overrides
 from tests.conftest import tiny_config
 
@@ -163,6 +164,33 @@ def test_lazy_penalty_is_applied_every_n_steps_with_its_weight_scaled(penalty):
   assert seen[0] > 0 and seen[1] == 0 and seen[2] > 0
 
 
+def test_conditional_r2_judges_the_fakes_under_their_own_labels():
+  c = tiny_zoo("cgan", **{"method.penalty": "r2", "method.penalty_weight": 1.0})
+  method, state, batches = make(c)
+  batch = next(batches)
+  _, metrics = jax.jit(method.step)(state, batch)
+
+  @jax.jit
+  def r2():
+    """1/2 E ||grad_x D(x, labels)||^2 on the step's fakes (made again from its key), by the
+    step's discriminator, under the fakes' own labels and under the real batch's."""
+    latent = method.sample_latent(method.step_key(state), c.batch_size, None)
+    fake = method.generate(
+        method.net("generator", state.params["generator"], state.buffers["generator"]), latent)
+
+    def penalty(labels):
+      def d_sum(x):
+        d = method.net("discriminator", state.params["discriminator"],
+                       state.buffers["discriminator"])
+        return jnp.sum(method.call_d(d, x, labels, None)["logit"])
+      return 0.5 * jnp.mean(jnp.sum(jnp.square(jax.grad(d_sum)(fake)), axis=(1, 2, 3)))
+    return penalty(latent["labels"]), penalty(batch["label"])
+
+  own, real = map(float, r2())
+  assert abs(own - real) > 0.05 * own  # the projection's gradient depends on the label
+  assert float(metrics["penalty"]) == pytest.approx(own, rel=1e-4)
+
+
 def test_diffaugment_applies_to_real_and_fake_inputs(monkeypatch):
   c = tiny_zoo("hinge", **{"method.diffaugment": "translation,cutout"})
   method, state, batches = make(c)
@@ -235,6 +263,12 @@ def test_infogan_grids_vary_one_code_at_a_time():
   assert not np.allclose(grids["categorical"][0, 0], grids["categorical"][0, 1])
 
 
+def _d_classes(method, d_params, state, images, head="class_logits"):
+  """The argmax of the discriminator's ``head`` for ``images``, in inference mode."""
+  d = method.net("discriminator", d_params, state.buffers["discriminator"], train=False)
+  return np.asarray(jnp.argmax(method.call_d(d, method.images(images), None, None)[head], -1))
+
+
 def test_sgan_trains_its_classifier_on_the_labelled_subset_only():
   c = tiny_zoo("sgan", **{"method.labelled_per_class": 2})
   method, state, _ = make(c)
@@ -244,19 +278,28 @@ def test_sgan_trains_its_classifier_on_the_labelled_subset_only():
   pool = {(int(l), np.asarray(method.images(i[None])).tobytes())
           for i, l in zip(subset["image"], subset["label"])}
   assert all((int(l), np.asarray(xi[None]).tobytes()) in pool for xi, l in zip(x, y))
-  # The discriminator classifies: accuracy is computable and in [0, 1].
+  # The accuracy is that of the discriminator's classes.
   arrays = data.load("synthetic", "test")
-  result = adversarial.class_accuracy(method, state, arrays["image"][:50], arrays["label"][:50])
-  assert result["mode"] == "supervised" and 0.0 <= result["accuracy"] <= 1.0
+  images, labels = arrays["image"][:50], arrays["label"][:50]
+  result = adversarial.class_accuracy(method, state, images, labels)
+  assert result["mode"] == "supervised" and result["num_examples"] == 50
+  assert result["accuracy"] == pytest.approx(np.mean(
+      _d_classes(method, state.params["discriminator"], state, images) == labels))
 
 
 def test_infogan_accuracy_uses_the_hungarian_mapping():
   c = tiny_zoo("infogan")
   method, state, _ = make(c)
   arrays = data.load("synthetic", "test")
-  result = adversarial.class_accuracy(method, state, arrays["image"][:50], arrays["label"][:50])
-  assert result["mode"] == "hungarian" and 0.0 < result["accuracy"] <= 1.0
-  assert len(set(result["mapping"].values())) == len(result["mapping"])
+  images, labels = arrays["image"][:50], arrays["label"][:50]
+  result = adversarial.class_accuracy(method, state, images, labels)
+  assert result["mode"] == "hungarian"
+  # The categorical code read back by the Q head, mapped one-to-one onto the labels.
+  codes = _d_classes(method, state.params["discriminator"], state, images, "code_logits")
+  mapping = result["mapping"]
+  assert len(set(mapping.values())) == len(mapping) and set(codes) <= set(mapping)
+  assert result["accuracy"] == pytest.approx(np.mean([mapping[k] for k in codes] == labels))
+  assert result["accuracy"] == pytest.approx(cluster_accuracy(codes, labels)[0])
 
 
 @pytest.mark.parametrize("key,value,match", [
@@ -305,16 +348,21 @@ def test_discriminator_ema_is_kept_and_used_for_classification():
   for e, p, i in zip(jax.tree.leaves(state.ema["discriminator"]),
                      jax.tree.leaves(state.params["discriminator"]), jax.tree.leaves(init)):
     np.testing.assert_allclose(e, 0.5 * i + 0.5 * p, rtol=1e-5, atol=1e-7)
-  arrays = data.load("synthetic", "test")
-  images, labels = arrays["image"][:40], arrays["label"][:40]
-  ours = adversarial.class_accuracy(method, state, images, labels)["accuracy"]
+  # Classification uses the EMA weights. One step moves them too little to classify otherwise
+  # than the raw weights, so give them weights that do, and label the images by those.
+  images = data.load("synthetic", "test")["image"][:40]
+  leaves, tree = jax.tree.flatten(state.params["discriminator"])
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  other = jax.tree.unflatten(tree, [p + 2.0 * jax.random.normal(k, p.shape, p.dtype)
+                                    for p, k in zip(leaves, keys)])
+  labels = _d_classes(method, other, state, images)
+  raw = np.mean(_d_classes(method, state.params["discriminator"], state, images) == labels)
+  assert raw < 0.9
+  state = state.replace(ema={"discriminator": other})
+  assert adversarial.class_accuracy(method, state, images, labels)["accuracy"] == 1.0
   swapped = state.replace(ema={"discriminator": state.params["discriminator"]})
-  raw = adversarial.class_accuracy(method, swapped, images, labels)["accuracy"]
-  d = method.net("discriminator", state.ema["discriminator"], state.buffers["discriminator"],
-                 train=False)
-  expected = np.mean(np.argmax(method.call_d(d, method.images(images), None, None)[
-      "class_logits"], -1) == labels)
-  assert ours == pytest.approx(expected) and 0 <= raw <= 1
+  assert adversarial.class_accuracy(method, swapped, images, labels)["accuracy"] == (
+      pytest.approx(raw))
 
 
 @pytest.mark.parametrize("spectral", [True, False])

@@ -117,7 +117,8 @@ def test_gradient_penalty_of_a_linear_critic_is_norm_minus_one_squared():
   d_fn = lambda x: jnp.sum(x * w, axis=(1, 2, 3))  # pylint: disable=unnecessary-lambda-assignment
   real, fake, u = _images(1), _images(2), jnp.array([0.1, 0.5, 0.9])
   expected = (np.linalg.norm(np.asarray(w)) - 1) ** 2
-  assert float(losses.gradient_penalty(d_fn, real, fake, u)) == pytest.approx(expected, rel=1e-5)
+  assert float(losses.gradient_penalty(d_fn, d_fn, real, fake, u)) == pytest.approx(expected,
+                                                                                   rel=1e-5)
 
 
 def test_gradient_penalty_evaluates_on_the_interpolates():
@@ -127,7 +128,8 @@ def test_gradient_penalty_evaluates_on_the_interpolates():
   r, f, un = np.asarray(real), np.asarray(fake), np.asarray(u)[:, None, None, None]
   x_hat = (un * r + (1 - un) * f).reshape(3, -1)
   expected = np.mean((np.linalg.norm(x_hat, axis=1) - 1) ** 2)
-  assert float(losses.gradient_penalty(d_fn, real, fake, u)) == pytest.approx(expected, rel=1e-5)
+  assert float(losses.gradient_penalty(d_fn, d_fn, real, fake, u)) == pytest.approx(expected,
+                                                                                   rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["r1", "r2"])
@@ -137,14 +139,28 @@ def test_r1_r2_penalties_are_half_the_squared_gradient_norm_on_real_or_generated
   real, fake = _images(5), _images(6)
   on = real if name == "r1" else fake
   expected = 0.5 * np.mean(np.sum(np.asarray(on).reshape(3, -1) ** 2, axis=1))
-  out = penalty(d_fn, real, fake, jnp.zeros(3))
+  out = penalty(d_fn, d_fn, real, fake, jnp.zeros(3))
   assert float(out) == pytest.approx(expected, rel=1e-5)
   # It does not look at the other batch.
   args = (real, fake * 7) if name == "r1" else (real * 7, fake)
-  assert float(penalty(d_fn, *args, jnp.ones(3))) == pytest.approx(float(out), rel=1e-6)
+  assert float(penalty(d_fn, d_fn, *args, jnp.ones(3))) == pytest.approx(float(out), rel=1e-6)
   if name == "r2":  # no gradient reaches the generator through the penalty
-    grad = jax.grad(lambda f: penalty(d_fn, real, f, jnp.zeros(3)))(fake)
+    grad = jax.grad(lambda f: penalty(d_fn, d_fn, real, f, jnp.zeros(3)))(fake)
     assert float(jnp.abs(grad).max()) == 0.0
+
+
+def test_penalties_judge_each_batch_under_its_own_conditioning():
+  # d_real and d_fake stand for a conditional discriminator under the real labels and under the
+  # fakes' own: R1 and the gradient penalty's interpolates are judged by d_real, R2 by d_fake.
+  d_real = lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3))  # pylint: disable=unnecessary-lambda-assignment
+  d_fake = lambda x: 1.5 * jnp.sum(x ** 2, axis=(1, 2, 3))  # pylint: disable=unnecessary-lambda-assignment
+  real, fake, u = _images(7), _images(8), jnp.array([0.2, 0.5, 0.7])
+  for name, judge in (("gp", d_real), ("r1", d_real), ("r2", d_fake)):
+    penalty = losses.PENALTIES[name]
+    other = d_fake if judge is d_real else d_real
+    out = float(penalty(d_real, d_fake, real, fake, u))
+    assert out == pytest.approx(float(penalty(judge, judge, real, fake, u)), rel=1e-6), name
+    assert out != pytest.approx(float(penalty(other, other, real, fake, u)), rel=0.1), name
 
 
 def test_weight_clipping():

@@ -1,19 +1,22 @@
-"""Evaluation metrics against peer packages, independent references and closed forms.
+"""Evaluation metrics against peer packages and closed forms.
 
-Peers: ``prdc`` (precision/recall/density/coverage), scikit-image (SSIM, PSNR) and scikit-learn
-(AUROC, average precision). FID and KID are checked against references written here from
-pytorch-fid's and torch-fidelity's published algorithms (pytorch-fid itself would pull in a
-different torch).
+Peers, called in the tests: pytorch-fid (FID), torch-fidelity (KID, Inception Score), ``prdc``
+(precision/recall/density/coverage), scikit-image (SSIM, PSNR) and scikit-learn (AUROC, average
+precision); each test skips, with the reason, when its package is not installed.
 """
 
 import functools
+import importlib.util
 import math
+import sys
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.special
 import scipy.stats
 
 from genjax import metrics
@@ -30,6 +33,47 @@ def _features(rng, n, d, shift=0.0):
   """Non-Gaussian, correlated features (like post-ReLU activations)."""
   mix = rng.normal(size=(d, d)) / math.sqrt(d)
   return np.exp(0.5 * rng.normal(size=(n, d)) @ mix) + shift
+
+
+# What pytorch-fid 0.3.0 and torch-fidelity 0.3.0 take from torchvision when their modules are
+# imported: modules, and the names they import or subclass.
+_TORCHVISION_PLACEHOLDER = {
+    "torchvision": (),
+    "torchvision.datasets": ("CIFAR10", "STL10"),
+    "torchvision.models": (),
+    "torchvision.models.inception": ("InceptionA", "InceptionC", "InceptionE"),
+    "torchvision.transforms": (),
+}
+
+
+def _reference_module(name):
+  """Module ``name`` of pytorch-fid or torch-fidelity, imported beside a placeholder torchvision.
+
+  Both packages import torchvision at module level for their image pipelines and Inception
+  networks, which the metric functions called here never use; and the torchvision that pip
+  installs with them (PyPI's 0.28, a CUDA build) does not load beside the CPU torch of the [test]
+  extras ("operator torchvision::nms does not exist"). Neither the placeholder nor the package
+  stays in sys.modules.
+  """
+  package = name.partition(".")[0]
+  if importlib.util.find_spec(package) is None:
+    pytest.skip(f"{package} is not installed (pip install -e '.[test]')")
+  pytest.importorskip("torch")  # imported here, never beside the placeholder
+  swapped = lambda key: key.partition(".")[0] in ("torchvision", package)  # pylint: disable=unnecessary-lambda-assignment
+  saved = {key: module for key, module in sys.modules.items() if swapped(key)}
+  try:
+    for path, names in _TORCHVISION_PLACEHOLDER.items():
+      module = sys.modules[path] = types.ModuleType(path)
+      parent, _, child = path.rpartition(".")
+      if parent:
+        setattr(sys.modules[parent], child, module)
+      for attribute in names:
+        setattr(module, attribute, type(attribute, (), {}))
+    return importlib.import_module(name)
+  finally:
+    for key in [key for key in sys.modules if swapped(key)]:
+      del sys.modules[key]
+    sys.modules.update(saved)
 
 
 # --- feature statistics ------------------------------------------------------------------------
@@ -57,34 +101,34 @@ def test_feature_stats_streaming_equals_one_shot():
 
 # --- FID ---------------------------------------------------------------------------------------
 
-def _reference_frechet(mu1, sigma1, mu2, sigma2, eps=1e-6):
-  """pytorch-fid's calculate_frechet_distance algorithm, written independently."""
-  diff = mu1 - mu2
-  root = scipy.linalg.sqrtm(sigma1 @ sigma2)
-  if not np.all(np.isfinite(root)):
-    shift = eps * np.eye(len(mu1))
-    root = scipy.linalg.sqrtm((sigma1 + shift) @ (sigma2 + shift))
-  if np.iscomplexobj(root):
-    assert np.allclose(np.diagonal(root).imag, 0, atol=1e-3)
-    root = root.real
-  return diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(root)
+# pytorch-fid 0.3 calls scipy.linalg.sqrtm(..., disp=False), deprecated in SciPy 1.16.
+_SQRTM_DISP = pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated")
 
 
-def _reference_fid(a, b):
-  return _reference_frechet(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
-                            np.cov(b, rowvar=False))
+def _pytorch_fid(a, b):
+  """pytorch-fid's FID of two feature sets: the mean and covariance of its
+  calculate_activation_statistics (np.mean, np.cov), then its calculate_frechet_distance."""
+  fid_score = _reference_module("pytorch_fid.fid_score")
+  (mu1, sigma1), (mu2, sigma2) = [(np.mean(x, axis=0), np.cov(x, rowvar=False)) for x in (a, b)]
+  return fid_score.calculate_frechet_distance(mu1, sigma1, mu2, sigma2)
 
 
-def test_fid_matches_pytorch_fid_formula():
+@_SQRTM_DISP
+def test_fid_matches_pytorch_fid():
   rng = _rng(2)
   a, b = _features(rng, 400, 32), _features(rng, 300, 32, shift=0.2)
-  expected = _reference_fid(a, b)
+  expected = _pytorch_fid(a, b)
   assert expected > 0.1
   assert metrics.fid(a, b) == pytest.approx(expected, rel=RTOL)
-  assert metrics.fid(jnp.asarray(a), b) == pytest.approx(
-      _reference_fid(np.asarray(jnp.asarray(a), np.float64), b), rel=RTOL)
+  a32 = np.asarray(jnp.asarray(a), np.float64)  # what a (float32) jax array holds
+  assert metrics.fid(jnp.asarray(a), b) == pytest.approx(_pytorch_fid(a32, b), rel=RTOL)
   streamed = [metrics.FeatureStats().update(x[:100]).update(x[100:]) for x in (a, b)]
   assert metrics.fid(*streamed) == pytest.approx(expected, rel=1e-9)
+  # Rank-deficient covariances (40 samples of 64-d features), where allowed.
+  rng = _rng(4)
+  a, b = _features(rng, 40, 64), _features(rng, 100, 64)
+  assert metrics.fid(a, b, allow_rank_deficient=True) == pytest.approx(_pytorch_fid(a, b),
+                                                                       rel=RTOL)
 
 
 def test_frechet_distance_closed_forms():
@@ -147,47 +191,38 @@ def test_fid_refuses_too_few_samples_unless_allowed():
   assert np.isfinite(metrics.fid(_features(rng, 65, 64), b))
   with pytest.raises(ConfigError, match="got 40"):
     metrics.fid(metrics.FeatureStats().update(b), metrics.FeatureStats().update(a))
-  value = metrics.fid(a, b, allow_rank_deficient=True)
-  assert np.isfinite(value)
-  assert value == pytest.approx(_reference_fid(a, b), rel=RTOL)
   with pytest.raises(ConfigError, match="dimensions differ"):
     metrics.fid(a, b[:, :10])
 
 
 # --- KID ---------------------------------------------------------------------------------------
 
-def _reference_mmd2(x, y):
-  """Unbiased polynomial-kernel MMD^2 as clean-fid's kernel_distance writes it (one subset)."""
-  m, d = x.shape
-  kxx_kyy = (x @ x.T / d + 1) ** 3 + (y @ y.T / d + 1) ** 3
-  kxy = (x @ y.T / d + 1) ** 3
-  return ((kxx_kyy.sum() - np.diag(kxx_kyy).sum()) / (m - 1) - kxy.sum() * 2 / m) / m
-
-
-def test_kid_matches_torch_fidelity_subsets_and_formula():
+def test_kid_matches_torch_fidelity():
+  metric_kid = _reference_module("torch_fidelity.metric_kid")
+  import torch  # pylint: disable=g-import-not-at-top
   rng = _rng(5)
   a, b = _features(rng, 300, 64), _features(rng, 250, 64, shift=0.1)
-  num_subsets, subset_size, seed = 20, 100, 7
-  # torch-fidelity's loop: one RandomState, side 1 then side 2 per subset.
-  draw = np.random.RandomState(seed)
-  mmds = []
-  for _ in range(num_subsets):
-    ia = draw.choice(len(a), subset_size, replace=False)
-    ib = draw.choice(len(b), subset_size, replace=False)
-    mmds.append(_reference_mmd2(a[ia], b[ib]))
-  mean, std = metrics.kid(a, b, num_subsets=num_subsets, subset_size=subset_size, seed=seed)
-  assert mean == pytest.approx(np.mean(mmds), rel=RTOL)
-  assert std == pytest.approx(np.std(mmds), rel=RTOL)
-  idx_a, idx_b = metrics.kid_subset_indices(len(a), len(b), num_subsets, subset_size, seed)
-  assert idx_a.shape == idx_b.shape == (num_subsets, subset_size)
-  assert all(len(set(row)) == subset_size for row in (*idx_a, *idx_b))
-  assert metrics.polynomial_mmd2(a[idx_a[3]], b[idx_b[3]]) == pytest.approx(mmds[3], rel=RTOL)
-  # The subset size is capped by the smaller side.
-  idx_a, idx_b = metrics.kid_subset_indices(len(a), len(b), 3, 1000, seed)
+  # Its kernel (cubic polynomial, gamma = 1/d, coef0 = 1) and unbiased MMD^2 on one subset.
+  assert metrics.polynomial_mmd2(a[:100], b[:100]) == pytest.approx(
+      metric_kid.polynomial_mmd(a[:100], b[:100], degree=3, gamma=None, coef0=1), rel=RTOL)
+  # The same subsets from the same seed; 250 is the smaller side, to which genjax caps 1000.
+  for num_subsets, subset_size, seed, ours in ((20, 100, 7, 100), (3, 250, 0, 1000)):
+    expected = metric_kid.kid_features_to_metric(
+        torch.from_numpy(a), torch.from_numpy(b), kid_subsets=num_subsets,
+        kid_subset_size=subset_size, rng_seed=seed, verbose=False)
+    mean, std = metrics.kid(a, b, num_subsets=num_subsets, subset_size=ours, seed=seed)
+    assert mean == pytest.approx(expected[metric_kid.KEY_METRIC_KID_MEAN], rel=RTOL)
+    assert std == pytest.approx(expected[metric_kid.KEY_METRIC_KID_STD], rel=RTOL)
+
+
+def test_kid_subsets_are_distinct_rows_capped_by_the_smaller_side():
+  idx_a, idx_b = metrics.kid_subset_indices(300, 250, 20, 100, 7)
+  assert idx_a.shape == idx_b.shape == (20, 100)
+  assert all(len(set(row)) == 100 for row in (*idx_a, *idx_b))
+  assert idx_a.max() < 300 and idx_b.max() < 250
+  idx_a, idx_b = metrics.kid_subset_indices(300, 250, 3, 1000, 7)
   assert idx_a.shape == idx_b.shape == (3, 250)
-  mean, _ = metrics.kid(a, b, num_subsets=3, seed=seed)
-  assert mean == pytest.approx(np.mean([_reference_mmd2(a[i], b[j]) for i, j in
-                                        zip(idx_a, idx_b)]), rel=RTOL)
+  assert all(sorted(row) == list(range(250)) for row in idx_b)  # each a permutation of side b
 
 
 def test_kid_of_identical_distributions_is_near_zero():
@@ -201,24 +236,36 @@ def test_kid_of_identical_distributions_is_near_zero():
 
 # --- Inception Score ---------------------------------------------------------------------------
 
-def test_inception_score_closed_forms_and_reference():
+def test_inception_score_closed_forms():
   uniform = np.full((100, 10), 0.1)
   mean, std = metrics.inception_score(uniform, splits=5)
   assert mean == pytest.approx(1.0, rel=1e-12) and std == pytest.approx(0.0, abs=1e-12)
   one_hot = np.eye(10)[np.arange(200) % 10]  # each split uses every class equally
   mean, std = metrics.inception_score(one_hot, splits=4)
   assert mean == pytest.approx(10.0, rel=1e-12) and std == pytest.approx(0.0, abs=1e-9)
-  probs = _rng(7).dirichlet(np.full(10, 0.3), size=103)
-  scores = []
-  for i in range(3):
-    part = probs[i * 103 // 3:(i + 1) * 103 // 3]
-    py = part.mean(0)
-    scores.append(np.exp(np.mean(np.sum(part * (np.log(part) - np.log(py)), axis=1))))
-  mean, std = metrics.inception_score(probs, splits=3)
-  assert mean == pytest.approx(np.mean(scores), rel=RTOL)
-  assert std == pytest.approx(np.std(scores), rel=RTOL)
   with pytest.raises(ConfigError, match="splits"):
-    metrics.inception_score(probs[:5], splits=10)
+    metrics.inception_score(uniform[:5], splits=10)
+
+
+def test_inception_score_matches_torch_fidelity():
+  metric_isc = _reference_module("torch_fidelity.metric_isc")
+  import torch  # pylint: disable=g-import-not-at-top
+  logits = 2.0 * _rng(7).normal(size=(1003, 10))  # torch-fidelity takes logits
+  probs = scipy.special.softmax(logits, axis=1)
+  key_mean, key_std = metric_isc.KEY_METRIC_ISC_MEAN, metric_isc.KEY_METRIC_ISC_STD
+  for splits in (3, 10):  # 1003 rows: chunks of unequal sizes
+    expected = metric_isc.isc_features_to_metric(torch.from_numpy(logits), splits=splits,
+                                                 shuffle=False)
+    mean, std = metrics.inception_score(probs, splits=splits)
+    assert mean == pytest.approx(expected[key_mean], rel=RTOL)
+    assert std == pytest.approx(expected[key_std], rel=RTOL)
+  # Its default shuffles the rows first, with RandomState(2020): our score of the shuffled rows.
+  expected = metric_isc.isc_features_to_metric(torch.from_numpy(logits), splits=10)
+  shuffled = probs[np.random.RandomState(2020).permutation(len(probs))]
+  assert metrics.inception_score(shuffled, splits=10) == pytest.approx(
+      (expected[key_mean], expected[key_std]), rel=RTOL)
+  assert metrics.inception_score(probs, splits=10)[0] != pytest.approx(expected[key_mean],
+                                                                       rel=RTOL)
 
 
 # --- precision, recall, density, coverage ------------------------------------------------------

@@ -21,7 +21,8 @@ of their own. The discriminator's side (the loss pair, DiffAugment, penalties, c
 
 The networks' specs (``net.spec``, :mod:`genjax.models.spec`) say what else is trained:
 a generator with ``num_classes > 0`` is class-conditional (labels are drawn uniformly for fakes,
-and a discriminator whose spec takes ``labels`` gets the real batch's labels: cGAN-projection);
+and a discriminator whose spec takes ``labels`` judges real images under the real batch's labels
+and fakes under their own, penalties included: cGAN-projection);
 a discriminator returning ``class_logits`` for a conditional generator adds AC-GAN's auxiliary
 cross-entropy (``aux_weight``); a generator with ``num_categorical``/``num_continuous`` codes
 and a discriminator returning ``code_logits``/``code_mean`` adds InfoGAN's mutual-information
@@ -261,10 +262,14 @@ class Adversarial(Method):
         metrics.update(term_metrics)
       new_buffers = self.buffers_of(d)
       if critic.penalty_fn:
-        def d_fn(x):  # a fresh module: the penalty's forward pass leaves no state behind
-          d_ = self.net("discriminator", params, state.buffers["discriminator"])
-          return self.call_d(d_, x, real_labels, sub(13))["logit"]
-        p = critic.penalty(d_fn, real_in, fake_in, u, state.step)
+        def judge(labels, rng):
+          def d_fn(x):  # a fresh module: the penalty's forward pass leaves no state behind
+            d_ = self.net("discriminator", params, state.buffers["discriminator"])
+            return self.call_d(d_, x, labels, rng)["logit"]
+          return d_fn
+        # Fakes are judged under the labels they were generated from (R2), as in the loss.
+        p = critic.penalty(judge(real_labels, sub(13)), judge(fake_labels, sub(14)), real_in,
+                           fake_in, u, state.step)
         loss += critic.weighted(p)
         metrics["penalty"] = p
       return loss, (out_r, out_f, metrics, new_buffers)

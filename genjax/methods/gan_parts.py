@@ -80,14 +80,15 @@ class Critic:
     return (parallel.batch_random(jax.random.uniform, key, (n,), self.axis_name)
             if self.penalty_fn else None)
 
-  def penalty(self, d_fn: Callable[[Array], Array], real_in: Array, fake_in: Array, u,
-              step: Array) -> Array:
-    """The raw penalty of this step (0 on steps a lazy penalty skips); ``d_fn`` maps inputs to
-    logits and must leave no state behind."""
+  def penalty(self, d_real: Callable[[Array], Array], d_fake: Callable[[Array], Array],
+              real_in: Array, fake_in: Array, u, step: Array) -> Array:
+    """The raw penalty of this step (0 on steps a lazy penalty skips). ``d_real`` and ``d_fake``
+    map inputs to logits under the real and the fake batch's conditioning (a conditional GAN's
+    real labels and the fakes' own; see :mod:`genjax.losses`) and must leave no state behind."""
     every = self.mc.penalty_every
 
     def penalty():
-      return self.penalty_fn(d_fn, real_in, fake_in, u).astype(jnp.float32)
+      return self.penalty_fn(d_real, d_fake, real_in, fake_in, u).astype(jnp.float32)
     return (penalty() if every == 1 else
             jax.lax.cond(step % every == 0, penalty, lambda: jnp.zeros((), jnp.float32)))
 

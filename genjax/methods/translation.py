@@ -345,7 +345,9 @@ class Translation(Method):
           terms = {}
           if critic.penalty_fn:
             d_fn = lambda v: self.judge(d, p, buffers[d], v)[0]  # pylint: disable=cell-var-from-loop
-            terms[f"penalty_{d}"] = critic.penalty(d_fn, real_in, fake_in, u, state.step)
+            # The condition (the source image, for a conditional D) is part of the input: one
+            # function judges real and fake pairs.
+            terms[f"penalty_{d}"] = critic.penalty(d_fn, d_fn, real_in, fake_in, u, state.step)
             loss += critic.weighted(terms[f"penalty_{d}"])
           return loss, (new, terms)
 

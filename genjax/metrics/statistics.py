@@ -224,11 +224,12 @@ def inception_score(probs: ArrayLike, splits: int = 10) -> tuple[float, float]:
 
   ``probs`` is ``[n, num_classes]`` (rows are distributions). Chunk ``i`` is rows
   ``[i n // splits, (i + 1) n // splits)`` in the given order and ``p(y)`` is the chunk's mean
-  row, as in the original implementation. torch-fidelity (0.4) chunks the same way but first
-  shuffles the rows (``samples_shuffle=True``, ``np.random.RandomState(2020).permutation(n)``):
-  this function equals its ``isc_features_to_metric`` with ``shuffle=False``, and with the
-  default when given ``probs[RandomState(2020).permutation(n)]`` (checked to 1e-15 on 1003
-  samples; unshuffled, the two differ by the chunks' composition: 3.771 against 3.785 there).
+  row, as in the original implementation. torch-fidelity (0.3, 0.4) chunks the same way but
+  first shuffles the rows (``samples_shuffle=True``, with
+  ``np.random.RandomState(2020).permutation(n)``): this function equals its
+  ``isc_features_to_metric`` with ``shuffle=False``, and with the default when given
+  ``probs[RandomState(2020).permutation(n)]`` (both tested against torch-fidelity; unshuffled,
+  the chunks hold other rows and the score differs).
   """
   p = _features(probs, "probs")
   n = p.shape[0]
