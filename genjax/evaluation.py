@@ -51,7 +51,10 @@ def _file_fingerprint(path: pathlib.Path) -> str:
   return h.hexdigest()[:12]
 
 
-def make_extractor(ec, dataset: str) -> Extractor:
+def make_extractor(ec, dataset: str,
+                   conv_backend: kernels.ConvBackend = kernels.XLA) -> Extractor:
+  """The feature extractor ``config.eval`` (``ec``) names for ``dataset``, its convolutions on
+  ``conv_backend``'s kernels."""
   if ec.extractor == "classifier":
     path = pathlib.Path(ec.weights or CLASSIFIER_DIR / dataset).expanduser()
     if not path.exists():
@@ -65,9 +68,9 @@ def make_extractor(ec, dataset: str) -> Extractor:
     path = pathlib.Path(ec.weights).expanduser()
   from genjax.metrics import features  # pylint: disable=g-import-not-at-top
   if ec.extractor == "classifier":
-    fn = runs.load_classifier(str(path))
+    fn = runs.load_classifier(str(path), conv_backend=conv_backend)
   else:
-    inception = features.InceptionFeatures(str(path))
+    inception = features.InceptionFeatures(str(path), conv_backend=conv_backend)
 
     def fn(x):
       out = inception(x)
@@ -81,7 +84,8 @@ class Evaluator:
   def __init__(self, config, method, extractor: Extractor | None = None):
     self.config, self.method, self.ec = config, method, config.eval
     self.metrics = parse_metrics(self.ec.metrics)
-    self.extractor = extractor or make_extractor(self.ec, config.dataset.name)
+    self.extractor = extractor or make_extractor(self.ec, config.dataset.name,
+                                                 method.conv_backend)
     self._check_rank()
     n = jax.device_count()
     self.batch = -(-self.ec.batch_size // n) * n
@@ -216,7 +220,7 @@ class Evaluator:
     if "_labels" in fake and fake["logits"].shape[-1] > int(fake["_labels"].max()):
       out["label_accuracy"] = float(np.mean(np.argmax(fake["logits"], -1) == fake["_labels"]))
     out["seconds"] = round(time.perf_counter() - t0, 2)
-    out.update(kernels.record(self.config.dtype))
+    out.update(kernels.record(self.method.conv_backend, self.config.dtype))
     return out
 
 
