@@ -27,10 +27,10 @@ from jax.sharding import PartitionSpec as P
 
 from genjax import data
 from genjax import kernels
+from genjax import paths
 from genjax import runs
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
-from genjax.metrics.options import CLASSIFIER_DIR
 from genjax.metrics.options import parse_metrics
 
 @dataclasses.dataclass
@@ -56,10 +56,14 @@ def make_extractor(ec, dataset: str,
   """The feature extractor ``config.eval`` (``ec``) names for ``dataset``, its convolutions on
   ``conv_backend``'s kernels."""
   if ec.extractor == "classifier":
-    path = pathlib.Path(ec.weights or CLASSIFIER_DIR / dataset).expanduser()
-    if not path.exists():
-      raise ConfigError(f"no domain classifier at {path}: train one with experiments/configs/"
-                        f"classifier_{dataset}.py (see README) or set --config.eval.weights")
+    root = paths.classifier_dir()
+    path = (pathlib.Path(ec.weights).expanduser() if ec.weights else
+            None if root is None else root / dataset)
+    if path is None or not path.exists():
+      where = f"at {path}" if path else f"for {dataset} (no default outside a checkout)"
+      raise ConfigError(f"no domain classifier {where}: set --config.eval.weights=RUN or "
+                        f"{paths.CLASSIFIER_DIR}=DIR (DIR/{dataset} a classifier run), or train "
+                        f"one with experiments/configs/classifier_{dataset}.py (see README)")
   elif not ec.weights:
     raise ConfigError("the inception extractor needs the weight file: set "
                       "--config.eval.weights=/path/to/pt_inception-2015-12-05-6726825d.pth "

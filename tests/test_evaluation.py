@@ -14,6 +14,7 @@ import pytest
 from genjax import config as config_lib
 from genjax import data
 from genjax import evaluation
+from genjax import paths
 from genjax import runs
 from genjax import train
 from genjax.errors import ConfigError
@@ -124,6 +125,35 @@ def test_inception_without_weights_says_where_to_put_them(tmp_path):
   c = tiny_config("dcgan", **{"eval.extractor": "inception"})
   with pytest.raises(ConfigError, match="pt_inception-2015-12-05-6726825d.pth"):
     evaluation.make_extractor(c.eval, c.dataset.name)
+
+
+def test_classifier_dir_overrides_the_checkout_layout_and_an_installed_package_names_it(
+    tmp_path, monkeypatch):
+  """The domain classifier of a dataset is $GENJAX_CLASSIFIER_DIR/<dataset>, whose default
+  (the checkout's experiments/classifiers) is the repository's layout: outside a checkout there
+  is none, and the error is one line naming what to set."""
+  loaded = []
+  monkeypatch.setattr(runs, "load_classifier", lambda path, **_: loaded.append(path))
+  ec = tiny_config("dcgan").eval
+  monkeypatch.delenv("GENJAX_CLASSIFIER_DIR", raising=False)
+  evaluation.make_extractor(ec, "mnist")
+  assert loaded == [str(paths.CHECKOUT / "experiments" / "classifiers" / "mnist")]
+  (tmp_path / "mnist").mkdir()
+  monkeypatch.setenv("GENJAX_CLASSIFIER_DIR", str(tmp_path))
+  assert evaluation.make_extractor(ec, "mnist").name == "classifier:mnist"
+  assert loaded[1:] == [str(tmp_path / "mnist")]
+
+  monkeypatch.delenv("GENJAX_CLASSIFIER_DIR")
+  monkeypatch.setattr(paths, "CHECKOUT", None)  # an installed package
+  with pytest.raises(ConfigError) as e:
+    evaluation.make_extractor(ec, "mnist")
+  assert str(e.value) == (
+      "no domain classifier for mnist (no default outside a checkout): set "
+      "--config.eval.weights=RUN or GENJAX_CLASSIFIER_DIR=DIR (DIR/mnist a classifier run), or "
+      "train one with experiments/configs/classifier_mnist.py (see README)")
+  monkeypatch.setenv("GENJAX_CLASSIFIER_DIR", str(tmp_path / "elsewhere"))
+  with pytest.raises(ConfigError, match=f"^no domain classifier at {tmp_path}/elsewhere/mnist: "):
+    evaluation.make_extractor(ec, "mnist")
 
 
 def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, monkeypatch):
