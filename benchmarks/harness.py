@@ -45,6 +45,7 @@ from benchmarks import workloads
 from genjax import data
 from genjax import host
 from genjax import kernels
+from genjax import runs
 
 # Other processes' CPU share under which the machine counts as quiet (``--wait-quiet``), and how
 # many times a timing disturbed by them is redone, after waiting, when waiting is asked for.
@@ -394,10 +395,10 @@ class PeerServer:
 # --- one workload -------------------------------------------------------------------------------
 
 def _flops(setup: workloads.GenjaxSetup) -> tuple[float | None, str]:
-  # XLA counts no FLOPs in custom calls, so the step is lowered with XLA's conv kernels (the
-  # same function) through a fresh jit, whose trace the timed step never reuses.
-  with kernels.use_conv_backend("xla", mesh=setup.strategy.data_mesh):
-    lowered = jax.jit(lambda *a: setup.method.step(*a)).lower(setup.state, setup.batch)
+  # XLA counts no FLOPs in custom calls, so the step is lowered from the same method built on
+  # XLA's conv kernels (the same function).
+  method = runs.build_method(setup.method.config, setup.strategy.axis_name, kernels.XLA)
+  lowered = jax.jit(method.step).lower(setup.state, setup.batch)
   for source, get in (("XLA cost analysis (lowered HLO)", lowered.cost_analysis),
                       ("XLA cost analysis (compiled)", lambda: lowered.compile().cost_analysis())):
     try:
@@ -467,7 +468,7 @@ def measure_workload(name: str, batch: int, dtype: str, opts: Options, *,
   log(f"  [{name} {dtype}] steady state, interleaved")
   host_batch = workloads.make_batch(config)
   setup = workloads.build_genjax(config, host_batch)
-  rec["conv_backend"] = kernels.conv_backend()
+  rec["conv_backend"] = setup.method.conv_backend.name
   rec["params"] = {role: int(sum(x.size for x in jax.tree.leaves(p)))
                    for role, p in setup.state.params.items()}
   rec["flops_per_step"], rec["flops_source"] = _flops(setup)
@@ -520,7 +521,7 @@ def measure_workload(name: str, batch: int, dtype: str, opts: Options, *,
     raise RuntimeError(f"{name} {dtype}: {failure}")
   # conv_kernels: 'onednn', 'onednn-float32' (bfloat16 computed in float32) or 'xla'; after the
   # steps were traced, so that it counts primitives that run otherwise too
-  rec.update(kernels.record(dtype))
+  rec.update(kernels.record(setup.method.conv_backend, dtype))
   rec["steps_timed"] = len(samples["genjax"])
   rec["other_load_timing"] = share
   rec["timing_attempts"] = attempt

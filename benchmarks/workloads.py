@@ -144,8 +144,8 @@ def build_genjax(config, host_batch: dict[str, np.ndarray], seed: int = 0) -> Ge
   """Builds the method, its initial state and the jitted step (not yet compiled)."""
   strategy = parallel.make_strategy(config.parallel)
   strategy.check_batch(config.batch_size)
-  kernels.set_conv_backend(config.conv_backend, mesh=strategy.data_mesh, dtype=config.dtype)
-  method = runs.build_method(config, strategy.axis_name)
+  conv_backend = kernels.resolve(config.conv_backend, mesh=strategy.data_mesh, dtype=config.dtype)
+  method = runs.build_method(config, strategy.axis_name, conv_backend)
   state = jax.jit(method.init, out_shardings=strategy.state_sharding())(
       jax.random.PRNGKey(seed))
   return GenjaxSetup(method=method, strategy=strategy, state=strategy.put_state(state),

@@ -33,16 +33,17 @@ def evaluate(workdir: str, step: int | None = None, **overrides) -> dict:
   from genjax import config as config_lib, errors, evaluation, kernels, parallel, runs  # pylint: disable=g-import-not-at-top,g-multiple-import
 
   strategy = parallel.make_strategy("mesh")
-  method, state, config = runs.restore_run(workdir, step, sharding=strategy.state_sharding())
+  _, state, config = runs.restore_run(workdir, step, sharding=strategy.state_sharding())
   step = int(state.step)
   for key, value in overrides.items():
     if value is not None:
       config.eval[key] = value
   config_lib.validate(config)
+  # the run's networks on the kernels its config names, as in training (the state is the same)
+  method = runs.build_method(config, conv_backend=kernels.resolve(
+      config.conv_backend, mesh=strategy.data_mesh, dtype=config.dtype))
   rng = jax.random.PRNGKey(config.seed)
-  with kernels.use_conv_backend(config.conv_backend, mesh=strategy.data_mesh,
-                                dtype=config.dtype):
-    results = evaluation.Evaluator(config, method)(state, jax.random.fold_in(rng, 0x7FFFFFFE))
+  results = evaluation.Evaluator(config, method)(state, jax.random.fold_in(rng, 0x7FFFFFFE))
   if failure := kernels.take_failure():
     raise errors.KernelError(f"a kernel failed during the evaluation ({failure}); nothing was "
                              f"recorded")

@@ -27,10 +27,10 @@ from jax.sharding import PartitionSpec as P
 
 from genjax import data
 from genjax import kernels
+from genjax import paths
 from genjax import runs
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
-from genjax.metrics.options import CLASSIFIER_DIR
 from genjax.metrics.options import parse_metrics
 
 @dataclasses.dataclass
@@ -51,12 +51,19 @@ def _file_fingerprint(path: pathlib.Path) -> str:
   return h.hexdigest()[:12]
 
 
-def make_extractor(ec, dataset: str) -> Extractor:
+def make_extractor(ec, dataset: str,
+                   conv_backend: kernels.ConvBackend = kernels.XLA) -> Extractor:
+  """The feature extractor ``config.eval`` (``ec``) names for ``dataset``, its convolutions on
+  ``conv_backend``'s kernels."""
   if ec.extractor == "classifier":
-    path = pathlib.Path(ec.weights or CLASSIFIER_DIR / dataset).expanduser()
-    if not path.exists():
-      raise ConfigError(f"no domain classifier at {path}: train one with experiments/configs/"
-                        f"classifier_{dataset}.py (see README) or set --config.eval.weights")
+    root = paths.classifier_dir()
+    path = (pathlib.Path(ec.weights).expanduser() if ec.weights else
+            None if root is None else root / dataset)
+    if path is None or not path.exists():
+      where = f"at {path}" if path else f"for {dataset} (no default outside a checkout)"
+      raise ConfigError(f"no domain classifier {where}: set --config.eval.weights=RUN or "
+                        f"{paths.CLASSIFIER_DIR}=DIR (DIR/{dataset} a classifier run), or train "
+                        f"one with experiments/configs/classifier_{dataset}.py (see README)")
   elif not ec.weights:
     raise ConfigError("the inception extractor needs the weight file: set "
                       "--config.eval.weights=/path/to/pt_inception-2015-12-05-6726825d.pth "
@@ -65,9 +72,9 @@ def make_extractor(ec, dataset: str) -> Extractor:
     path = pathlib.Path(ec.weights).expanduser()
   from genjax.metrics import features  # pylint: disable=g-import-not-at-top
   if ec.extractor == "classifier":
-    fn = runs.load_classifier(str(path))
+    fn = runs.load_classifier(str(path), conv_backend=conv_backend)
   else:
-    inception = features.InceptionFeatures(str(path))
+    inception = features.InceptionFeatures(str(path), conv_backend=conv_backend)
 
     def fn(x):
       out = inception(x)
@@ -81,7 +88,8 @@ class Evaluator:
   def __init__(self, config, method, extractor: Extractor | None = None):
     self.config, self.method, self.ec = config, method, config.eval
     self.metrics = parse_metrics(self.ec.metrics)
-    self.extractor = extractor or make_extractor(self.ec, config.dataset.name)
+    self.extractor = extractor or make_extractor(self.ec, config.dataset.name,
+                                                 method.conv_backend)
     self._check_rank()
     n = jax.device_count()
     self.batch = -(-self.ec.batch_size // n) * n
@@ -216,7 +224,7 @@ class Evaluator:
     if "_labels" in fake and fake["logits"].shape[-1] > int(fake["_labels"].max()):
       out["label_accuracy"] = float(np.mean(np.argmax(fake["logits"], -1) == fake["_labels"]))
     out["seconds"] = round(time.perf_counter() - t0, 2)
-    out.update(kernels.record(self.config.dtype))
+    out.update(kernels.record(self.method.conv_backend, self.config.dtype))
     return out
 
 

@@ -15,7 +15,8 @@ Every failure (a missing run or file, another architecture, a role the run lacks
 :class:`~genjax.errors.CheckpointError`, raised before anything runs.
 
 A training config names the frozen networks its method uses in ``config.frozen`` (one key per
-slot of the method's ``FROZEN``); :func:`for_config` loads and checks them at start-up.
+slot of the method's ``FROZEN``); :func:`for_config` loads and checks them at start-up, and puts
+their convolutions on the method's kernels (``method.conv_backend``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from flax import nnx
 from genjax import runs
 from genjax import torch_weights
 from genjax.errors import CheckpointError
+from genjax.models import layers
 
 
 @dataclasses.dataclass
@@ -172,5 +174,6 @@ def for_config(config, method) -> dict[str, Network]:
       raise CheckpointError(f"config.frozen.{slot}={spec} is a {family!r} network, and this "
                             f"slot takes {kind.what}: a {' or '.join(map(repr, kind.families))} "
                             f"run or export")
-    networks[slot] = network
+    networks[slot] = dataclasses.replace(
+        network, module=layers.on_conv_backend(network.module, method.conv_backend))
   return networks

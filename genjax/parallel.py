@@ -21,7 +21,6 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax import errors
-from genjax import kernels
 from genjax.errors import ConfigError
 
 STRATEGIES = ("mesh", "pmap")
@@ -225,8 +224,8 @@ class BatchedApply:
   call with fewer examples), the last one padded, so a stream of calls compiles once per input
   shape. ``preprocess(x)`` (optional) runs as its own jitted function first, so that inputs of
   many sizes do not recompile ``fn``. Instances given the same hashable ``key`` (standing for
-  the same ``fn`` and ``preprocess``), devices and conv backend (``genjax.kernels``, as of
-  construction) share their compiled functions.
+  the same ``fn`` and ``preprocess``; a network's graph definition, which holds its conv
+  backend, names it) and devices share their compiled functions.
   """
 
   _compiled: dict[Hashable, Any] = {}
@@ -241,8 +240,7 @@ class BatchedApply:
     self.sharded = NamedSharding(mesh, P(MESH_AXIS))
     self.batch_size = -(-max(1, batch_size) // self.num_devices) * self.num_devices
     self.tree = jax.device_put(tree, self.replicated)
-    cache_key = None if key is None else (key, tuple(d.id for d in devices),
-                                          kernels.conv_backend())
+    cache_key = None if key is None else (key, tuple(d.id for d in devices))
     if cache_key is None or cache_key not in self._compiled:
       jitted = (jax.jit(fn, in_shardings=(self.replicated, self.sharded),
                         out_shardings=self.sharded),

@@ -17,6 +17,7 @@ from jax.sharding import PartitionSpec as P
 from genjax import checkpoint
 from genjax import config as config_lib
 from genjax import data
+from genjax import kernels
 from genjax import methods
 from genjax import models
 from genjax import parallel
@@ -24,19 +25,24 @@ from genjax.errors import CheckpointError
 from genjax.metrics.features import ClassifierFeatures
 
 
-def build_method(config, axis_name: str | None = None) -> methods.Method:
-  """The training method of ``config``'s model family, with its networks built."""
+def build_method(config, axis_name: str | None = None,
+                 conv_backend: kernels.ConvBackend = kernels.XLA) -> methods.Method:
+  """The training method of ``config``'s model family, with its networks built on
+  ``conv_backend``'s kernels (the launcher's :func:`genjax.kernels.resolve` of
+  ``config.conv_backend``)."""
   method_cls = methods.get(models.get(config.model.name).METHOD)
   return method_cls(config, config_lib.image_shape(config),
-                    data.DATASETS[config.dataset.name].num_classes, axis_name)
+                    data.DATASETS[config.dataset.name].num_classes, axis_name, conv_backend)
 
 
 def restore_run(workdir: str | os.PathLike, step: int | None = None, *,
-                sharding: jax.sharding.Sharding | None = None):
+                sharding: jax.sharding.Sharding | None = None,
+                conv_backend: kernels.ConvBackend = kernels.XLA):
   """``(method, state, config)`` of the newest (or given) checkpoint of a genjax run.
 
-  The model is rebuilt from the config stored with the checkpoint; the state is restored with
-  ``sharding`` (default: replicated over the local devices).
+  The model is rebuilt from the config stored with the checkpoint, its networks on
+  ``conv_backend``'s kernels; the state is restored with ``sharding`` (default: replicated over
+  the local devices).
 
   Raises:
     CheckpointError: No checkpoint, or one that does not match its own config.
@@ -56,7 +62,7 @@ def restore_run(workdir: str | os.PathLike, step: int | None = None, *,
     if "config" not in meta:
       raise CheckpointError(f"checkpoint step {step} in {directory} holds no config")
     config = config_lib.from_json(meta["config"])
-    method = build_method(config)
+    method = build_method(config, conv_backend=conv_backend)
     if sharding is None:
       mesh = jax.sharding.Mesh(np.array(jax.local_devices()), (parallel.MESH_AXIS,))
       sharding = NamedSharding(mesh, P())
@@ -68,8 +74,10 @@ def restore_run(workdir: str | os.PathLike, step: int | None = None, *,
 
 
 def load_classifier(workdir: str | os.PathLike, *, batch_size: int = 500,
-                    devices: list[jax.Device] | None = None) -> ClassifierFeatures:
-  """The newest checkpoint of a genjax ``classifier`` run as a feature extractor.
+                    devices: list[jax.Device] | None = None,
+                    conv_backend: kernels.ConvBackend = kernels.XLA) -> ClassifierFeatures:
+  """The newest checkpoint of a genjax ``classifier`` run as a feature extractor (on
+  ``conv_backend``'s kernels).
 
   Returns a callable ``images01 -> {"features": [B, F], "logits": [B, C]}`` (numpy): the
   penultimate layer for classifier-FID/KID/PRDC, the logits' softmax for classifier-IS.
@@ -77,7 +85,7 @@ def load_classifier(workdir: str | os.PathLike, *, batch_size: int = 500,
   Raises:
     CheckpointError: No readable checkpoint, or a checkpoint of a model without those outputs.
   """
-  method, state, config = restore_run(workdir)
+  method, state, config = restore_run(workdir, conv_backend=conv_backend)
   if config.model.name != "classifier":
     raise CheckpointError(f"{os.fspath(workdir)} holds a {config.model.name!r} run, not a "
                           f"'classifier'")

@@ -129,7 +129,10 @@ def train_and_evaluate(config, workdir: str) -> Result:
   strategy.check_batch(config.batch_size)
   ds = config.dataset
   arrays = data.load_config(ds)
-  method = runs.build_method(config, strategy.axis_name)
+  # resolved once, before anything is written; the networks carry it (genjax.kernels)
+  conv_backend = kernels.resolve(config.conv_backend, mesh=strategy.data_mesh,
+                                 dtype=config.dtype)
+  method = runs.build_method(config, strategy.axis_name, conv_backend)
   # loaded and checked before anything is written; passed to each step as an argument
   frozen_weights = method.attach_frozen(frozen.for_config(config, method))
 
@@ -139,9 +142,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
                                    keep=config.keep_checkpoints,
                                    asynchronous=config.async_checkpoints)
     cleanup.callback(ckpt.close)
-    cleanup.enter_context(kernels.use_conv_backend(config.conv_backend,
-                                                   mesh=strategy.data_mesh, dtype=config.dtype))
-    logging.info("conv kernels: %s", kernels.describe(config.dtype))
+    logging.info("conv kernels: %s", kernels.describe(conv_backend, config.dtype))
     try:
       return _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, cleanup)
     except jax.errors.JaxRuntimeError as e:  # a kernel's or a collective's error: one line
@@ -171,7 +172,7 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
     if meta.get("global_batch") != config.batch_size:  # keep the number of examples seen
       position = meta["examples_seen"] // config.batch_size
     logging.info("resumed from %s at step %d", ckpt.directory, latest)
-    before, now = meta.get("kernels", {}), kernels.record(config.dtype)
+    before, now = meta.get("kernels", {}), kernels.record(method.conv_backend, config.dtype)
     if before and before["conv_kernels"] != now["conv_kernels"]:
       logging.warning("the run so far used conv kernels %r, this process uses %r: the same "
                       "function, rounded differently", before["conv_kernels"],
@@ -201,7 +202,8 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
             "examples_seen": (position + step - start) * config.batch_size,
             "data_epochs": iterator.epochs(position + step - start),
             "signature": sig, "config": config.to_json(),
-            "kernels": kernels.record(config.dtype), "frozen": frozen_sources}
+            "kernels": kernels.record(method.conv_backend, config.dtype),
+            "frozen": frozen_sources}
     ckpt.save(step, one, meta)
 
   evaluator = evaluation.Evaluator(config, method) if config.eval.every else None

@@ -83,12 +83,3 @@ TINY_DCGAN_FLAGS = ("--config.dataset.name=synthetic", "--config.model.ngf=8",
 @pytest.fixture(scope="session", autouse=True)
 def _check_devices():
   assert jax.device_count() == NUM_DEVICES, "XLA_FLAGS must be set before jax is imported"
-
-
-@pytest.fixture(autouse=True)
-def _restore_conv_backend():
-  """``genjax.kernels``' backend is a process setting (the benchmark harness sets it for good):
-  each test starts from XLA's kernels and no mesh."""
-  from genjax import kernels  # pylint: disable=g-import-not-at-top
-  yield
-  kernels._state.update(backend="xla", mesh=None)  # pylint: disable=protected-access

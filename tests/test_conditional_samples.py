@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from genjax import evaluation
 from genjax import frozen
 from genjax import runs
 
 DATA = pathlib.Path(__file__).parent / "data"
+CLASSIFIER = pathlib.Path(__file__).parents[1] / "experiments" / "classifiers" / "mnist"
 
 
 @pytest.mark.parametrize("name", ["acgan_mnist", "cgan_mnist"])
@@ -35,7 +35,7 @@ def test_conditional_samples_are_classified_as_their_label(name):
 
   images = np.asarray(sample(weights, latent), np.float32)
   lo, hi = method.value_range
-  classifier = runs.load_classifier(str(evaluation.CLASSIFIER_DIR / "mnist"))
+  classifier = runs.load_classifier(str(CLASSIFIER))
   logits = classifier(np.clip((images - lo) / (hi - lo), 0, 1))["logits"]
   predicted = np.argmax(logits, -1)
   per_class = [float(np.mean(predicted[labels == k] == k)) for k in range(10)]

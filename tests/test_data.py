@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from genjax import data
+from genjax import paths
 from genjax.data import sources
 from genjax.errors import ConfigError
 from genjax.errors import DataError
@@ -83,9 +84,34 @@ def test_local_dir_and_env_var_resolution(tmp_path, monkeypatch):
   assert from_arg["image"].shape == (5, 28, 28, 1) and (from_arg["image"] == 9).all()
 
 
-def test_default_dirs():
-  assert sources.DATASETS["mnist"].default_dirs[0] == str(REPO_ROOT.parent / "shared/data/mnist")
-  assert sources.DATASETS["fashion_mnist"].default_dirs[0] == str(FASHION_DIR)
+def test_default_dirs(monkeypatch):
+  monkeypatch.delenv("GENJAX_DATA_DIR", raising=False)
+  checkout_data = (REPO_ROOT.parent / "shared" / "data").resolve()
+  assert sources.idx_dirs("mnist") == [checkout_data / "mnist",
+                                       pathlib.Path("~/.cache/genjax/mnist").expanduser()]
+  assert sources.idx_dirs("fashion_mnist")[:2] == [checkout_data / "fashion_mnist", FASHION_DIR]
+
+
+def test_data_dir_overrides_the_checkout_layout_and_an_installed_package_names_it(tmp_path,
+                                                                                 monkeypatch):
+  """Local datasets are read from $GENJAX_DATA_DIR/<name>, whose default (../shared/data beside
+  the checkout) is the repository's layout: outside a checkout there is none, and a dataset
+  found nowhere is one line naming the variables to set."""
+  _write_split(tmp_path / "data" / "mnist", "train", 6, 3)
+  monkeypatch.setenv("GENJAX_DATA_DIR", str(tmp_path / "data"))
+  train = data.load("mnist", "train")
+  assert train["image"].shape == (6, 28, 28, 1) and (train["image"] == 3).all()
+
+  monkeypatch.delenv("GENJAX_DATA_DIR")
+  monkeypatch.setattr(paths, "CHECKOUT", None)  # an installed package
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))  # nor a copy in ~/.cache/genjax
+  assert sources.idx_dirs("mnist") == [tmp_path / "home" / ".cache" / "genjax" / "mnist"]
+  with pytest.raises(DataError) as info:
+    data.load("mnist", "train", data_dir=tmp_path / "tfds", download=False)
+  message = str(info.value)
+  assert "\n" not in message and "shared" not in message
+  assert ("set --config.dataset.local_dir=DIR, GENJAX_MNIST_DIR=DIR or GENJAX_DATA_DIR=ROOT "
+          "(ROOT/mnist)") in message
 
 
 @pytest.mark.parametrize("damage", ["magic", "truncated", "gzip", "count"])

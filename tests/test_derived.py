@@ -16,7 +16,7 @@ FASHION_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(not FASHION_DIR.is_dir(),
                                    reason="dataset-fashion-mnist not installed")
 needs_mnist = pytest.mark.skipif(
-    not pathlib.Path(sources.DATASETS["mnist"].default_dirs[0]).is_dir(),
+    not any(d.is_dir() for d in sources.idx_dirs("mnist")),
     reason="local MNIST IDX files missing")
 
 

@@ -152,7 +152,7 @@ def test_an_evaluation_that_fails_at_the_end_loses_no_step(tmp_path, monkeypatch
   """The last step is saved before the final evaluation: its error ends the run, not the step."""
   from genjax import evaluation  # pylint: disable=g-import-not-at-top
   from tests.test_evaluation import projection_extractor  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(evaluation, "make_extractor", lambda ec, ds: projection_extractor())
+  monkeypatch.setattr(evaluation, "make_extractor", lambda *_: projection_extractor())
 
   def fail(self, state, rng):
     raise RuntimeError("the extractor ran out of memory")

@@ -15,7 +15,7 @@ import scipy.special
 from genjax import config as config_lib
 from genjax import data
 from genjax import evaluation
-from genjax import kernels
+from genjax import paths
 from genjax import runs
 from genjax import train
 from genjax.errors import ConfigError
@@ -111,7 +111,7 @@ def test_rank_deficient_fid_is_refused_at_start_up_unless_allowed(tmp_path):
 
 
 def test_a_rank_deficient_fid_stops_training_before_the_first_step(tmp_path, monkeypatch):
-  monkeypatch.setattr(evaluation, "make_extractor", lambda ec, ds: projection_extractor())
+  monkeypatch.setattr(evaluation, "make_extractor", lambda *_: projection_extractor())
   c = tiny_config("dcgan", **{"eval.every": 2, "eval.num_samples": 16, "eval.num_real": 64,
                               "eval.cache_dir": str(tmp_path / "cache"), "eval.metrics": "fid"})
   with pytest.raises(ConfigError, match="rank-deficient"):
@@ -120,7 +120,7 @@ def test_a_rank_deficient_fid_stops_training_before_the_first_step(tmp_path, mon
 
 
 def test_in_loop_evaluation_writes_jsonl_and_tensorboard(tmp_path, monkeypatch):
-  monkeypatch.setattr(evaluation, "make_extractor", lambda ec, ds: projection_extractor())
+  monkeypatch.setattr(evaluation, "make_extractor", lambda *_: projection_extractor())
   c = tiny_config("dcgan", **{"eval.every": 2, "eval.num_samples": 32, "eval.num_real": 64,
                               "eval.cache_dir": str(tmp_path / "cache"),
                               "eval.metrics": "fid,kid", "eval.allow_rank_deficient": False,
@@ -153,12 +153,41 @@ def test_inception_without_weights_says_where_to_put_them(tmp_path):
     evaluation.make_extractor(c.eval, c.dataset.name)
 
 
+def test_classifier_dir_overrides_the_checkout_layout_and_an_installed_package_names_it(
+    tmp_path, monkeypatch):
+  """The domain classifier of a dataset is $GENJAX_CLASSIFIER_DIR/<dataset>, whose default
+  (the checkout's experiments/classifiers) is the repository's layout: outside a checkout there
+  is none, and the error is one line naming what to set."""
+  loaded = []
+  monkeypatch.setattr(runs, "load_classifier", lambda path, **_: loaded.append(path))
+  ec = tiny_config("dcgan").eval
+  monkeypatch.delenv("GENJAX_CLASSIFIER_DIR", raising=False)
+  evaluation.make_extractor(ec, "mnist")
+  assert loaded == [str(paths.CHECKOUT / "experiments" / "classifiers" / "mnist")]
+  (tmp_path / "mnist").mkdir()
+  monkeypatch.setenv("GENJAX_CLASSIFIER_DIR", str(tmp_path))
+  assert evaluation.make_extractor(ec, "mnist").name == "classifier:mnist"
+  assert loaded[1:] == [str(tmp_path / "mnist")]
+
+  monkeypatch.delenv("GENJAX_CLASSIFIER_DIR")
+  monkeypatch.setattr(paths, "CHECKOUT", None)  # an installed package
+  with pytest.raises(ConfigError) as e:
+    evaluation.make_extractor(ec, "mnist")
+  assert str(e.value) == (
+      "no domain classifier for mnist (no default outside a checkout): set "
+      "--config.eval.weights=RUN or GENJAX_CLASSIFIER_DIR=DIR (DIR/mnist a classifier run), or "
+      "train one with experiments/configs/classifier_mnist.py (see README)")
+  monkeypatch.setenv("GENJAX_CLASSIFIER_DIR", str(tmp_path / "elsewhere"))
+  with pytest.raises(ConfigError, match=f"^no domain classifier at {tmp_path}/elsewhere/mnist: "):
+    evaluation.make_extractor(ec, "mnist")
+
+
 def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, monkeypatch):
   from genjax import evaluate  # pylint: disable=g-import-not-at-top
-  backends = []  # the conv kernels the networks are traced with: the run's config.conv_backend
+  backends = []  # the conv kernels the networks are built on: the run's config.conv_backend
 
-  def extractor(ec, ds):
-    backends.append(kernels.conv_backend())
+  def extractor(ec, ds, conv_backend):
+    backends.append(conv_backend)
     return projection_extractor()
 
   monkeypatch.setattr(evaluation, "make_extractor", extractor)
@@ -171,7 +200,7 @@ def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, mo
   backends.clear()
   out = evaluate.evaluate(str(tmp_path / "run"), step=2, metrics="kid,is", num_samples=40,
                           split="test", cache_dir=str(tmp_path / "cache"))
-  assert backends == ["onednn"] and kernels.conv_backend() == "xla"  # restored afterwards
+  assert [b.name for b in backends] == ["onednn"]
   assert out["step"] == 2 and out["num_samples"] == 40 and "fid" not in out
   lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   assert [(l["source"], l["step"]) for l in lines] == [("train", 2), ("train", 4),

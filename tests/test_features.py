@@ -218,12 +218,12 @@ def test_onednn_kernels_match_pytorch_peer_per_device_shard(peer, weights):
   """The network's convolutions on genjax's oneDNN kernels (what training-time evaluation and
   `genjax.evaluate` use on CPU), each custom call on its device's shard of the batch."""
   mesh = jax.sharding.Mesh(np.array(jax.devices()), (parallel.MESH_AXIS,))
-  with kernels.use_conv_backend("onednn", mesh=mesh):
-    onednn = features.InceptionFeatures(weights, batch_size=8)
-    images = np.random.default_rng(5).random((3, 299, 299, 3), np.float32)
-    out = onednn(images)
-    x = jax.device_put(jnp.zeros((8, 299, 299, 3)), onednn._apply.sharded)  # pylint: disable=protected-access
-    hlo = onednn._apply.fn.lower(onednn._apply.tree, x).compile().as_text()  # pylint: disable=protected-access
+  onednn = features.InceptionFeatures(weights, batch_size=8,
+                                      conv_backend=kernels.resolve("onednn", mesh=mesh))
+  images = np.random.default_rng(5).random((3, 299, 299, 3), np.float32)
+  out = onednn(images)
+  x = jax.device_put(jnp.zeros((8, 299, 299, 3)), onednn._apply.sharded)  # pylint: disable=protected-access
+  hlo = onednn._apply.fn.lower(onednn._apply.tree, x).compile().as_text()  # pylint: disable=protected-access
   assert "genjax_onednn_conv_fwd" in hlo and "all-gather" not in hlo
   pool3, logits = peer_outputs(peer, images)
   assert np.abs(out["pool3"] - pool3).max() <= 1e-4

@@ -13,6 +13,7 @@ from genjax import checkpoint
 from genjax import config as config_lib
 from genjax import data
 from genjax import frozen
+from genjax import kernels
 from genjax import parallel
 from genjax import runs
 from genjax import train
@@ -202,8 +203,9 @@ def test_a_slot_reads_a_reference_pth_into_its_architecture(tmp_path):
   def generator(ngf, seed=0):
     return translation_nets.define_G("unet_32", 1, 1, ngf=ngf, rngs=nnx.Rngs(seed))
 
-  class StandIn:  # what for_config reads of a method: its slots, and what build reads
+  class StandIn:  # what for_config reads of a method: its slots, kernels, and what build reads
     FROZEN = {"generator": FrozenSlot("a pretrained generator", build=lambda m: generator(m.ngf))}
+    conv_backend = kernels.XLA
     ngf = 8
   reference = generator(8, seed=1)
   torch_weights.write_state_dict(tmp_path / "latest_net_G.pth", torch_weights.to_torch(reference))
@@ -212,6 +214,11 @@ def test_a_slot_reads_a_reference_pth_into_its_architecture(tmp_path):
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 1))
   np.testing.assert_allclose(loaded.module(x), nnx.view(reference, use_running_average=True)(x),
                              rtol=1e-5, atol=1e-5)
+  # a frozen network runs on the kernels of the method that uses it
+  StandIn.conv_backend = kernels.ConvBackend("onednn")
+  module = frozen.for_config(config, StandIn())["generator"].module
+  assert {m.conv_backend for _, m in nnx.iter_graph(module) if hasattr(m, "conv_backend")} == {
+      StandIn.conv_backend}
   StandIn.ngf = 4
   with pytest.raises(CheckpointError, match=r"^config.frozen.generator: ") as e:
     frozen.for_config(config, StandIn())

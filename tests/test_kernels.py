@@ -1,5 +1,6 @@
 """genjax.kernels: the oneDNN convolutions equal XLA's, forward and both gradients, for every
-geometry genjax's models use; the backend switch, its errors and its mesh mapping."""
+geometry genjax's models use; the backend a network is built on, its errors and its mesh
+mapping."""
 
 import concurrent.futures
 import os
@@ -151,24 +152,47 @@ def test_layers_conv_is_nnx_conv_with_the_same_parameters_and_key_draws():
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-6)
 
 
-def test_dcgan_networks_give_the_same_outputs_and_gradients_on_both_backends():
+ONEDNN = kernels.ConvBackend("onednn")
+
+
+def _dcgan_loss_and_grads(backend):
+  """A DCGAN pair built on ``backend``: the jitted loss, its value and gradients, and its HLO."""
   nets = dcgan.build((32, 32, 1), rngs=nnx.Rngs(0), ngf=8, ndf=8, latent_dim=16)
+  nets = {role: layers.on_conv_backend(net, backend) for role, net in nets.items()}
   (gdef, gstate), (ddef, dstate) = nnx.split(nets["generator"]), nnx.split(nets["discriminator"])
   z = jax.random.normal(jax.random.PRNGKey(1), (4, 16))
   real = jax.random.normal(jax.random.PRNGKey(2), (4, 32, 32, 1))
 
-  def run():
-    def loss(gs, ds):
-      d = nnx.merge(ddef, ds)
-      fake = nnx.merge(gdef, gs)(z)
-      return jnp.sum(d(fake) ** 2) + jnp.sum(d(real)), fake
-    return jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(gstate, dstate)
+  def loss(gs, ds):
+    d = nnx.merge(ddef, ds)
+    fake = nnx.merge(gdef, gs)(z)
+    return jnp.sum(d(fake) ** 2) + jnp.sum(d(real)), fake
+  fn = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))
+  return fn(gstate, dstate), fn.lower(gstate, dstate).as_text()
 
-  with kernels.use_conv_backend("xla"):
-    ref = run()
-  with kernels.use_conv_backend("onednn"):
-    ours = run()
+
+def test_dcgan_networks_give_the_same_outputs_and_gradients_on_both_backends():
+  ref, _ = _dcgan_loss_and_grads(kernels.XLA)
+  ours, _ = _dcgan_loss_and_grads(ONEDNN)
   _assert_same(ours, ref, 1e-5)
+
+
+def test_networks_on_different_backends_trace_in_one_process_each_on_its_own():
+  """The backend is a field of the networks, not a process setting: two DCGAN pairs built on
+  oneDNN's and XLA's kernels, traced alternately in one process, each trace all its
+  convolutions on its own network's kernels (custom calls, or XLA convolutions only)."""
+  for _ in range(2):
+    _, onednn_hlo = _dcgan_loss_and_grads(ONEDNN)
+    _, xla_hlo = _dcgan_loss_and_grads(kernels.XLA)
+    assert "genjax_onednn_conv_fwd" in onednn_hlo and "genjax_onednn_conv_bwd_weights" in onednn_hlo
+    assert "stablehlo.convolution" not in onednn_hlo
+    assert "stablehlo.convolution" in xla_hlo and "genjax_onednn_conv" not in xla_hlo
+  # the backend is part of the network's graph definition, so a jit cache keyed by the graph
+  # (genjax.parallel.BatchedApply's) cannot hand one network the other's compiled program
+  conv = layers.Conv(3, 4, 3, rngs=nnx.Rngs(0))
+  assert nnx.graphdef(conv) != nnx.graphdef(layers.on_conv_backend(conv, ONEDNN))
+  assert nnx.graphdef(layers.on_conv_backend(conv, ONEDNN)) == nnx.graphdef(
+      layers.Conv(3, 4, 3, conv_backend=ONEDNN, rngs=nnx.Rngs(1)))
 
 
 def test_onednn_on_a_batch_mesh_runs_per_shard_and_matches_one_device():
@@ -179,16 +203,17 @@ def test_onednn_on_a_batch_mesh_runs_per_shard_and_matches_one_device():
   x = jax.device_put(jnp.asarray(rng.normal(size=(2 * n, 8, 8, 4)), jnp.float32), shard)
   k = jnp.asarray(rng.normal(size=(4, 4, 4, 6)), jnp.float32)
 
-  def fn(x, k):
-    y = layers.conv2d(x, k, (2, 2), ((1, 1), (1, 1)))
-    return layers.transposed_conv(y, k.transpose(0, 1, 3, 2), 2, 1)
+  def on(backend):
+    def fn(x, k):
+      y = layers.conv2d(x, k, (2, 2), ((1, 1), (1, 1)), backend=backend)
+      return layers.transposed_conv(y, k.transpose(0, 1, 3, 2), 2, 1, backend=backend)
+    return fn
 
   g = jnp.ones((2 * n, 8, 8, 4), jnp.float32)
-  with kernels.use_conv_backend("xla"):
-    ref = _value_and_grads(fn, x, k, g)
-  with kernels.use_conv_backend("onednn", mesh=mesh):
-    hlo = jax.jit(fn).lower(x, k).compile().as_text()
-    ours = _value_and_grads(fn, x, k, g)
+  ref = _value_and_grads(on(kernels.XLA), x, k, g)
+  onednn = kernels.resolve("onednn", mesh=mesh)
+  hlo = jax.jit(on(onednn)).lower(x, k).compile().as_text()
+  ours = _value_and_grads(on(onednn), x, k, g)
   _assert_same(ours, ref, 1e-5)
   calls = [line for line in hlo.splitlines() if "custom-call(" in line]
   assert calls and all("f32[2," in line.split("=")[1] for line in calls)  # per-device shards
@@ -202,20 +227,19 @@ def test_onednn_calls_from_many_threads_at_once_match_lax():
   cases = [(jnp.asarray(rng.normal(size=(4,) + hwc), jnp.float32),
             jnp.asarray(rng.normal(size=kernel[:2] + (hwc[-1], kernel[-1])), jnp.float32),
             stride, padding) for hwc, kernel, stride, padding in CONVS[:4]]
-  with kernels.use_conv_backend("onednn"):
-    fns = [jax.jit(jax.value_and_grad(
-        lambda x, k, s=s, p=p: jnp.sum(jnp.sin(layers.conv2d(x, k, s, p))), (0, 1)))
-        for _, _, s, p in cases]
-    for fn, (x, k, _, _) in zip(fns, cases):
-      assert "genjax_onednn_conv_bwd_weights" in fn.lower(x, k).as_text()
-      jax.block_until_ready(fn(x, k))  # traced and compiled before the threads start
+  fns = [jax.jit(jax.value_and_grad(
+      lambda x, k, s=s, p=p: jnp.sum(jnp.sin(layers.conv2d(x, k, s, p, backend=ONEDNN))),
+      (0, 1))) for _, _, s, p in cases]
+  for fn, (x, k, _, _) in zip(fns, cases):
+    assert "genjax_onednn_conv_bwd_weights" in fn.lower(x, k).as_text()
+    jax.block_until_ready(fn(x, k))  # traced and compiled before the threads start
 
-    def work(i):
-      return [jax.block_until_ready(fns[(i + j) % 4](*cases[(i + j) % 4][:2]))
-              for j in range(8)]
+  def work(i):
+    return [jax.block_until_ready(fns[(i + j) % 4](*cases[(i + j) % 4][:2]))
+            for j in range(8)]
 
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
-      results = list(pool.map(work, range(6), timeout=120))
+  with concurrent.futures.ThreadPoolExecutor(6) as pool:
+    results = list(pool.map(work, range(6), timeout=120))
   refs = [jax.value_and_grad(lambda x, k, s=s, p=p: jnp.sum(jnp.sin(_lax_conv(x, k, s, p))),
                              (0, 1))(x, k) for x, k, s, p in cases]
   for i, outs in enumerate(results):
@@ -223,12 +247,15 @@ def test_onednn_calls_from_many_threads_at_once_match_lax():
       _assert_same(out, refs[(i + j) % 4], 1e-5)
 
 
-def test_backend_switch_errors_and_fallback(tmp_path, monkeypatch):
+def test_backend_errors_and_fallback(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match="unknown conv backend 'cudnn'; valid: auto, xla, onednn"):
-    kernels.set_conv_backend("cudnn")
-  with kernels.use_conv_backend("onednn"):
-    assert kernels.conv_backend() == "onednn"
-  assert kernels.conv_backend() == "xla"
+    kernels.resolve("cudnn")
+  with pytest.raises(ValueError, match="unknown conv backend 'auto'; valid: xla, onednn"):
+    kernels.ConvBackend("auto")  # a network's backend is resolved
+  mesh = jax.make_mesh((2, 4), ("a", "b"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  with pytest.raises(ValueError, match=r"must have one \(batch\) axis, got \('a', 'b'\)"):
+    kernels.resolve("onednn", mesh=mesh)
+  assert kernels.resolve("onednn") == ONEDNN
   x = jnp.zeros((1, 4, 4, 3))
   with pytest.raises(ValueError, match=r"must agree, got \(1, 4, 4, 3\) and \(3, 3, 2, 5\)"):
     kernels.onednn_conv(x, jnp.zeros((3, 3, 2, 5)), (1, 1), ((1, 1), (1, 1)))
@@ -247,11 +274,9 @@ def test_backend_switch_errors_and_fallback(tmp_path, monkeypatch):
                           "g++ and oneDNN 2.x (apt-get install g++ libdnnl-dev) or use "
                           "--config.conv_backend=xla")
   assert "\n" not in str(e.value) and not list(tmp_path.glob("*.so"))
-  with kernels.use_conv_backend("auto"):
-    assert kernels.conv_backend() == "xla"
+  assert kernels.resolve("auto", mesh=mesh) == kernels.XLA
   with pytest.raises(errors.KernelError, match="cannot build"):
-    kernels.set_conv_backend("onednn")
-  assert kernels.conv_backend() == "xla"
+    kernels.resolve("onednn")
 
 
 def test_build_compiles_into_the_kernel_dir_once(tmp_path, monkeypatch):
@@ -266,8 +291,8 @@ def test_build_compiles_into_the_kernel_dir_once(tmp_path, monkeypatch):
 _CONV_RUNS = """
 import jax.numpy as jnp, numpy as np
 from genjax import kernels
-with kernels.use_conv_backend("onednn"):
-  y = kernels.onednn_conv(jnp.ones((1, 4, 4, 3)), jnp.ones((3, 3, 3, 2)), (1, 1), ((1, 1), (1, 1)))
+kernels.resolve("onednn")
+y = kernels.onednn_conv(jnp.ones((1, 4, 4, 3)), jnp.ones((3, 3, 3, 2)), (1, 1), ((1, 1), (1, 1)))
 print(float(np.asarray(y)[0, 1, 1, 0]))
 """
 
@@ -300,8 +325,8 @@ def test_an_unloadable_library_is_one_line_and_auto_falls_back(tmp_path, monkeyp
   with pytest.raises(errors.KernelError, match=r"^cannot load genjax's oneDNN kernels \(.*\): "
                      r"reinstall oneDNN 2.x \(apt-get install libdnnl-dev\) or use "
                      r"--config.conv_backend=xla$"):
-    kernels.set_conv_backend("onednn")
-  assert kernels.set_conv_backend("auto") == "xla"
+    kernels.resolve("onednn")
+  assert kernels.resolve("auto") == kernels.XLA
 
 
 def _fake_compiler(path, version, sleep=0):
@@ -354,27 +379,27 @@ def test_unsupported_dtype_computes_in_float32_on_onednn_and_onednn_alone_refuse
   x = jnp.asarray(rng.normal(size=(4, 8, 8, 6)), jnp.bfloat16)
   k = jnp.asarray(rng.normal(size=(3, 3, 6, 5)), jnp.bfloat16)
   g = jnp.asarray(rng.normal(size=(4, 8, 8, 5)), jnp.bfloat16)
-  fn = lambda x, k: layers.conv2d(x, k, (1, 1), ((1, 1), (1, 1)))
   ref = _value_and_grads(lambda x, k: _lax_conv(x, k, (1, 1), ((1, 1), (1, 1))),
                          *(a.astype(jnp.float32) for a in (x, k, g)))
   with kernels.pretend_unsupported("bfloat16"):
     assert kernels.onednn_dtype("bfloat16") == "float32"
     assert kernels.onednn_dtype("float32") == "float32"
     with pytest.raises(errors.ConfigError) as e:
-      kernels.set_conv_backend("onednn", dtype="bfloat16")
+      kernels.resolve("onednn", dtype="bfloat16")
     assert str(e.value).startswith("config.conv_backend=onednn: this CPU's oneDNN ")
     assert str(e.value).endswith(
         "cannot create bfloat16 convolutions (bfloat16 reported unsupported "
         "(pretend_unsupported)); use --config.conv_backend=auto (it computes them in float32 "
         "on oneDNN), --config.conv_backend=xla or --config.dtype=float32")
-    assert "\n" not in str(e.value) and kernels.conv_backend() == "xla"
-    with kernels.use_conv_backend("auto", dtype="bfloat16"):
-      assert kernels.conv_backend() == "onednn"
-      assert kernels.record("bfloat16")["conv_kernels"] == "onednn-float32"
-      assert kernels.record("float32")["conv_kernels"] == "onednn"
-      assert "bfloat16 convolutions compute in float32" in kernels.describe("bfloat16")
-      calls = _custom_calls(lambda x, k: _value_and_grads(fn, x, k, g), x, k)
-      ours = _value_and_grads(fn, x, k, g)
+    assert "\n" not in str(e.value)
+    backend = kernels.resolve("auto", dtype="bfloat16")
+    assert backend == ONEDNN
+    assert kernels.record(backend, "bfloat16")["conv_kernels"] == "onednn-float32"
+    assert kernels.record(backend, "float32")["conv_kernels"] == "onednn"
+    assert "bfloat16 convolutions compute in float32" in kernels.describe(backend, "bfloat16")
+    fn = lambda x, k: layers.conv2d(x, k, (1, 1), ((1, 1), (1, 1)), backend=backend)
+    calls = _custom_calls(lambda x, k: _value_and_grads(fn, x, k, g), x, k)
+    ours = _value_and_grads(fn, x, k, g)
   assert sorted(t for t, _ in calls) == ["genjax_onednn_conv_bwd_data",
                                          "genjax_onednn_conv_bwd_weights",
                                          "genjax_onednn_conv_fwd"]
@@ -388,8 +413,9 @@ def test_unsupported_dtype_computes_in_float32_on_onednn_and_onednn_alone_refuse
 def test_unsupported_dtype_and_float32_fall_back_to_xla():
   with kernels.pretend_unsupported("bfloat16", "float32"):
     assert kernels.onednn_dtype("bfloat16") is None
-    assert kernels.set_conv_backend("auto", dtype="bfloat16") == "xla"
-    assert kernels.record("bfloat16") == {"conv_kernels": "xla"}
+    backend = kernels.resolve("auto", dtype="bfloat16")
+    assert backend == kernels.XLA
+    assert kernels.record(backend, "bfloat16") == {"conv_kernels": "xla"}
 
 
 def test_a_primitive_oneDNN_cannot_create_runs_on_xla(monkeypatch):
@@ -404,11 +430,10 @@ def test_a_primitive_oneDNN_cannot_create_runs_on_xla(monkeypatch):
   x = jnp.asarray(rng.normal(size=(4, *hwc)), jnp.float32)
   k = jnp.asarray(rng.normal(size=(*kernel[:2], hwc[2], kernel[2])), jnp.float32)
   g = jnp.asarray(rng.normal(size=_lax_conv(x, k, stride, padding).shape), jnp.float32)
-  with kernels.use_conv_backend("onednn"):
-    fn = lambda x, k: layers.conv2d(x, k, stride, padding)
-    calls = _custom_calls(lambda x, k: _value_and_grads(fn, x, k, g), x, k)
-    ours = _value_and_grads(fn, x, k, g)
-    assert kernels.record("float32")["primitives_on_xla"] >= 1
+  fn = lambda x, k: layers.conv2d(x, k, stride, padding, backend=ONEDNN)
+  calls = _custom_calls(lambda x, k: _value_and_grads(fn, x, k, g), x, k)
+  ours = _value_and_grads(fn, x, k, g)
+  assert kernels.record(ONEDNN, "float32")["primitives_on_xla"] >= 1
   assert sorted(t for t, _ in calls) == ["genjax_onednn_conv_bwd_data",
                                          "genjax_onednn_conv_fwd"]
   _assert_same(ours, _value_and_grads(lambda x, k: _lax_conv(x, k, stride, padding), x, k, g),

@@ -297,9 +297,9 @@ def test_conv_backends_agree():
   net, _ = _loaded("G", "unet_32", (3, 3), dict(ngf=8))
   x = jnp.asarray(np.random.default_rng(5).uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
   outputs = {}
-  for backend in ("xla", "onednn"):
-    with kernels.use_conv_backend(backend):
-      outputs[backend] = nnx.jit(lambda net, x: net(x))(_inference(net), x)
+  for backend in (kernels.XLA, kernels.ConvBackend("onednn")):
+    outputs[backend.name] = nnx.jit(lambda net, x: net(x))(
+        _inference(layers.on_conv_backend(net, backend)), x)
   np.testing.assert_allclose(outputs["onednn"], outputs["xla"], rtol=0, atol=1e-4)
 
 

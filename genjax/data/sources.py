@@ -7,7 +7,7 @@ two independent domains (unpaired: ``A`` with ``label_A`` and ``B`` with ``label
 group with its own length and order).
 
 * ``mnist`` / ``fashion_mnist`` are read straight from local IDX files when present
-  (no TensorFlow needed), else through TFDS.
+  (no TensorFlow needed; where genjax looks: :func:`idx_dirs`), else through TFDS.
 * Other TFDS names go through TFDS (imported lazily, so ``import genjax`` stays light).
 * ``image_folder``: users' own PNG/JPEG files in pix2pix's aligned or CycleGAN's unaligned
   layout (:mod:`genjax.data.folders`).
@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from genjax import errors
+from genjax import paths
 from genjax.data import folders
 from genjax.errors import DataError
 
@@ -38,8 +39,6 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-_REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +53,8 @@ class DatasetInfo:
     source: ``'idx'`` (local IDX files, TFDS fallback), ``'tfds'``, ``'folder'``, ``'derived'``
       or ``'synthetic'``.
     env_var: Environment variable naming a local IDX directory (``'idx'`` sources only).
-    default_dirs: Local IDX directories searched when neither ``local_dir`` nor ``env_var`` is set.
+    default_dirs: Local IDX directories searched after ``$GENJAX_DATA_DIR/<name>`` (see
+      :func:`idx_dirs`).
   """
   name: str
   shape: tuple[int, int, int]
@@ -80,8 +80,7 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info for info in (
         DatasetInfo(
-            "mnist", (28, 28, 1), 10, "idx", "GENJAX_MNIST_DIR",
-            (str(_REPO_ROOT.parent / "shared" / "data" / "mnist"), "~/.cache/genjax/mnist")),
+            "mnist", (28, 28, 1), 10, "idx", "GENJAX_MNIST_DIR", ("~/.cache/genjax/mnist",)),
         DatasetInfo(
             "fashion_mnist", (28, 28, 1), 10, "idx", "GENJAX_FASHION_MNIST_DIR",
             ("/usr/share/datasets/fashion-mnist", "~/.cache/genjax/fashion_mnist")),
@@ -167,7 +166,7 @@ def load_images(name: str, split: str, *, local_dir: str | os.PathLike | None = 
     return _synthetic(info, split)
   searched: list[pathlib.Path] = []
   if info.source == "idx":
-    searched = _idx_dirs(info, local_dir)
+    searched = idx_dirs(name, local_dir)
     for directory in searched:
       paths = _find_idx(directory, split)
       if paths is not None:
@@ -190,14 +189,20 @@ def check_split(name: str, split: str) -> DatasetInfo:
 # IDX files.
 
 
-def _idx_dirs(info: DatasetInfo, local_dir: str | os.PathLike | None) -> list[pathlib.Path]:
-  """Directories to search, in order; an explicit directory is the only candidate."""
+def idx_dirs(name: str, local_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
+  """The directories searched for dataset ``name``'s IDX files, in order: ``local_dir``
+  (``--config.dataset.local_dir``) or the dataset's own variable (``GENJAX_MNIST_DIR``) alone
+  where set, else ``<data dir>/<name>`` (:func:`genjax.paths.data_dir`: ``$GENJAX_DATA_DIR``,
+  default ``../shared/data`` beside a checkout) and the dataset's default directories."""
+  info = DATASETS[name]
   if local_dir is not None:
     return [pathlib.Path(local_dir).expanduser()]
   env = os.environ.get(info.env_var or "")
   if env:
     return [pathlib.Path(env).expanduser()]
-  return [pathlib.Path(d).expanduser() for d in info.default_dirs]
+  root = paths.data_dir()
+  return ([root / name] if root is not None else []) + [pathlib.Path(d).expanduser()
+                                                          for d in info.default_dirs]
 
 
 def _find_idx(directory: pathlib.Path, split: str) -> tuple[pathlib.Path, pathlib.Path] | None:
@@ -291,10 +296,10 @@ def _missing_hint(info: DatasetInfo, split: str, searched: list[pathlib.Path]) -
     where = ", ".join(str(d) for d in searched)
     return (f"dataset {info.name!r} split {split!r} is not available offline (no IDX files in "
             f"{where}): put the four IDX files ({files}) in a directory and set "
-            f"--config.data.local_dir=DIR or {info.env_var}=DIR{extra}, or run once with network "
-            f"access so TFDS can download it")
+            f"--config.dataset.local_dir=DIR, {info.env_var}=DIR or {paths.DATA_DIR}=ROOT "
+            f"(ROOT/{info.name}){extra}, or run once with network access so TFDS can download it")
   return (f"dataset {info.name!r} split {split!r} is not available: run once with network access "
-          f"so TFDS can download it into --config.data.data_dir (default $TFDS_DATA_DIR or "
+          f"so TFDS can download it into --config.dataset.data_dir (default $TFDS_DATA_DIR or "
           f"~/tensorflow_datasets), or copy a prepared TFDS directory there")
 
 

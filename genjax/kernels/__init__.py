@@ -1,8 +1,10 @@
 """Which kernels genjax's convolution layers run: XLA's, or oneDNN's through XLA's FFI (CPU).
 
-``conv_backend`` is a process setting, like an XLA flag: ``set_conv_backend(name)`` (the trainer
-does it from ``config.conv_backend``) before the step is traced, or the
-:func:`use_conv_backend` context for a block of code. Until set, layers use XLA's kernels.
+The choice is a :class:`ConvBackend`, a static field of every conv layer of
+:mod:`genjax.models.layers`, given to a network when it is built (the methods set it on their
+networks from ``config.conv_backend``, resolved once by the launcher with :func:`resolve`). A
+traced program depends on its networks alone: two networks on different kernels can be traced
+in one process, and a network built without one runs on XLA's kernels (:data:`XLA`).
 
 - ``'xla'``: ``lax`` convolutions; transposed convolutions by the phase decomposition (or
   ``lax.conv_transpose``) that the layer's ``impl`` names.
@@ -16,7 +18,8 @@ does it from ``config.conv_backend``) before the step is traced, or the
   shard of the batch (``shard_map``); under ``pmap`` per device. The library is compiled on
   first use into ``~/.cache/genjax/kernels`` (``GENJAX_KERNEL_DIR``; needs ``g++`` and
   ``libdnnl-dev``).
-- ``'auto'`` (the config's default): ``'onednn'`` where it builds and loads, else ``'xla'``.
+- ``'auto'`` (the config's default): ``'onednn'`` where it builds and loads, else ``'xla'``
+  (:func:`resolve` decides, once).
 
 Not every CPU's oneDNN has every primitive in every dtype: Debian's oneDNN 2.6 has no bfloat16
 convolution on CPUs without AVX-512 (AVX2 only). So each primitive is probed once per process,
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import hashlib
 import os
@@ -54,30 +58,47 @@ BACKENDS = ("auto", "xla", "onednn")
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
 _TARGETS = {"fwd": "GenjaxOnednnConvFwd", "bwd_data": "GenjaxOnednnConvBwdData",
             "bwd_weights": "GenjaxOnednnConvBwdWeights"}
-_state = {"backend": "xla", "mesh": None, "library": None, "exceptions": {}}
+_state = {"library": None, "exceptions": {}}
 _KINDS = {"fwd": 0, "bwd_data": 1, "bwd_weights": 2}
 # dtypes whose primitives the probes report as unsupported whatever oneDNN says: tests force the
 # fallback with it (see pretend_unsupported) on CPUs whose oneDNN has them.
 _pretend: set[str] = set()
 
 
-def conv_backend() -> str:
-  """The backend conv layers trace with now: 'xla' or 'onednn'."""
-  return _state["backend"]
+@dataclasses.dataclass(frozen=True)
+class ConvBackend:
+  """The kernels of a network's convolutions: a static field of its conv layers, part of its
+  graph definition (hashable), so every program traced from the network runs on them.
+
+  Attributes:
+    name: ``'xla'`` or ``'onednn'``.
+    mesh: ``'onednn'`` only: a one-axis mesh over which the batch of activations is sharded
+      (the ``mesh`` strategy's, several devices): each custom call then runs on every device's
+      shard (``shard_map``), with the kernel gradient summed over it. None: whole batches.
+  """
+  name: str = "xla"
+  mesh: jax.sharding.Mesh | None = None
+
+  def __post_init__(self):
+    errors.check_choice("conv backend", self.name, BACKENDS[1:])
+    if self.mesh is not None and len(self.mesh.axis_names) != 1:
+      raise ValueError(f"conv backend mesh must have one (batch) axis, got {self.mesh.axis_names}")
 
 
-def set_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None,
-                     dtype: str = "float32") -> str:
-  """Selects the kernels of conv layers traced from now on (jitted functions already traced
-  keep theirs) and returns the backend chosen.
+XLA = ConvBackend()  # what layers built without a backend run on
+
+
+def resolve(name: str, *, mesh: jax.sharding.Mesh | None = None,
+            dtype: str = "float32") -> ConvBackend:
+  """The backend ``config.conv_backend = name`` stands for in this process, for networks
+  computing in ``dtype`` whose activations are batch-sharded over ``mesh`` (see
+  :class:`ConvBackend`; kept for ``'onednn'`` only).
 
   ``'onednn'`` builds/loads its library here, so a missing compiler or oneDNN is reported at
-  start-up; ``'auto'`` is ``'onednn'`` on a CPU backend where the library builds and loads (and
-  logs why not where it does not), else ``'xla'``. ``dtype``: the compute dtype of the networks
-  to run: ``'onednn'`` raises a ConfigError where oneDNN cannot create its convolutions
-  (``'auto'`` computes them in float32 on oneDNN instead). ``mesh``: a one-axis mesh over which the
-  batch of activations is sharded (the ``mesh`` strategy's, several devices): each custom call
-  then runs on every device's shard (``shard_map``), with the kernel gradient summed over it.
+  start-up, and raises a ConfigError where oneDNN cannot create ``dtype`` convolutions;
+  ``'auto'`` is ``'onednn'`` on a CPU backend where the library builds and loads and can create
+  ``dtype`` or float32 convolutions (bfloat16 then computes in float32), else ``'xla'`` (it logs
+  why).
   """
   errors.check_choice("conv backend", name, BACKENDS)
   if name == "auto" and jax.default_backend() != "cpu":
@@ -100,21 +121,7 @@ def set_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None,
           f"config.conv_backend=onednn: this CPU's {info()} cannot create {dtype} convolutions "
           f"({_why(dtype)}); use --config.conv_backend=auto (it computes them in float32 on "
           f"oneDNN), --config.conv_backend=xla or --config.dtype=float32")
-  if mesh is not None and len(mesh.axis_names) != 1:
-    raise ValueError(f"conv backend mesh must have one (batch) axis, got {mesh.axis_names}")
-  _state["backend"], _state["mesh"] = name, mesh
-  return name
-
-
-@contextlib.contextmanager
-def use_conv_backend(name: str, *, mesh: jax.sharding.Mesh | None = None,
-                     dtype: str = "float32"):
-  previous = _state["backend"], _state["mesh"]
-  set_conv_backend(name, mesh=mesh, dtype=dtype)
-  try:
-    yield
-  finally:
-    _state["backend"], _state["mesh"] = previous
+  return ConvBackend(name, mesh if name == "onednn" else None)
 
 
 # The compiler's flags besides its include dir, source and output; part of the library's key.
@@ -303,14 +310,14 @@ def pretend_unsupported(*dtypes: str):
     _pretend.update(previous)
 
 
-def record(dtype: str) -> dict[str, Any]:
-  """What convolutions of compute ``dtype`` run on now: saved with checkpoints, evaluation
-  metrics and benchmark records. ``conv_kernels`` is ``'xla'``, ``'onednn'`` or
+def record(backend: ConvBackend, dtype: str) -> dict[str, Any]:
+  """What convolutions of compute ``dtype`` run on, on ``backend``: saved with checkpoints,
+  evaluation metrics and benchmark records. ``conv_kernels`` is ``'xla'``, ``'onednn'`` or
   ``'onednn-float32'`` (bfloat16 computed in float32 by oneDNN); primitives traced so far that
   run otherwise (a geometry oneDNN lacks) are counted in ``primitives_in_float32`` and
   ``primitives_on_xla``."""
   out: dict[str, Any] = {"conv_kernels": "xla"}
-  if _state["backend"] == "onednn":
+  if backend.name == "onednn":
     computed = onednn_dtype(dtype)
     out = {"conv_kernels": "onednn" if computed == dtype else f"onednn-{computed}",
            "onednn": info()}
@@ -321,9 +328,10 @@ def record(dtype: str) -> dict[str, Any]:
   return out
 
 
-def describe(dtype: str) -> str:
-  """One line for the log: which kernels ``dtype`` convolutions run on, and why."""
-  kind = record(dtype)["conv_kernels"]
+def describe(backend: ConvBackend, dtype: str) -> str:
+  """One line for the log: which kernels ``dtype`` convolutions run on, on ``backend``, and
+  why."""
+  kind = record(backend, dtype)["conv_kernels"]
   if kind == "xla":
     return "xla"
   if kind == "onednn":
@@ -351,9 +359,9 @@ def take_failure() -> str | None:
   return out.value.decode() if _state["library"].GenjaxOnednnTakeFailure(out, len(out)) else None
 
 
-def _call(kind: str, shape, first, second, geo: Geometry):
-  """One custom call; ``shape`` is the global result shape. On a batch mesh each device runs
-  it on its shard of the batch (both inputs batched for the kernel gradient, which is then
+def _call(kind: str, shape, first, second, geo: Geometry, mesh: jax.sharding.Mesh | None):
+  """One custom call; ``shape`` is the global result shape. On a batch ``mesh`` each device
+  runs it on its shard of the batch (both inputs batched for the kernel gradient, which is then
   summed over the mesh)."""
   (pt, pb), (pl, pr) = geo.padding
 
@@ -370,7 +378,6 @@ def _call(kind: str, shape, first, second, geo: Geometry):
         pb=np.int64(pb), pl=np.int64(pl), pr=np.int64(pr), transposed=geo.transposed)
     return out.astype(dtype)
 
-  mesh = _state["mesh"]
   if mesh is None or first.shape[0] % mesh.size:  # unshardable batches run whole
     return call(first, second)
   (axis,) = mesh.axis_names
@@ -425,50 +432,51 @@ def _lax_primitive(kind: str, shape, first, second, geo: Geometry):
 
 
 # C's three primitives are bilinear, and each one's VJP is made of the other two, so every
-# order of reverse-mode differentiation (e.g. a gradient penalty's) stays on oneDNN.
+# order of reverse-mode differentiation (e.g. a gradient penalty's) stays on oneDNN. ``mesh``
+# (static, like the geometry) is the batch mesh each call is mapped over (see _call).
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _fwd(src, kernel, geo: Geometry):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _fwd(src, kernel, geo: Geometry, mesh):
   """dst = C(src; kernel)."""
   (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = geo.kernel_hw, geo.strides, geo.padding
   o = kernel.shape[2] if geo.transposed else kernel.shape[3]
   shape = (src.shape[0], (src.shape[1] + pt + pb - kh) // sh + 1,
            (src.shape[2] + pl + pr - kw) // sw + 1, o)
-  return _call("fwd", shape, src, kernel, geo)
+  return _call("fwd", shape, src, kernel, geo, mesh)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _bwd_data(dst, kernel, geo: Geometry):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _bwd_data(dst, kernel, geo: Geometry, mesh):
   """src-space = C^T(dst; kernel), the input-gradient of C."""
   i = kernel.shape[3] if geo.transposed else kernel.shape[2]
-  return _call("bwd_data", (dst.shape[0], *geo.src_hw, i), dst, kernel, geo)
+  return _call("bwd_data", (dst.shape[0], *geo.src_hw, i), dst, kernel, geo, mesh)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _bwd_weights(src, dst, geo: Geometry):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _bwd_weights(src, dst, geo: Geometry, mesh):
   """kernel-space: the kernel-gradient of <C(src; kernel), dst>."""
   i, o = src.shape[3], dst.shape[3]
   return _call("bwd_weights", (*geo.kernel_hw, *((o, i) if geo.transposed else (i, o))), src,
-               dst, geo)
+               dst, geo, mesh)
 
 
-def _fwd_bwd(geo, res, g):
+def _fwd_bwd(geo, mesh, res, g):
   src, kernel = res
-  return _bwd_data(g, kernel, geo), _bwd_weights(src, g, geo)
+  return _bwd_data(g, kernel, geo, mesh), _bwd_weights(src, g, geo, mesh)
 
 
-def _bwd_data_bwd(geo, res, g):
+def _bwd_data_bwd(geo, mesh, res, g):
   dst, kernel = res
-  return _fwd(g, kernel, geo), _bwd_weights(g, dst, geo)
+  return _fwd(g, kernel, geo, mesh), _bwd_weights(g, dst, geo, mesh)
 
 
-def _bwd_weights_bwd(geo, res, g):
+def _bwd_weights_bwd(geo, mesh, res, g):
   src, dst = res
-  return _bwd_data(dst, g, geo), _fwd(src, g, geo)
+  return _bwd_data(dst, g, geo, mesh), _fwd(src, g, geo, mesh)
 
 
 def _saving_inputs(prim):
-  return lambda a, b, geo: (prim(a, b, geo), (a, b))
+  return lambda a, b, geo, mesh: (prim(a, b, geo, mesh), (a, b))
 
 
 for _prim, _bwd in ((_fwd, _fwd_bwd), (_bwd_data, _bwd_data_bwd),
@@ -487,13 +495,15 @@ def _check(x, kernel):
 
 
 def onednn_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
-                padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+                padding: tuple[tuple[int, int], tuple[int, int]], *,
+                mesh: jax.sharding.Mesh | None = None) -> jax.Array:
   """``lax.conv_general_dilated(x, kernel, strides, padding, ('NHWC', 'HWIO', 'NHWC'))`` by
-  oneDNN, differentiable in ``x`` and ``kernel``."""
+  oneDNN, differentiable in ``x`` and ``kernel``; per device shard of the batch on a batch
+  ``mesh`` (:class:`ConvBackend`)."""
   _check(x, kernel)
   geo = Geometry(tuple(x.shape[1:3]), tuple(kernel.shape[:2]), tuple(int(s) for s in strides),
                  tuple(tuple(int(p) for p in pair) for pair in padding), False)
-  return _fwd(x, kernel, geo)
+  return _fwd(x, kernel, geo, mesh)
 
 
 def transposed_output_hw(in_hw: tuple[int, int], kernel_hw: tuple[int, int],
@@ -511,10 +521,12 @@ def transposed_output_hw(in_hw: tuple[int, int], kernel_hw: tuple[int, int],
 
 
 def onednn_conv_transpose(x: jax.Array, kernel: jax.Array, stride: tuple[int, int],
-                          padding: tuple[int, int], output_padding: tuple[int, int]) -> jax.Array:
+                          padding: tuple[int, int], output_padding: tuple[int, int], *,
+                          mesh: jax.sharding.Mesh | None = None) -> jax.Array:
   """PyTorch's ``ConvTranspose2d`` (kernel (kh, kw, in, out), integer padding; see
   :func:`genjax.models.layers.conv_transpose`) by oneDNN: the input-gradient of the conv from
-  its output space back to its input space, padded (padding, padding - output_padding).
+  its output space back to its input space, padded (padding, padding - output_padding); per
+  device shard of the batch on a batch ``mesh``.
 
   Output rows/columns past ``(H - 1) * stride - padding + k`` receive no input; where
   ``output_padding > padding`` asks for them, they are zeros appended to the result.
@@ -526,5 +538,5 @@ def onednn_conv_transpose(x: jax.Array, kernel: jax.Array, stride: tuple[int, in
   ey, ex = max(0, opy - py), max(0, opx - px)  # all-zero rows/columns at the end
   geo = Geometry((out_h - ey, out_w - ex), (kh, kw), (int(sy), int(sx)),
                  ((int(py), int(py - opy + ey)), (int(px), int(px - opx + ex))), True)
-  y = _bwd_data(x, kernel, geo)
+  y = _bwd_data(x, kernel, geo, mesh)
   return jnp.pad(y, ((0, 0), (0, ey), (0, ex), (0, 0))) if ey or ex else y

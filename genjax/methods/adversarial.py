@@ -44,6 +44,7 @@ from flax import nnx
 
 from genjax import data
 from genjax import errors
+from genjax import kernels
 from genjax import losses
 from genjax import parallel
 from genjax.errors import ConfigError
@@ -105,8 +106,9 @@ class Adversarial(Method):
       raise ConfigError(f"config.method.labelled_per_class needs labels, and dataset "
                         f"{config.dataset.name!r} has none")
 
-  def __init__(self, config, image_shape, num_classes, axis_name=None):
-    super().__init__(config, image_shape, num_classes, axis_name)
+  def __init__(self, config, image_shape, num_classes, axis_name=None,
+               conv_backend=kernels.XLA):
+    super().__init__(config, image_shape, num_classes, axis_name, conv_backend)
     g = self.abstract_nets["generator"].spec
     d = self.abstract_nets["discriminator"].spec
     self.g_spec, self.d_spec = g, d

@@ -18,9 +18,11 @@ import optax
 from flax import nnx
 
 from genjax import data
+from genjax import kernels
 from genjax import models
 from genjax import parallel
 from genjax.errors import ConfigError
+from genjax.models import layers
 
 Array = jax.Array
 
@@ -125,20 +127,24 @@ class Method:
     return ()
 
   def __init__(self, config, image_shape: tuple[int, int, int], num_classes: int,
-               axis_name: str | None = None):
+               axis_name: str | None = None, conv_backend: kernels.ConvBackend = kernels.XLA):
     self.config = config
     self.mc = config.method
     self.image_shape = image_shape
     self.num_classes = num_classes
     self.axis_name = axis_name
+    # The kernels of every convolution of its networks (a field of their conv layers, so of
+    # their graph definitions): config.conv_backend as the launcher resolved it.
+    self.conv_backend = conv_backend
     self.value_range = tuple(float(v) for v in config.dataset.value_range)
     self.family = family = models.get(config.model.name)
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
     dtype = jnp.bfloat16 if config.dtype == "bfloat16" else None
     # axis_name=None builds networks that can run outside pmap (e.g. to probe their outputs).
-    self._build = lambda rngs, axis_name=axis_name: family.build(
-        image_shape, rngs=rngs, axis_name=axis_name, dtype=dtype, **self.build_kwargs(),
-        **kwargs)
+    self._build = lambda rngs, axis_name=axis_name: {
+        role: layers.on_conv_backend(net, conv_backend) for role, net in family.build(
+            image_shape, rngs=rngs, axis_name=axis_name, dtype=dtype, **self.build_kwargs(),
+            **kwargs).items()}
     try:
       abstract = nnx.eval_shape(lambda: self._build(nnx.Rngs(0)))
     except ValueError as e:  # e.g. an image size the architecture cannot produce

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from genjax import data
 from genjax import errors
+from genjax import kernels
 from genjax import losses
 from genjax.errors import ConfigError
 from genjax.methods import gan_parts
@@ -146,9 +147,10 @@ class Translation(Method):
   def required_frozen(cls, config) -> tuple[str, ...]:
     return ("perceptual",) if config.method.lambda_perceptual else ()
 
-  def __init__(self, config, image_shape, num_classes, axis_name=None):
+  def __init__(self, config, image_shape, num_classes, axis_name=None,
+               conv_backend=kernels.XLA):
     self.shapes = data.image_shapes(config.dataset)
-    super().__init__(config, image_shape, num_classes, axis_name)
+    super().__init__(config, image_shape, num_classes, axis_name, conv_backend)
     roles = set(self.graphdefs)
     if roles == {"G", "D"}:
       self.directions = (("A", "B", "G", "D"),)

@@ -34,6 +34,7 @@ import numpy as np
 from flax import nnx
 
 from genjax import errors
+from genjax import kernels
 from genjax import parallel
 from genjax.models import layers
 from genjax.errors import CheckpointError
@@ -377,15 +378,17 @@ class InceptionFeatures:
       (pytorch-fid's ``.pth`` or a converted ``.npz``).
     batch_size: Images per compiled forward pass (split over ``devices``).
     devices: Default: all local devices (all devices in a single process).
+    conv_backend: The kernels of its convolutions (default XLA's).
   """
 
   def __init__(self, source: InceptionV3 | Mapping[str, np.ndarray] | str | os.PathLike, *,
-               batch_size: int = 64, devices: list[jax.Device] | None = None):
+               batch_size: int = 64, devices: list[jax.Device] | None = None,
+               conv_backend: kernels.ConvBackend = kernels.XLA):
     if isinstance(source, (str, os.PathLike)):
       source = load_inception(source)
     elif not isinstance(source, InceptionV3):
       source = inception_from_weights(source)
-    graphdef, state = nnx.split(source)
+    graphdef, state = nnx.split(layers.on_conv_backend(source, conv_backend))
 
     def forward(state, x):
       return nnx.merge(graphdef, state)(x)

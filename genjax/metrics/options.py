@@ -6,7 +6,6 @@ computes the metrics, so that the config schema does not depend on the evaluator
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any
 
 from genjax import errors
@@ -14,8 +13,6 @@ from genjax.errors import ConfigError
 
 EXTRACTORS = ("classifier", "inception")
 METRICS = ("fid", "kid", "is", "pr", "dc")
-REPO = pathlib.Path(__file__).resolve().parents[2]
-CLASSIFIER_DIR = REPO / "experiments" / "classifiers"
 
 
 def defaults() -> dict[str, Any]:
@@ -28,7 +25,9 @@ def defaults() -> dict[str, Any]:
       num_real=10000,  # real examples (at most the split's size)
       split="test",
       extractor="classifier",  # 'classifier' (MNIST-like data) or 'inception'
-      weights="",  # classifier workdir or Inception .pth/.npz ('' = the committed classifier)
+      # classifier run or Inception .pth/.npz; '' = the classifier run of the dataset in
+      # $GENJAX_CLASSIFIER_DIR, default the checkout's experiments/classifiers (genjax.paths)
+      weights="",
       batch_size=256,  # extraction/generation batch, rounded up to the device count
       allow_rank_deficient=False,  # FID with fewer samples than feature dimensions
       cache_dir="~/.cache/genjax/stats",

@@ -7,13 +7,16 @@ Conventions shared by every model file:
   reduced over the global batch; models only pass it through.
 - Padding follows PyTorch's integer semantics, so reference architectures and their parameter
   counts carry over one to one.
+- The conv layers run on the kernels of their ``conv_backend`` field (a
+  :class:`genjax.kernels.ConvBackend`, XLA's by default); models never set it: whoever builds
+  the networks gives all their conv layers one backend with :func:`on_conv_backend`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +26,7 @@ from genjax import errors, kernels, parallel
 
 Array = jax.Array
 Dtype = Any
+M = TypeVar("M")
 
 # N(0, 0.02) for conv/linear weights and N(1, 0.02) for norm scales: the DCGAN paper's init,
 # also used by pix2pix/CycleGAN.
@@ -136,16 +140,32 @@ CONV_TRANSPOSE_IMPLS = {"phase": conv_transpose, "lax": lax_conv_transpose}
 
 def transposed_conv(x: Array, kernel: Array, stride: int | tuple[int, int] = 1,
                     padding: int | tuple[int, int] = 0,
-                    output_padding: int | tuple[int, int] = 0, *, impl: str = "phase") -> Array:
-  """:func:`conv_transpose` on the kernels of :func:`genjax.kernels.conv_backend`: oneDNN's, or
-  XLA's in the formulation ``impl`` names."""
-  if kernels.conv_backend() == "onednn":
+                    output_padding: int | tuple[int, int] = 0, *, impl: str = "phase",
+                    backend: kernels.ConvBackend = kernels.XLA) -> Array:
+  """:func:`conv_transpose` on ``backend``'s kernels: oneDNN's, or XLA's in the formulation
+  ``impl`` names."""
+  if backend.name == "onednn":
     return kernels.onednn_conv_transpose(x, kernel, _pair(stride), _pair(padding),
-                                         _pair(output_padding))
+                                         _pair(output_padding), mesh=backend.mesh)
   return CONV_TRANSPOSE_IMPLS[impl](x, kernel, stride, padding, output_padding)
 
 
-class ConvTranspose(nnx.Module):
+class _OnConvBackend(nnx.Module):
+  """A conv layer: it runs on the kernels of its static ``conv_backend`` field, which
+  :func:`on_conv_backend` sets (``nnx.view``) on all the conv layers of a network at once."""
+
+  def set_view(self, conv_backend: kernels.ConvBackend | None = None):
+    if conv_backend is not None:
+      self.conv_backend = conv_backend
+
+
+def on_conv_backend(module: M, backend: kernels.ConvBackend) -> M:
+  """``module`` (a view sharing its arrays) with every conv layer in it on ``backend``'s
+  kernels: how networks get the launcher's ``config.conv_backend``, resolved once."""
+  return nnx.view(module, conv_backend=backend, raise_if_not_found=False)
+
+
+class ConvTranspose(_OnConvBackend):
   """``torch.nn.ConvTranspose2d`` equivalent (same parameter count and semantics), NHWC.
 
   ``impl``: ``'phase'`` (:func:`conv_transpose`, the fast one) or ``'lax'``
@@ -157,9 +177,10 @@ class ConvTranspose(nnx.Module):
                stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
                output_padding: int | tuple[int, int] = 0, *, use_bias: bool = True,
                kernel_init: Callable = dcgan_normal, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32, impl: str = "phase", rngs: nnx.Rngs):
+               param_dtype: Dtype = jnp.float32, impl: str = "phase",
+               conv_backend: kernels.ConvBackend = kernels.XLA, rngs: nnx.Rngs):
     errors.check_choice("transposed-convolution impl", impl, CONV_TRANSPOSE_IMPLS)
-    self.impl = impl
+    self.impl, self.conv_backend = impl, conv_backend
     kh, kw = _pair(kernel_size)
     self.kernel = nnx.Param(kernel_init(rngs.params(), (kh, kw, in_features, out_features),
                                         param_dtype))
@@ -170,7 +191,8 @@ class ConvTranspose(nnx.Module):
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
     y = transposed_conv(x.astype(dtype), self.kernel[...].astype(dtype), self.stride,
-                        self.padding, self.output_padding, impl=self.impl)
+                        self.padding, self.output_padding, impl=self.impl,
+                        backend=self.conv_backend)
     if self.bias is not None:
       y = y + self.bias[...].astype(dtype)
     return y
@@ -178,17 +200,18 @@ class ConvTranspose(nnx.Module):
 
 def conv2d(x: Array, kernel: Array, stride: tuple[int, int],
            padding: tuple[tuple[int, int], tuple[int, int]],
-           precision: jax.lax.PrecisionLike = None) -> Array:
-  """NHWC x HWIO convolution, explicit ((top, bottom), (left, right)) padding, on the kernels of
-  :func:`genjax.kernels.conv_backend`. ``precision`` is XLA's (e.g. HIGHEST: no TF32 on GPUs);
-  oneDNN computes in the inputs' dtype."""
-  if kernels.conv_backend() == "onednn":
-    return kernels.onednn_conv(x, kernel, stride, padding)
+           precision: jax.lax.PrecisionLike = None, *,
+           backend: kernels.ConvBackend = kernels.XLA) -> Array:
+  """NHWC x HWIO convolution, explicit ((top, bottom), (left, right)) padding, on ``backend``'s
+  kernels. ``precision`` is XLA's (e.g. HIGHEST: no TF32 on GPUs); oneDNN computes in the
+  inputs' dtype."""
+  if backend.name == "onednn":
+    return kernels.onednn_conv(x, kernel, stride, padding, mesh=backend.mesh)
   return jax.lax.conv_general_dilated(x, kernel, stride, padding, precision=precision,
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-class Conv(nnx.Module):
+class Conv(_OnConvBackend):
   """``torch.nn.Conv2d`` equivalent (integer padding), NHWC, kernel (kh, kw, in, out).
 
   The parameters, their initialisation and the keys it draws are ``nnx.Conv``'s, so checkpoints
@@ -200,21 +223,22 @@ class Conv(nnx.Module):
                stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, *,
                use_bias: bool = True, kernel_init: Callable = dcgan_normal,
                dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               precision: jax.lax.PrecisionLike = None, rngs: nnx.Rngs):
+               precision: jax.lax.PrecisionLike = None,
+               conv_backend: kernels.ConvBackend = kernels.XLA, rngs: nnx.Rngs):
     self.kernel = nnx.Param(kernel_init(rngs.params(), (*_pair(kernel_size), in_features,
                                                         out_features), param_dtype))
     if use_bias:
       rngs.params()  # nnx.Conv draws a key for its zero bias; so do we, for the same later draws
     self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
     self.stride, self.padding, self.dtype = _pair(stride), _pair(padding), dtype
-    self.precision = precision
+    self.precision, self.conv_backend = precision, conv_backend
 
   def __call__(self, x: Array) -> Array:
     kernel = self.kernel[...]
     dtype = self.dtype or jnp.result_type(x, kernel)
     (py, px) = self.padding
     y = conv2d(x.astype(dtype), kernel.astype(dtype), self.stride, ((py, py), (px, px)),
-               self.precision)
+               self.precision, backend=self.conv_backend)
     return y if self.bias is None else y + self.bias[...].astype(dtype)
 
 
@@ -524,21 +548,28 @@ class _SpectralKernel(nnx.Module):
     return spectral_normalize(self.kernel[...], self.u[...], 0)[2]
 
 
-class SNConv(_SpectralKernel):
+class SNConv(_SpectralKernel, _OnConvBackend):
   """A ``Conv`` (PyTorch-style integer padding) whose kernel is spectrally normalised."""
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int, stride: int = 1,
                padding: int = 0, *, use_bias: bool = True, kernel_init: Callable = dcgan_normal,
                num_iterations: int = 1, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               param_dtype: Dtype = jnp.float32,
+               conv_backend: kernels.ConvBackend = kernels.XLA, rngs: nnx.Rngs):
     self._init_spectral((*_pair(kernel_size), in_features, out_features), use_bias=use_bias,
                         kernel_init=kernel_init, num_iterations=num_iterations, dtype=dtype,
                         param_dtype=param_dtype, rngs=rngs)
     self.stride, self.padding = _pair(stride), _pair(padding)
+    self.conv_backend = conv_backend
+
+  def set_view(self, use_running_average: bool | None = None,
+               conv_backend: kernels.ConvBackend | None = None):
+    _SpectralKernel.set_view(self, use_running_average)
+    _OnConvBackend.set_view(self, conv_backend)
 
   def _apply(self, x: Array, kernel: Array) -> Array:
     (py, px) = self.padding
-    return conv2d(x, kernel, self.stride, ((py, py), (px, px)))
+    return conv2d(x, kernel, self.stride, ((py, py), (px, px)), backend=self.conv_backend)
 
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
@@ -550,7 +581,7 @@ class SNConvTranspose(SNConv):
   """A ``ConvTranspose`` (PyTorch semantics) whose kernel is spectrally normalised."""
 
   def _apply(self, x: Array, kernel: Array) -> Array:
-    return transposed_conv(x, kernel, self.stride, self.padding)
+    return transposed_conv(x, kernel, self.stride, self.padding, backend=self.conv_backend)
 
 
 class SNLinear(_SpectralKernel):
