@@ -63,11 +63,18 @@ def describe_mismatch(saved: dict[str, list], wanted: dict[str, list]) -> str | 
 
 
 class Checkpointer:
-  """Saves and restores ``(state, meta)`` pairs by step."""
+  """Saves and restores ``(state, meta)`` pairs by step; a context manager that closes it.
+
+  A failed save (disk full, permission denied) raises a one-line CheckpointError naming the
+  step, the directory and the cause, with the checkpoints before it kept: in place when saves
+  are synchronous, else at the next :meth:`save`, :meth:`wait` or :meth:`close`, since an
+  asynchronous save fails in Orbax's background thread.
+  """
 
   def __init__(self, directory: str, *, keep: int, asynchronous: bool = True):
     """The training loop decides when to save (every N steps, at the end, on a signal)."""
     self.directory = os.path.abspath(directory)
+    self.asynchronous = asynchronous
     # cleanup_tmp_directories: the temporary directories of saves that a kill or a failure
     # interrupted are removed when a run (re)starts, so they cannot pile up.
     options = ocp.CheckpointManagerOptions(
@@ -75,14 +82,80 @@ class Checkpointer:
         enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "meta"))
+    self._pending: int | None = None  # the step an asynchronous save is still writing
+
+  def __enter__(self) -> Checkpointer:
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    """Closes; a failed save is raised unless another error is already on its way, which it
+    must not hide: then it is logged."""
+    if exc is None:
+      self.close()
+      return
+    step, cause = self._pending, self._finish()
+    self.manager.close()
+    if cause:
+      logging.error("saving checkpoint step %d in %s failed too (%s)", step, self.directory,
+                    cause)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Starts saving (in the background when asynchronous); atomic once finished."""
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    self.wait()
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      self.manager.reload()
+      raise self._save_error(step, errors.first_line(e)) from None
+    self._pending = step if self.asynchronous else None
+
+  def wait(self) -> None:
+    """Blocks until the save under way is written; raises CheckpointError if it failed."""
+    step, cause = self._pending, self._finish()
+    if cause:
+      raise self._save_error(step, cause)
+
+  def close(self) -> None:
+    """Waits for the save under way (raising CheckpointError if it failed), then closes."""
+    try:
+      self.wait()
+    finally:
+      self.manager.close()
+
+  def kept(self) -> str:
+    """Where a stopped run stands, for its error message: the newest checkpoint on disk."""
+    step = self.latest_step()
+    return (f"the last good checkpoint (step {step}) is kept in {self.directory}"
+            if step is not None else "no checkpoint was saved yet")
+
+  def settle(self) -> str:
+    """For an error that stops the run: waits for the save under way and returns
+    :meth:`kept`, mentioning that save if it failed rather than raising its error, which
+    would hide the one that stops the run."""
+    step, cause = self._pending, self._finish()
+    return self.kept() + (f" (saving step {step} failed too: {cause})" if cause else "")
+
+  def _finish(self) -> str | None:
+    """Waits for the save under way; the first line of its error if it failed, else None."""
+    self._pending = None
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax forgets the failed step, and the older ones it was to delete once the save
+      # finished; on disk those are kept.
+      self.manager.reload()
+      return errors.first_line(e)
+    return None
+
+  def _save_error(self, step: int, cause: str) -> CheckpointError:
+    return CheckpointError(
+        f"saving checkpoint step {step} in {self.directory} failed ({cause}); stopped, "
+        f"{self.kept()}: free space or fix the directory's permissions, then rerun the same "
+        f"command to resume")
 
   def read_meta(self, step: int) -> dict:
     try:
@@ -132,10 +205,3 @@ class Checkpointer:
       fields = {f.name: getattr(abstract_state, f.name)
                 for f in dataclasses.fields(abstract_state) if f.name != "extra"}
       return abstract_state.replace(**restore(fields))
-
-  def wait(self) -> None:
-    self.manager.wait_until_finished()
-
-  def close(self) -> None:
-    self.manager.close()
-

@@ -135,20 +135,16 @@ def train_and_evaluate(config, workdir: str) -> Result:
 
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as cleanup:
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                   keep=config.keep_checkpoints,
-                                   asynchronous=config.async_checkpoints)
-    cleanup.callback(ckpt.close)
+    ckpt = cleanup.enter_context(checkpoint.Checkpointer(
+        os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
+        asynchronous=config.async_checkpoints))
     cleanup.enter_context(kernels.use_conv_backend(config.conv_backend,
                                                    mesh=strategy.data_mesh, dtype=config.dtype))
     logging.info("conv kernels: %s", kernels.describe(config.dtype))
     try:
       return _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, cleanup)
     except jax.errors.JaxRuntimeError as e:  # a kernel's or a collective's error: one line
-      ckpt.wait()  # saves already under way are of earlier, good states
-      where = (f"the last good checkpoint (step {ckpt.latest_step()}) is kept in "
-               f"{ckpt.directory}" if ckpt.latest_step() is not None else
-               "no checkpoint was saved yet")
+      where = ckpt.settle()  # saves already under way are of earlier, good states
       peers = (f"; with {jax.process_count()} processes this is usually another process that "
                f"died or was stopped: see its log" if jax.process_count() > 1 else "")
       raise StepError(f"a compiled step failed ({errors.first_line(e)}){peers}; stopped, "
@@ -194,8 +190,7 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
     one = strategy.get_state(state)
     if not bool(_all_finite(one)):
       raise NonFiniteError(f"the parameters became non-finite by step {step}; stopped without "
-                           f"saving them, the last good checkpoint ({ckpt.latest_step()}) is "
-                           f"kept in {ckpt.directory}")
+                           f"saving them, {ckpt.settle()}")
     meta = {"model": config.model.name, "step": step, "data_position": position + step - start,
             "global_batch": config.batch_size,
             "examples_seen": (position + step - start) * config.batch_size,
@@ -212,9 +207,8 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
     were NaN, so nothing it touched is saved)."""
     failure = kernels.take_failure()
     if failure:
-      ckpt.wait()
-      raise StepError(f"a kernel failed at or before step {step} ({failure}); stopped, the last "
-                      f"good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}")
+      raise StepError(f"a kernel failed at or before step {step} ({failure}); stopped, "
+                      f"{ckpt.settle()}")
 
   def evaluate(step: int, state) -> None:
     results = evaluator(strategy.get_state(state), eval_key)
@@ -251,11 +245,9 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
     for (s, _), values in zip(pending, host):
       bad = {k: float(v) for k, v in values.items() if not np.isfinite(v)}
       if bad:
-        ckpt.wait()
         raise NonFiniteError(
             f"non-finite loss at step {s} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
-            f"stopped, the last good checkpoint (step {ckpt.latest_step()}) is kept in "
-            f"{ckpt.directory}: lower the learning rate or check the data")
+            f"stopped, {ckpt.settle()}: lower the learning rate or check the data")
     last_metrics = {k: float(np.mean([v[k] for v in host])) for k in host[0]}
     lrs = {role: float(fn(step)) for role, fn in method.schedules.items()}
     report.scalars(step, last_metrics, steps_per_sec=steps / max(elapsed, 1e-9),

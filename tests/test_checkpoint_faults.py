@@ -1,0 +1,87 @@
+"""Checkpoint faults: a failed save (a full disk, injected) ends the run in one line naming the
+step, the directory and the cause, keeping the last good checkpoint; a NaN stop with a failed
+save still reports the NaN."""
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+import pytest
+
+from genjax import methods
+from genjax import models
+from genjax import train
+from genjax.errors import CheckpointError
+from genjax.errors import NonFiniteError
+from tests import faults
+from tests.conftest import TINY_DCGAN_FLAGS
+from tests.conftest import run_main
+from tests.conftest import tiny_config
+from tests.test_errors import error_lines
+from tests.test_resume import committed_steps
+from tests.test_resume import saved_state
+
+FULL = "OSError: [Errno 28] No space left on device"
+
+
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_a_failed_save_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
+                                                                      asynchronous):
+  """Asynchronous, the save of step 4 fails in Orbax's thread and surfaces at the save of
+  step 6; synchronous, in place. keep_checkpoints=1: step 2 survives the save meant to replace
+  it, and a rerun resumes from it."""
+  monkeypatch.setattr(ocp.JsonCheckpointHandler, "_save_fn", faults.disk_full_at(4))
+  c = tiny_config("ae", num_steps=6, keep_checkpoints=1, async_checkpoints=asynchronous)
+  with pytest.raises(CheckpointError) as info:
+    train.train_and_evaluate(c, str(tmp_path))
+  msg, ckpts = str(info.value), tmp_path / "checkpoints"
+  assert "\n" not in msg
+  assert msg.startswith(f"saving checkpoint step 4 in {ckpts} failed ({FULL}); stopped, the "
+                        f"last good checkpoint (step 2) is kept in {ckpts}: free space"), msg
+  assert committed_steps(tmp_path) == [2] and int(saved_state(tmp_path, 2)["step"]) == 2
+
+  monkeypatch.undo()  # space freed: the same command resumes from step 2
+  assert train.train_and_evaluate(c, str(tmp_path)).step == 6
+  assert committed_steps(tmp_path) == [6]
+
+
+def test_a_failed_background_save_ends_the_command_in_one_line(tmp_path):
+  site = faults.sitecustomize_dir(tmp_path / "site", 4)
+  out = run_main(tmp_path / "run", *TINY_DCGAN_FLAGS, "--config.num_steps=6",
+                 "--config.checkpoint_every=2", "--config.log_every=2",
+                 "--config.sample_every=1000", env_extra={"PYTHONPATH": site})
+  assert out.returncode == 2, out.stderr[-3000:]
+  lines = error_lines(out.stderr)
+  assert len(lines) == 1, out.stderr[-3000:]
+  assert (f"saving checkpoint step 4 in {tmp_path / 'run' / 'checkpoints'} failed ({FULL}); "
+          f"stopped, the last good checkpoint (step 2) is kept") in lines[0]
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert committed_steps(tmp_path / "run") == [2]
+
+
+@pytest.mark.parametrize("poisoned", ["loss", "params"])
+def test_a_nan_stop_with_a_failed_save_reports_the_nan(tmp_path, monkeypatch, poisoned):
+  """The save of step 2 fails in the background, then step 3's loss (or its parameters) is NaN:
+  the NaN is the error, and it mentions the failed save."""
+  monkeypatch.setattr(ocp.JsonCheckpointHandler, "_save_fn", faults.disk_full_at(2))
+  method_cls = methods.get(models.get("ae").METHOD)
+  real_step = method_cls.step
+
+  def step(self, state, batch):
+    new, metrics = real_step(self, state, batch)
+
+    def nan(x):  # from the third update on
+      return jnp.where(state.step >= 2, jnp.nan, x)
+    if poisoned == "loss":
+      return new, jax.tree.map(nan, metrics)
+    return new.replace(params=jax.tree.map(nan, new.params)), metrics
+  monkeypatch.setattr(method_cls, "step", step)
+  c = tiny_config("ae", num_steps=6, log_every=1, checkpoint_every=1, keep_checkpoints=5)
+  with pytest.raises(NonFiniteError) as info:
+    train.train_and_evaluate(c, str(tmp_path))
+  msg = str(info.value)
+  assert "\n" not in msg
+  assert msg.startswith({"loss": "non-finite loss at step 3 (",
+                         "params": "the parameters became non-finite by step 3;"}[poisoned]), msg
+  assert (f"the last good checkpoint (step 1) is kept in {tmp_path / 'checkpoints'} (saving "
+          f"step 2 failed too: {FULL})") in msg
+  assert committed_steps(tmp_path) == [1]
