@@ -62,6 +62,12 @@ def describe_mismatch(saved: dict[str, list], wanted: dict[str, list]) -> str | 
   return f"the checkpoint has {extra[0]}, which the configured model lacks" if extra else None
 
 
+class UnreadableCheckpoint(CheckpointError):
+  """A checkpoint whose files cannot be read (missing, truncated or corrupt arrays or metadata):
+  the one kind of refusal that ``config.resume_skip_corrupt`` may skip. A checkpoint of another
+  model is never skipped: it means the wrong --workdir."""
+
+
 class Checkpointer:
   """Saves and restores ``(state, meta)`` pairs by step; a context manager that closes it.
 
@@ -162,15 +168,15 @@ class Checkpointer:
       return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
           "meta"]
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(f"cannot read the metadata of checkpoint step {step} in "
-                            f"{self.directory}: {errors.first_line(e)}") from None
+      raise UnreadableCheckpoint(f"the metadata of checkpoint step {step} in {self.directory} "
+                                 f"is unreadable ({errors.first_line(e)})") from None
 
   def restore(self, step: int, abstract_state: Any, *, sharding: jax.sharding.Sharding,
               model: str) -> tuple[Any, dict]:
     """Restores step ``step``, shaped like ``abstract_state``, with every array in ``sharding``.
 
     Raises CheckpointError, touching nothing on disk, if the checkpoint belongs to a different
-    model or architecture, or cannot be read.
+    model or architecture, or UnreadableCheckpoint if it cannot be read.
     """
     abstract_state = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract_state)
@@ -187,10 +193,63 @@ class Checkpointer:
     try:
       state = self._restore_state(step, abstract_state)
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(f"checkpoint step {step} in {self.directory} is unreadable "
-                            f"({errors.first_line(e)}); delete it to resume from an earlier one"
-                            ) from None
+      raise UnreadableCheckpoint(f"checkpoint step {step} in {self.directory} is unreadable "
+                                 f"({errors.first_line(e)})") from None
     return state, meta
+
+  def restore_newest(self, abstract_state: Any, *, sharding: jax.sharding.Sharding, model: str,
+                     skip_corrupt: bool) -> tuple[int, Any, dict] | None:
+    """``(step, state, meta)`` of the newest checkpoint (see :meth:`restore`); None if none.
+
+    An unreadable newest checkpoint raises UnreadableCheckpoint, touching nothing on disk,
+    unless ``skip_corrupt``: then it is moved aside to ``<step>.corrupt`` (kept for a look, and
+    out of the way of the save of that step to come) and the next older one is tried; with
+    none left the run starts afresh.
+    """
+    skipped = False
+    for step in reversed(self.manager.all_steps()):
+      try:
+        state, meta = self.restore(step, abstract_state, sharding=sharding, model=model)
+      except UnreadableCheckpoint as e:
+        if not skip_corrupt:
+          older = [str(s) for s in self.manager.all_steps() if s < step]
+          then = (f"resume from the newest readable earlier checkpoint (steps "
+                  f"{', '.join(older)})" if older else "start afresh (there is no earlier one)")
+          raise UnreadableCheckpoint(
+              f"{e}; to {then}, rerun with --config.resume_skip_corrupt=True, which moves this "
+              f"one aside to {os.path.basename(self._aside(step))}") from None
+        logging.warning("skipped: %s; moved it aside to %s", e, self._move_aside(step))
+        skipped = True
+        continue
+      return step, state, meta
+    if skipped:
+      logging.warning("no readable checkpoint is left in %s: training starts afresh",
+                      self.directory)
+    return None
+
+  def _aside(self, step: int) -> str:
+    """Where an unreadable step ``step`` goes: ``<step>.corrupt``, or ``.corrupt-<n>`` if
+    that is taken."""
+    path = os.path.join(self.directory, str(step))
+    aside, n = f"{path}.corrupt", 1
+    while os.path.exists(aside):
+      n += 1
+      aside = f"{path}.corrupt-{n}"
+    return aside
+
+  def _move_aside(self, step: int) -> str:
+    """Renames step ``step``'s directory to :meth:`_aside`: nothing is deleted, and Orbax no
+    longer lists it as a step."""
+    aside = self._aside(step)
+    multi = jax.process_count() > 1
+    if multi:  # every process has failed to read it, and named the move, before one moves it
+      ocp.multihost.sync_global_processes(f"genjax_corrupt_{step}_found")
+    if jax.process_index() == 0:
+      os.rename(os.path.join(self.directory, str(step)), aside)
+    if multi:
+      ocp.multihost.sync_global_processes(f"genjax_corrupt_{step}_moved")
+    self.manager.reload()
+    return aside
 
   def _restore_state(self, step: int, abstract_state: Any) -> Any:
     restore = lambda target: self.manager.restore(step, args=ocp.args.Composite(  # pylint: disable=unnecessary-lambda-assignment

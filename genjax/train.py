@@ -157,16 +157,17 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(method.init, rng)
   kernels.take_failure()  # one from before this run is not this run's
-  latest = ckpt.latest_step()
   sharding = strategy.state_sharding()
-  if latest is None:  # one compiled init is much faster than op-by-op random initialisers
-    state, position = jax.jit(method.init, out_shardings=sharding)(rng), 0
+  newest = ckpt.restore_newest(abstract, sharding=sharding, model=config.model.name,
+                               skip_corrupt=config.resume_skip_corrupt)
+  if newest is None:  # one compiled init is much faster than op-by-op random initialisers
+    start, state, position = 0, jax.jit(method.init, out_shardings=sharding)(rng), 0
   else:
-    state, meta = ckpt.restore(latest, abstract, sharding=sharding, model=config.model.name)
+    start, state, meta = newest
     position = meta["data_position"]
     if meta.get("global_batch") != config.batch_size:  # keep the number of examples seen
       position = meta["examples_seen"] // config.batch_size
-    logging.info("resumed from %s at step %d", ckpt.directory, latest)
+    logging.info("resumed from %s at step %d", ckpt.directory, start)
     before, now = meta.get("kernels", {}), kernels.record(config.dtype)
     if before and before["conv_kernels"] != now["conv_kernels"]:
       logging.warning("the run so far used conv kernels %r, this process uses %r: the same "
@@ -175,7 +176,6 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
     if meta.get("frozen", {}) != frozen_sources:
       logging.warning("the run so far used the frozen networks %r, this process uses %r",
                       meta.get("frozen", {}), frozen_sources)
-  start = latest or 0
   state = strategy.put_state(state)
 
   report = reporting.Reporter(workdir, num_steps=config.num_steps, batch_size=config.batch_size,

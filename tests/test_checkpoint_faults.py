@@ -1,6 +1,9 @@
 """Checkpoint faults: a failed save (a full disk, injected) ends the run in one line naming the
 step, the directory and the cause, keeping the last good checkpoint; a NaN stop with a failed
-save still reports the NaN."""
+save still reports the NaN; an unreadable newest checkpoint is refused, or skipped on request."""
+
+import logging
+import os
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +20,7 @@ from tests.conftest import TINY_DCGAN_FLAGS
 from tests.conftest import run_main
 from tests.conftest import tiny_config
 from tests.test_errors import error_lines
+from tests.test_errors import snapshot
 from tests.test_resume import committed_steps
 from tests.test_resume import saved_state
 
@@ -85,3 +89,47 @@ def test_a_nan_stop_with_a_failed_save_reports_the_nan(tmp_path, monkeypatch, po
   assert (f"the last good checkpoint (step 1) is kept in {tmp_path / 'checkpoints'} (saving "
           f"step 2 failed too: {FULL})") in msg
   assert committed_steps(tmp_path) == [1]
+
+
+def damage(step_dir, what: str) -> None:
+  """Overwrites a checkpoint's array files, or truncates its metadata (a JSON file)."""
+  if what == "metadata":
+    path = step_dir / "meta" / "metadata"
+    path.write_bytes(path.read_bytes()[:20])
+    return
+  for root, _, files in os.walk(step_dir / "state"):
+    for name in files:
+      if "ocdbt" in root or name.startswith("d"):
+        with open(os.path.join(root, name), "wb") as f:
+          f.write(b"garbage")
+
+
+@pytest.mark.parametrize("what", ["arrays", "metadata"])
+def test_an_unreadable_newest_checkpoint_is_refused_unless_skipped(tmp_path, caplog, what):
+  train.train_and_evaluate(tiny_config("ae", num_steps=4), str(tmp_path))
+  ckpts = tmp_path / "checkpoints"
+  assert committed_steps(tmp_path) == [2, 4]
+  damage(ckpts / "4", what)
+  before = snapshot(ckpts)
+
+  with pytest.raises(CheckpointError) as info:
+    train.train_and_evaluate(tiny_config("ae", num_steps=6), str(tmp_path))
+  msg = str(info.value)
+  assert "\n" not in msg and f"checkpoint step 4 in {ckpts} is unreadable (" in msg
+  assert msg.endswith("; to resume from the newest readable earlier checkpoint (steps 2), rerun "
+                      "with --config.resume_skip_corrupt=True, which moves this one aside to "
+                      "4.corrupt"), msg
+  assert snapshot(ckpts) == before
+
+  caplog.set_level(logging.INFO)
+  result = train.train_and_evaluate(tiny_config("ae", num_steps=6, resume_skip_corrupt=True),
+                                    str(tmp_path))
+  assert result.step == 6 and committed_steps(tmp_path) == [2, 4, 6]
+  # the skipped checkpoint is kept whole under another name, out of the way of the new step 4
+  assert snapshot(ckpts / "4.corrupt") == {os.path.relpath(k, "4"): v for k, v in before.items()
+                                           if k.startswith("4" + os.sep)}
+  assert int(saved_state(tmp_path, 4)["step"]) == 4
+  skipped = [r.getMessage() for r in caplog.records if "moved it aside" in r.getMessage()]
+  assert len(skipped) == 1 and f"checkpoint step 4 in {ckpts} is unreadable (" in skipped[0]
+  assert skipped[0].endswith(f"; moved it aside to {ckpts / '4.corrupt'}")
+  assert f"resumed from {ckpts} at step 2" in caplog.text
