@@ -77,15 +77,24 @@ class Checkpointer:
   asynchronous save fails in Orbax's background thread.
   """
 
-  def __init__(self, directory: str, *, keep: int, asynchronous: bool = True):
-    """The training loop decides when to save (every N steps, at the end, on a signal)."""
+  def __init__(self, directory: str, *, keep: int | None = None, asynchronous: bool = True,
+               read_only: bool = False):
+    """The training loop decides when to save (every N steps, at the end, on a signal), and
+    keeps the newest ``keep`` (None: all).
+
+    ``read_only``: for reading another run, which may be training: its temporary directories
+    are its saves under way, not leftovers to clean.
+    """
     self.directory = os.path.abspath(directory)
     self.asynchronous = asynchronous
-    # cleanup_tmp_directories: the temporary directories of saves that a kill or a failure
-    # interrupted are removed when a run (re)starts, so they cannot pile up.
-    options = ocp.CheckpointManagerOptions(
-        save_interval_steps=1, max_to_keep=keep, create=True,
-        enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
+    if read_only:  # Orbax warns about each writing option a reader sets
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    else:
+      # cleanup_tmp_directories: the temporary directories of saves that a kill or a failure
+      # interrupted are removed when a run (re)starts, so they cannot pile up.
+      options = ocp.CheckpointManagerOptions(
+          save_interval_steps=1, max_to_keep=keep, create=True,
+          enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "meta"))
     self._pending: int | None = None  # the step an asynchronous save is still writing

@@ -12,6 +12,7 @@ import pytest
 
 from genjax import methods
 from genjax import models
+from genjax import runs
 from genjax import train
 from genjax.errors import CheckpointError
 from genjax.errors import NonFiniteError
@@ -133,3 +134,13 @@ def test_an_unreadable_newest_checkpoint_is_refused_unless_skipped(tmp_path, cap
   assert len(skipped) == 1 and f"checkpoint step 4 in {ckpts} is unreadable (" in skipped[0]
   assert skipped[0].endswith(f"; moved it aside to {ckpts / '4.corrupt'}")
   assert f"resumed from {ckpts} at step 2" in caplog.text
+
+
+def test_reading_a_run_leaves_its_saves_under_way_alone(tmp_path):
+  """genjax.evaluate or a frozen network may read a run that is training: the temporary
+  directory of its save under way is not a leftover to clean."""
+  train.train_and_evaluate(tiny_config("ae", num_steps=2), str(tmp_path))
+  under_way = tmp_path / "checkpoints" / "4.orbax-checkpoint-tmp-1764633600"
+  (under_way / "state").mkdir(parents=True)
+  runs.restore_run(tmp_path)
+  assert under_way.is_dir()
