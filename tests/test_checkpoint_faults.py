@@ -136,6 +136,28 @@ def test_an_unreadable_newest_checkpoint_is_refused_unless_skipped(tmp_path, cap
   assert f"resumed from {ckpts} at step 2" in caplog.text
 
 
+def test_with_no_readable_checkpoint_left_the_flag_starts_afresh(tmp_path, caplog):
+  """Nothing is overwritten either: a second unreadable step 2 goes to 2.corrupt-2."""
+  ckpts = tmp_path / "checkpoints"
+  train.train_and_evaluate(tiny_config("ae", num_steps=2), str(tmp_path))
+  damage(ckpts / "2", "metadata")
+  with pytest.raises(CheckpointError) as info:
+    train.train_and_evaluate(tiny_config("ae", num_steps=2), str(tmp_path))
+  assert str(info.value).endswith("; to start afresh (there is no earlier one), rerun with "
+                                  "--config.resume_skip_corrupt=True, which moves this one "
+                                  "aside to 2.corrupt")
+  caplog.set_level(logging.WARNING)
+  for aside in ("2.corrupt", "2.corrupt-2"):
+    before = snapshot(ckpts / "2")
+    caplog.clear()
+    result = train.train_and_evaluate(tiny_config("ae", num_steps=2, resume_skip_corrupt=True),
+                                      str(tmp_path))
+    assert result.step == 2 and committed_steps(tmp_path) == [2]
+    assert snapshot(ckpts / aside) == before
+    assert f"no readable checkpoint is left in {ckpts}: training starts afresh" in caplog.text
+    damage(ckpts / "2", "metadata")
+
+
 def test_reading_a_run_leaves_its_saves_under_way_alone(tmp_path):
   """genjax.evaluate or a frozen network may read a run that is training: the temporary
   directory of its save under way is not a leftover to clean."""
