@@ -62,42 +62,130 @@ def describe_mismatch(saved: dict[str, list], wanted: dict[str, list]) -> str | 
   return f"the checkpoint has {extra[0]}, which the configured model lacks" if extra else None
 
 
-class Checkpointer:
-  """Saves and restores ``(state, meta)`` pairs by step."""
+class UnreadableCheckpoint(CheckpointError):
+  """A checkpoint whose files cannot be read (missing, truncated or corrupt arrays or metadata):
+  the one kind of refusal that ``config.resume_skip_corrupt`` may skip. A checkpoint of another
+  model is never skipped: it means the wrong --workdir."""
 
-  def __init__(self, directory: str, *, keep: int, asynchronous: bool = True):
-    """The training loop decides when to save (every N steps, at the end, on a signal)."""
+
+class Checkpointer:
+  """Saves and restores ``(state, meta)`` pairs by step; a context manager that closes it.
+
+  A failed save (disk full, permission denied) raises a one-line CheckpointError naming the
+  step, the directory and the cause, with the checkpoints before it kept: in place when saves
+  are synchronous, else at the next :meth:`save`, :meth:`wait` or :meth:`close`, since an
+  asynchronous save fails in Orbax's background thread.
+  """
+
+  def __init__(self, directory: str, *, keep: int | None = None, asynchronous: bool = True,
+               read_only: bool = False):
+    """The training loop decides when to save (every N steps, at the end, on a signal), and
+    keeps the newest ``keep`` (None: all).
+
+    ``read_only``: for reading another run, which may be training: its temporary directories
+    are its saves under way, not leftovers to clean.
+    """
     self.directory = os.path.abspath(directory)
-    # cleanup_tmp_directories: the temporary directories of saves that a kill or a failure
-    # interrupted are removed when a run (re)starts, so they cannot pile up.
-    options = ocp.CheckpointManagerOptions(
-        save_interval_steps=1, max_to_keep=keep, create=True,
-        enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
+    self.asynchronous = asynchronous
+    if read_only:  # Orbax warns about each writing option a reader sets
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    else:
+      # cleanup_tmp_directories: the temporary directories of saves that a kill or a failure
+      # interrupted are removed when a run (re)starts, so they cannot pile up.
+      options = ocp.CheckpointManagerOptions(
+          save_interval_steps=1, max_to_keep=keep, create=True,
+          enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "meta"))
+    self._pending: int | None = None  # the step an asynchronous save is still writing
+
+  def __enter__(self) -> Checkpointer:
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    """Closes; a failed save is raised unless another error is already on its way, which it
+    must not hide: then it is logged."""
+    if exc is None:
+      self.close()
+      return
+    step, cause = self._pending, self._finish()
+    self.manager.close()
+    if cause:
+      logging.error("saving checkpoint step %d in %s failed too (%s)", step, self.directory,
+                    cause)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Starts saving (in the background when asynchronous); atomic once finished."""
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    self.wait()
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      self.manager.reload()
+      raise self._save_error(step, errors.first_line(e)) from None
+    self._pending = step if self.asynchronous else None
+
+  def wait(self) -> None:
+    """Blocks until the save under way is written; raises CheckpointError if it failed."""
+    step, cause = self._pending, self._finish()
+    if cause:
+      raise self._save_error(step, cause)
+
+  def close(self) -> None:
+    """Waits for the save under way (raising CheckpointError if it failed), then closes."""
+    try:
+      self.wait()
+    finally:
+      self.manager.close()
+
+  def kept(self) -> str:
+    """Where a stopped run stands, for its error message: the newest checkpoint on disk."""
+    step = self.latest_step()
+    return (f"the last good checkpoint (step {step}) is kept in {self.directory}"
+            if step is not None else "no checkpoint was saved yet")
+
+  def settle(self) -> str:
+    """For an error that stops the run: waits for the save under way and returns
+    :meth:`kept`, mentioning that save if it failed rather than raising its error, which
+    would hide the one that stops the run."""
+    step, cause = self._pending, self._finish()
+    return self.kept() + (f" (saving step {step} failed too: {cause})" if cause else "")
+
+  def _finish(self) -> str | None:
+    """Waits for the save under way; the first line of its error if it failed, else None."""
+    self._pending = None
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax forgets the failed step, and the older ones it was to delete once the save
+      # finished; on disk those are kept.
+      self.manager.reload()
+      return errors.first_line(e)
+    return None
+
+  def _save_error(self, step: int, cause: str) -> CheckpointError:
+    return CheckpointError(
+        f"saving checkpoint step {step} in {self.directory} failed ({cause}); stopped, "
+        f"{self.kept()}: free space or fix the directory's permissions, then rerun the same "
+        f"command to resume")
 
   def read_meta(self, step: int) -> dict:
     try:
       return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
           "meta"]
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(f"cannot read the metadata of checkpoint step {step} in "
-                            f"{self.directory}: {errors.first_line(e)}") from None
+      raise UnreadableCheckpoint(f"the metadata of checkpoint step {step} in {self.directory} "
+                                 f"is unreadable ({errors.first_line(e)})") from None
 
   def restore(self, step: int, abstract_state: Any, *, sharding: jax.sharding.Sharding,
               model: str) -> tuple[Any, dict]:
     """Restores step ``step``, shaped like ``abstract_state``, with every array in ``sharding``.
 
     Raises CheckpointError, touching nothing on disk, if the checkpoint belongs to a different
-    model or architecture, or cannot be read.
+    model or architecture, or UnreadableCheckpoint if it cannot be read.
     """
     abstract_state = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract_state)
@@ -114,10 +202,63 @@ class Checkpointer:
     try:
       state = self._restore_state(step, abstract_state)
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(f"checkpoint step {step} in {self.directory} is unreadable "
-                            f"({errors.first_line(e)}); delete it to resume from an earlier one"
-                            ) from None
+      raise UnreadableCheckpoint(f"checkpoint step {step} in {self.directory} is unreadable "
+                                 f"({errors.first_line(e)})") from None
     return state, meta
+
+  def restore_newest(self, abstract_state: Any, *, sharding: jax.sharding.Sharding, model: str,
+                     skip_corrupt: bool) -> tuple[int, Any, dict] | None:
+    """``(step, state, meta)`` of the newest checkpoint (see :meth:`restore`); None if none.
+
+    An unreadable newest checkpoint raises UnreadableCheckpoint, touching nothing on disk,
+    unless ``skip_corrupt``: then it is moved aside to ``<step>.corrupt`` (kept for a look, and
+    out of the way of the save of that step to come) and the next older one is tried; with
+    none left the run starts afresh.
+    """
+    skipped = False
+    for step in reversed(self.manager.all_steps()):
+      try:
+        state, meta = self.restore(step, abstract_state, sharding=sharding, model=model)
+      except UnreadableCheckpoint as e:
+        if not skip_corrupt:
+          older = [str(s) for s in self.manager.all_steps() if s < step]
+          then = (f"resume from the newest readable earlier checkpoint (steps "
+                  f"{', '.join(older)})" if older else "start afresh (there is no earlier one)")
+          raise UnreadableCheckpoint(
+              f"{e}; to {then}, rerun with --config.resume_skip_corrupt=True, which moves this "
+              f"one aside to {os.path.basename(self._aside(step))}") from None
+        logging.warning("skipped: %s; moved it aside to %s", e, self._move_aside(step))
+        skipped = True
+        continue
+      return step, state, meta
+    if skipped:
+      logging.warning("no readable checkpoint is left in %s: training starts afresh",
+                      self.directory)
+    return None
+
+  def _aside(self, step: int) -> str:
+    """Where an unreadable step ``step`` goes: ``<step>.corrupt``, or ``.corrupt-<n>`` if
+    that is taken."""
+    path = os.path.join(self.directory, str(step))
+    aside, n = f"{path}.corrupt", 1
+    while os.path.exists(aside):
+      n += 1
+      aside = f"{path}.corrupt-{n}"
+    return aside
+
+  def _move_aside(self, step: int) -> str:
+    """Renames step ``step``'s directory to :meth:`_aside`: nothing is deleted, and Orbax no
+    longer lists it as a step."""
+    aside = self._aside(step)
+    multi = jax.process_count() > 1
+    if multi:  # every process has failed to read it, and named the move, before one moves it
+      ocp.multihost.sync_global_processes(f"genjax_corrupt_{step}_found")
+    if jax.process_index() == 0:
+      os.rename(os.path.join(self.directory, str(step)), aside)
+    if multi:
+      ocp.multihost.sync_global_processes(f"genjax_corrupt_{step}_moved")
+    self.manager.reload()
+    return aside
 
   def _restore_state(self, step: int, abstract_state: Any) -> Any:
     restore = lambda target: self.manager.restore(step, args=ocp.args.Composite(  # pylint: disable=unnecessary-lambda-assignment
@@ -132,10 +273,3 @@ class Checkpointer:
       fields = {f.name: getattr(abstract_state, f.name)
                 for f in dataclasses.fields(abstract_state) if f.name != "extra"}
       return abstract_state.replace(**restore(fields))
-
-  def wait(self) -> None:
-    self.manager.wait_until_finished()
-
-  def close(self) -> None:
-    self.manager.close()
-

@@ -84,6 +84,10 @@ def base_config(family: str) -> ml_collections.ConfigDict:
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.async_checkpoints = True
+  # Resuming from a workdir whose newest checkpoint is unreadable (truncated or missing files)
+  # fails, naming it; True moves each unreadable one aside to <step>.corrupt and resumes from
+  # the newest readable one, logging the skipped steps.
+  c.resume_skip_corrupt = False
   c.compilation_cache_dir = "~/.cache/genjax/xla"  # persistent XLA cache ('' = off)
   # Convolution kernels (genjax.kernels): 'onednn' (CPU: oneDNN through XLA's FFI), 'xla', or
   # 'auto' = 'onednn' where it builds on a CPU backend, else 'xla'. Same function either way.
@@ -187,6 +191,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive_int(config, key)
   _positive_int(config, "seed", minimum=0)
   _positive_int(config, "max_steps_in_flight", minimum=-1)
+  for key in ("async_checkpoints", "resume_skip_corrupt"):
+    if not isinstance(config[key], bool):
+      _fail(f"config.{key} must be True or False, got {config[key]!r}")
   errors.check_config_choice("parallel", config.parallel, parallel.STRATEGIES)
   errors.check_config_choice("dtype", config.dtype, DTYPES)
   errors.check_config_choice("conv_backend", config.conv_backend, kernels.BACKENDS)

@@ -21,6 +21,7 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
+from genjax import errors
 from genjax.errors import GenjaxError
 from genjax.errors import exit_with
 
@@ -41,7 +42,12 @@ FLAGS = flags.FLAGS
 
 
 def _quiet_libraries(record) -> bool:
-  """Drops the INFO chatter of Orbax and JAX's backend probing from the console."""
+  """Drops the INFO chatter of Orbax and JAX's backend probing from the console, and cuts
+  Orbax's error tracebacks to their first line: a failed background save logs a few from its
+  threads, and genjax reports the failure itself, in one line with the step and directory."""
+  if "/orbax/" in record.pathname and record.exc_info and record.exc_info[1] is not None:
+    record.msg = f"{record.getMessage()} ({errors.first_line(record.exc_info[1])})"
+    record.args, record.exc_info, record.exc_text = (), None, None
   return record.levelno >= pylogging.WARNING or not any(
       part in record.pathname for part in ("/orbax/", "/jax/_src/"))
 

@@ -53,7 +53,7 @@ def restore_run(workdir: str | os.PathLike, step: int | None = None, *,
                             f"python -m genjax.main --workdir={workdir} ...")
   if not os.path.isdir(directory):
     raise missing
-  ckpt = checkpoint.Checkpointer(directory, keep=1 << 30, asynchronous=False)
+  ckpt = checkpoint.Checkpointer(directory, read_only=True)
   try:
     step = ckpt.latest_step() if step is None else step
     if step is None:

@@ -138,18 +138,14 @@ def train_and_evaluate(config, workdir: str) -> Result:
 
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as cleanup:
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                   keep=config.keep_checkpoints,
-                                   asynchronous=config.async_checkpoints)
-    cleanup.callback(ckpt.close)
+    ckpt = cleanup.enter_context(checkpoint.Checkpointer(
+        os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
+        asynchronous=config.async_checkpoints))
     logging.info("conv kernels: %s", kernels.describe(conv_backend, config.dtype))
     try:
       return _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, cleanup)
     except jax.errors.JaxRuntimeError as e:  # a kernel's or a collective's error: one line
-      ckpt.wait()  # saves already under way are of earlier, good states
-      where = (f"the last good checkpoint (step {ckpt.latest_step()}) is kept in "
-               f"{ckpt.directory}" if ckpt.latest_step() is not None else
-               "no checkpoint was saved yet")
+      where = ckpt.settle()  # saves already under way are of earlier, good states
       peers = (f"; with {jax.process_count()} processes this is usually another process that "
                f"died or was stopped: see its log" if jax.process_count() > 1 else "")
       raise StepError(f"a compiled step failed ({errors.first_line(e)}){peers}; stopped, "
@@ -162,16 +158,17 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(method.init, rng)
   kernels.take_failure()  # one from before this run is not this run's
-  latest = ckpt.latest_step()
   sharding = strategy.state_sharding()
-  if latest is None:  # one compiled init is much faster than op-by-op random initialisers
-    state, position = jax.jit(method.init, out_shardings=sharding)(rng), 0
+  newest = ckpt.restore_newest(abstract, sharding=sharding, model=config.model.name,
+                               skip_corrupt=config.resume_skip_corrupt)
+  if newest is None:  # one compiled init is much faster than op-by-op random initialisers
+    start, state, position = 0, jax.jit(method.init, out_shardings=sharding)(rng), 0
   else:
-    state, meta = ckpt.restore(latest, abstract, sharding=sharding, model=config.model.name)
+    start, state, meta = newest
     position = meta["data_position"]
     if meta.get("global_batch") != config.batch_size:  # keep the number of examples seen
       position = meta["examples_seen"] // config.batch_size
-    logging.info("resumed from %s at step %d", ckpt.directory, latest)
+    logging.info("resumed from %s at step %d", ckpt.directory, start)
     before, now = meta.get("kernels", {}), kernels.record(method.conv_backend, config.dtype)
     if before and before["conv_kernels"] != now["conv_kernels"]:
       logging.warning("the run so far used conv kernels %r, this process uses %r: the same "
@@ -180,7 +177,6 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
     if meta.get("frozen", {}) != frozen_sources:
       logging.warning("the run so far used the frozen networks %r, this process uses %r",
                       meta.get("frozen", {}), frozen_sources)
-  start = latest or 0
   state = strategy.put_state(state)
 
   report = reporting.Reporter(workdir, num_steps=config.num_steps, batch_size=config.batch_size,
@@ -195,8 +191,7 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
     one = strategy.get_state(state)
     if not bool(_all_finite(one)):
       raise NonFiniteError(f"the parameters became non-finite by step {step}; stopped without "
-                           f"saving them, the last good checkpoint ({ckpt.latest_step()}) is "
-                           f"kept in {ckpt.directory}")
+                           f"saving them, {ckpt.settle()}")
     meta = {"model": config.model.name, "step": step, "data_position": position + step - start,
             "global_batch": config.batch_size,
             "examples_seen": (position + step - start) * config.batch_size,
@@ -214,9 +209,8 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
     were NaN, so nothing it touched is saved)."""
     failure = kernels.take_failure()
     if failure:
-      ckpt.wait()
-      raise StepError(f"a kernel failed at or before step {step} ({failure}); stopped, the last "
-                      f"good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}")
+      raise StepError(f"a kernel failed at or before step {step} ({failure}); stopped, "
+                      f"{ckpt.settle()}")
 
   def evaluate(step: int, state) -> None:
     results = evaluator(strategy.get_state(state), eval_key)
@@ -253,11 +247,9 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
     for (s, _), values in zip(pending, host):
       bad = {k: float(v) for k, v in values.items() if not np.isfinite(v)}
       if bad:
-        ckpt.wait()
         raise NonFiniteError(
             f"non-finite loss at step {s} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
-            f"stopped, the last good checkpoint (step {ckpt.latest_step()}) is kept in "
-            f"{ckpt.directory}: lower the learning rate or check the data")
+            f"stopped, {ckpt.settle()}: lower the learning rate or check the data")
     last_metrics = {k: float(np.mean([v[k] for v in host])) for k in host[0]}
     lrs = {role: float(fn(step)) for role, fn in method.schedules.items()}
     report.scalars(step, last_metrics, steps_per_sec=steps / max(elapsed, 1e-9),

@@ -50,6 +50,7 @@ def test_locked_config_rejects_unknown_keys():
     ("dataset.image_size", 16, "cannot pad synthetic"),
     ("dataset.value_range", (1.0, 0.0), "lo < hi"),
     ("method.loss", "nope", "config.method.loss must be one of non_saturating"),
+    ("resume_skip_corrupt", None, "config.resume_skip_corrupt must be True or False, got None"),
 ])
 def test_validation_errors_are_one_line(key, value, match):
   c = tiny_config("dcgan")
