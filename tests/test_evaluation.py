@@ -21,6 +21,7 @@ from genjax import train
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
 from tests.conftest import tiny_config
+from tests.test_train import read_events
 
 
 def projection_extractor(dim=16):
@@ -135,6 +136,10 @@ def test_in_loop_evaluation_writes_jsonl_and_tensorboard(tmp_path, monkeypatch):
   assert (lines[-1]["fid"], lines[-1]["kid_mean"]) == pytest.approx(
       (final["fid"], final["kid_mean"]), rel=1e-6)
   assert lines[0]["fid"] != pytest.approx(lines[-1]["fid"], rel=1e-3)  # the model moved (lr 0.01)
+  scalars, _ = read_events(tmp_path / "run")  # and TensorBoard has each evaluation, by extractor
+  assert {k: v for k, v in scalars.items() if k.startswith("eval_")} == {
+      "eval_projection/fid": [2, 4], "eval_projection/kid_mean": [2, 4],
+      "eval_projection/kid_std": [2, 4]}
 
 
 @pytest.mark.parametrize("key,value,match", [

@@ -13,6 +13,7 @@ from torch import nn
 from genjax import kernels, parallel
 from genjax.errors import CheckpointError
 from genjax.metrics import features
+from genjax.metrics import inception
 
 # --- PyTorch peer: the FID variant of InceptionV3, written from its description ----------------
 # (torchvision's topology; average pools that ignore the padding in the A, C and first E blocks,
@@ -245,7 +246,7 @@ def test_bilinear_matches_interpolate():
   for size in [(299, 299), (7, 9), (13, 40)]:
     want = F.interpolate(torch.from_numpy(x), size=size, mode="bilinear",
                          align_corners=False).numpy()
-    got = features.resize_bilinear(x.transpose(0, 2, 3, 1), size)
+    got = inception.resize_bilinear(x.transpose(0, 2, 3, 1), size)
     np.testing.assert_allclose(np.asarray(got).transpose(0, 3, 1, 2), want, atol=1e-6)
 
 
@@ -261,11 +262,11 @@ def test_pth_round_trip_without_torch_load(tmp_path, peer, weights, extractor, m
   path = tmp_path / "inception.pth"
   torch.save(peer.state_dict(), path, _use_new_zipfile_serialization=zip_format)
   monkeypatch.setattr(torch, "load", None)  # the reader must not need torch
-  loaded = features.read_torch_state_dict(path)
+  loaded = inception.read_torch_state_dict(path)
   assert sorted(loaded) == sorted(weights)
   for k, v in weights.items():
     assert loaded[k].dtype == v.dtype and np.array_equal(loaded[k], v), k
-  model = features.load_inception(path)
+  model = inception.load_inception(path)
   want = extractor(_small_images())["pool3"]
   got = features.InceptionFeatures(model, batch_size=8)(_small_images())["pool3"]
   np.testing.assert_array_equal(got, want)
@@ -277,7 +278,7 @@ def test_pth_strided_tensors_and_shared_storage(tmp_path):
         "half": torch.ones(3, dtype=torch.float16)}
   for zip_format in (True, False):
     torch.save(sd, tmp_path / "x.pth", _use_new_zipfile_serialization=zip_format)
-    loaded = features.read_torch_state_dict(tmp_path / "x.pth")
+    loaded = inception.read_torch_state_dict(tmp_path / "x.pth")
     for k, v in sd.items():
       assert np.array_equal(loaded[k], v.numpy()) and loaded[k].dtype == v.numpy().dtype, k
 
@@ -285,12 +286,12 @@ def test_pth_strided_tensors_and_shared_storage(tmp_path):
 def test_npz_round_trip(tmp_path, peer, extractor):
   pth, npz = tmp_path / "inception.pth", tmp_path / "converted" / "inception.npz"
   torch.save(peer.state_dict(), pth)
-  features.convert_inception(pth, npz)
+  inception.convert_inception(pth, npz)
   with np.load(npz) as f:
     assert not any(k.endswith("num_batches_tracked") for k in f.files)
   got = features.InceptionFeatures(str(npz), batch_size=8)(_small_images())["pool3"]
   np.testing.assert_array_equal(got, extractor(_small_images())["pool3"])
-  round_trip = features.inception_state_dict(features.load_inception(npz))
+  round_trip = inception.inception_state_dict(inception.load_inception(npz))
   with np.load(npz) as f:
     assert all(np.array_equal(round_trip[k], f[k]) for k in f.files)
 
@@ -305,11 +306,11 @@ def _one_line_error(fn, match):
 def test_bad_files_give_one_line_errors(tmp_path, weights):
   garbage = tmp_path / "garbage.pth"
   garbage.write_bytes(b"\x00not a checkpoint" * 100)
-  _one_line_error(lambda: features.load_inception(garbage), "cannot read .*garbage.pth")
-  _one_line_error(lambda: features.load_inception(tmp_path / "absent.pth"), "no such file")
+  _one_line_error(lambda: inception.load_inception(garbage), "cannot read .*garbage.pth")
+  _one_line_error(lambda: inception.load_inception(tmp_path / "absent.pth"), "no such file")
   bad_npz = tmp_path / "bad.npz"
   bad_npz.write_bytes(b"PK\x03\x04 truncated")
-  _one_line_error(lambda: features.load_inception(bad_npz), "cannot read .*bad.npz")
+  _one_line_error(lambda: inception.load_inception(bad_npz), "cannot read .*bad.npz")
 
   # A pickle that is not a state_dict is refused without executing anything.
   class Evil:
@@ -317,18 +318,18 @@ def test_bad_files_give_one_line_errors(tmp_path, weights):
       return (print, ("executed",))
   evil = tmp_path / "evil.pth"
   torch.save({"x": torch.ones(1), "y": Evil()}, evil)
-  _one_line_error(lambda: features.load_inception(evil), r"holds (__builtin__|builtins)\.print")
+  _one_line_error(lambda: inception.load_inception(evil), r"holds (__builtin__|builtins)\.print")
 
   missing = dict(weights)
   del missing["Mixed_6c.branch7x7dbl_3.bn.running_var"]
   np.savez(tmp_path / "missing.npz", **missing)
-  _one_line_error(lambda: features.load_inception(tmp_path / "missing.npz"),
+  _one_line_error(lambda: inception.load_inception(tmp_path / "missing.npz"),
                   "missing key 'Mixed_6c.branch7x7dbl_3.bn.running_var'")
   wrong = dict(weights, **{"fc.weight": np.zeros((1000, 2048), np.float32)})
   np.savez(tmp_path / "wrong.npz", **wrong)
-  _one_line_error(lambda: features.load_inception(tmp_path / "wrong.npz"),
+  _one_line_error(lambda: inception.load_inception(tmp_path / "wrong.npz"),
                   r"fc.weight has shape \(1000, 2048\), expected \(1008, 2048\)")
   extra = dict(weights, **{"AuxLogits.fc.weight": np.zeros((1008, 768), np.float32)})
   torch.save({k: torch.from_numpy(v) for k, v in extra.items()}, tmp_path / "extra.pth")
-  _one_line_error(lambda: features.load_inception(tmp_path / "extra.pth"),
+  _one_line_error(lambda: inception.load_inception(tmp_path / "extra.pth"),
                   "unexpected key 'AuxLogits.fc.weight'")

@@ -3,9 +3,9 @@ similarity and anomaly-detection ranking metrics."""
 
 from genjax.metrics.anomaly import auprc, auroc
 from genjax.metrics.clustering import cluster_accuracy
-from genjax.metrics.features import (ClassifierFeatures, InceptionFeatures, InceptionV3,
-                                     convert_inception, load_inception,
-                                     read_torch_state_dict)
+from genjax.metrics.features import ClassifierFeatures, InceptionFeatures
+from genjax.metrics.inception import (InceptionV3, convert_inception, load_inception,
+                                      read_torch_state_dict)
 from genjax.metrics.image import l1, l2, psnr, ssim
 from genjax.metrics.likelihood import (LikelihoodBounds, bits_per_dim, elbo,
                                        estimate_log_likelihood, gaussian_log_density, iwae_bound,
