@@ -15,6 +15,7 @@ import dataclasses
 import json
 import pathlib
 import re
+import statistics
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -32,11 +33,18 @@ class Column:
 
 @dataclasses.dataclass(frozen=True)
 class Row:
+  """One run, or with ``seeds`` one run per seed (``run`` holds ``{seed}``): then each column
+  is the mean ± the sample standard deviation over the seeds, and the grids are the first
+  seed's."""
   label: str
   run: str  # experiments/results/<run>/metrics.jsonl
   config: str
   overrides: str = ""
   grids: tuple[str, ...] = ("translations",)  # experiments/samples/<run>_<grid>.png
+  seeds: tuple[int, ...] = ()
+
+  def runs(self) -> list[str]:
+    return [self.run.format(seed=s) for s in self.seeds] if self.seeds else [self.run]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +76,10 @@ TABLES = {
     "rerun": Table(
         columns=(Column("classifier-FID ↓", "fid", "{:.2f}"), Column("KID ↓", "kid_mean", "{:.2f}")),
         rows=(Row("AC-GAN, MNIST (rerun 2026-12-02)", "acgan_mnist_rerun", "acgan_mnist",
-                  " --config.num_steps=5000 --config.conv_backend=xla", grids=("samples",)),)),
+                  " --config.num_steps=5000 --config.conv_backend=xla", grids=("samples",)),
+              Row("AC-GAN, MNIST, default kernels, 3 seeds", "acgan_mnist_s{seed}",
+                  "acgan_mnist", " --config.num_steps=5000", grids=("samples",),
+                  seeds=(0, 1, 2)))),
 }
 
 
@@ -88,18 +99,29 @@ def render(table: Table) -> str:
   head = ["setting", "steps", *(c.header for c in table.columns), "metrics", "grids", "command"]
   out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for row in table.rows:
-    m = last_eval(row.run)
-    cells = [row.label, str(m["step"])]
+    runs = row.runs()
+    evals = [last_eval(run) for run in runs]
+    cells = [row.label, "/".join(sorted({str(m["step"]) for m in evals}))]
     for c in table.columns:
-      cells.append(c.fmt.format(m[c.key] * c.scale) if c.key in m else "–")
-    cells.append(f"[jsonl](results/{row.run}/metrics.jsonl)")
+      values = [m[c.key] * c.scale for m in evals if c.key in m]
+      if len(values) < len(evals):
+        cells.append("–")
+      elif row.seeds:
+        cells.append(f"{c.fmt.format(statistics.mean(values))} ± "
+                     f"{c.fmt.format(statistics.stdev(values))}")
+      else:
+        cells.append(c.fmt.format(values[0]))
+    names = [f"seed {s}" for s in row.seeds] if row.seeds else ["jsonl"]
+    cells.append(", ".join(f"[{name}](results/{run}/metrics.jsonl)"
+                           for name, run in zip(names, runs)))
     for grid in row.grids:
-      if not (HERE / "samples" / f"{row.run}_{grid}.png").exists():
-        raise FileNotFoundError(f"experiments/samples/{row.run}_{grid}.png is missing: copy the "
+      if not (HERE / "samples" / f"{runs[0]}_{grid}.png").exists():
+        raise FileNotFoundError(f"experiments/samples/{runs[0]}_{grid}.png is missing: copy the "
                                 f"run's samples/{grid}.png there")
-    cells.append(", ".join(f"[{g}](samples/{row.run}_{g}.png)" for g in row.grids))
+    cells.append(", ".join(f"[{g}](samples/{runs[0]}_{g}.png)" for g in row.grids))
+    seed = f" --config.seed=S` (S = {', '.join(map(str, row.seeds))})" if row.seeds else "`"
     cells.append(f"`python -m genjax.main --config=experiments/configs/{row.config}.py "
-                 f"--workdir=WORKDIR{row.overrides}`")
+                 f"--workdir=WORKDIR{row.overrides}{seed}")
     out.append("| " + " | ".join(cells) + " |")
   return "\n".join(out)
 
