@@ -22,6 +22,9 @@ import pytest
 from tests.conftest import REPO
 from tests.conftest import TINY_DCGAN_FLAGS
 from tests.conftest import run_main
+from tests.test_checkpoint_faults import damage
+from tests.test_errors import error_lines
+from tests.test_errors import snapshot
 from tests.test_resume import assert_bit_identical
 from tests.test_resume import committed_steps
 from tests.test_resume import saved_state
@@ -55,9 +58,17 @@ def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None):
   return procs
 
 
-def finish(procs, timeout=300):
-  outs = [p.communicate(timeout=timeout)[1] for p in procs]
-  for p, err in zip(procs, outs):
+def finish(procs, timeout=300, *, check=True):
+  """Their stderr once all have exited; ``check``: each with status 0. A process still running
+  after ``timeout`` seconds (a hang) fails the test, and all are killed."""
+  try:
+    outs = [p.communicate(timeout=timeout)[1] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.communicate()
+  for p, err in zip(procs, outs if check else ()):
     assert p.returncode == 0, err[-3000:]
   return outs
 
@@ -172,4 +183,36 @@ def test_a_stop_signal_to_one_process_stops_all_at_the_same_step(tmp_path):
     assert f"stopped by SIGTERM at step {step}; checkpoint saved" in err
   assert int(saved_state(workdir, step)["step"]) == step
   (d0,), (d1,) = digests(out[0]), digests(out[1])
+  assert d0 == d1
+
+
+def test_an_unreadable_newest_checkpoint_with_two_processes(tmp_path):
+  """Both processes refuse it with the same one line; with the flag, process 0 alone moves it
+  aside (between two barriers) and both resume from the older step in step with each other."""
+  flags = ("--config.log_every=2", "--config.checkpoint_every=2", "--config.sample_every=1000")
+  finish(launch(tmp_path, *flags, "--config.num_steps=4"))
+  ckpts = tmp_path / "checkpoints"
+  assert committed_steps(tmp_path) == [2, 4]
+  damage(ckpts / "4", "arrays")
+  before = snapshot(ckpts)
+
+  procs = launch(tmp_path, *flags, "--config.num_steps=6")
+  for p, err in zip(procs, finish(procs, check=False)):
+    assert p.returncode == 2, err[-3000:]
+    (line,) = error_lines(err)
+    assert f"checkpoint step 4 in {ckpts} is unreadable (" in line, err[-3000:]
+    assert line.endswith("rerun with --config.resume_skip_corrupt=True, which moves this one "
+                         "aside to 4.corrupt"), line
+    assert "Traceback" not in err, err[-3000:]
+  assert snapshot(ckpts) == before
+
+  errs = finish(launch(tmp_path, *flags, "--config.num_steps=6",
+                       "--config.resume_skip_corrupt=True"))
+  assert sorted(os.listdir(ckpts)) == ["2", "4", "4.corrupt", "6"]
+  assert snapshot(ckpts / "4.corrupt") == {os.path.relpath(k, "4"): v for k, v in before.items()
+                                           if k.startswith("4" + os.sep)}
+  for err in errs:
+    assert f"moved it aside to {ckpts / '4.corrupt'}" in err, err[-3000:]
+    assert f"resumed from {ckpts} at step 2" in err
+  (d0,), (d1,) = digests(errs[0]), digests(errs[1])
   assert d0 == d1
