@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 from typing import Any
 
 import jax
@@ -32,6 +33,11 @@ try:
       jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
 finally:
   logging.get_absl_logger().disabled = False
+
+
+def _client():
+  """jax.distributed's client to the coordination service (which Orbax's barriers use too)."""
+  return jax._src.distributed.global_state.client  # pylint: disable=protected-access
 
 
 def signature(state: Any) -> dict[str, list]:
@@ -62,6 +68,59 @@ def describe_mismatch(saved: dict[str, list], wanted: dict[str, list]) -> str | 
   return f"the checkpoint has {extra[0]}, which the configured model lacks" if extra else None
 
 
+class _Abandoned(Exception):
+  """Raised in Orbax's threads in place of waiting at a barrier for a save that failed in
+  ``process`` (maybe this one): ``cause`` is that failure's first line."""
+
+  def __init__(self, process: int, cause: str):
+    super().__init__(f"in process {process}: {cause}")
+    self.process, self.cause = process, cause
+
+
+def _cause(e: Exception) -> str:
+  """A failed save's cause, in words: its first line, and the process if it is another's."""
+  if isinstance(e, _Abandoned):
+    return e.cause if e.process == jax.process_index() else str(e)
+  return errors.first_line(e)
+
+
+class _ReportedFuture:
+  """An Orbax commit future whose failure is posted (``on_failure``) before it is raised."""
+
+  def __init__(self, future, on_failure):
+    self._future, self._on_failure = future, on_failure
+
+  def result(self, timeout: float | None = None) -> Any:
+    try:
+      return self._future.result(timeout=timeout)
+    except Exception as e:
+      self._on_failure(e)
+      raise
+
+  def __getattr__(self, name: str) -> Any:
+    return getattr(self._future, name)
+
+
+class _Reported:
+  """Mixin for an Orbax handler: the background writes of its saves report their failure."""
+
+  def __init__(self, on_failure, **kwargs):
+    super().__init__(**kwargs)
+    self._on_failure = on_failure
+
+  async def async_save(self, *args, **kwargs):
+    futures = await super().async_save(*args, **kwargs)
+    return [_ReportedFuture(f, self._on_failure) for f in futures or ()]
+
+
+class _StateHandler(_Reported, ocp.StandardCheckpointHandler):
+  pass
+
+
+class _MetaHandler(_Reported, ocp.JsonCheckpointHandler):
+  pass
+
+
 class UnreadableCheckpoint(CheckpointError):
   """A checkpoint whose files cannot be read (missing, truncated or corrupt arrays or metadata):
   the one kind of refusal that ``config.resume_skip_corrupt`` may skip. A checkpoint of another
@@ -75,6 +134,14 @@ class Checkpointer:
   step, the directory and the cause, with the checkpoints before it kept: in place when saves
   are synchronous, else at the next :meth:`save`, :meth:`wait` or :meth:`close`, since an
   asynchronous save fails in Orbax's background thread.
+
+  With several processes an asynchronous save that fails in one of them fails in all: each
+  process waits at Orbax's barriers for the others to finish writing, and would wait there for
+  one whose write failed (until Orbax's 20-minute timeout, then at the next barrier). So a
+  process posts its failure to the coordination service, and the barriers (:meth:`_barrier`)
+  give up on seeing it: every process raises the error at the same wait, naming the process.
+  (A synchronous save fails in all at once, the others at JAX's device barrier, as a lost
+  peer: they report the failure it posted.)
   """
 
   def __init__(self, directory: str, *, keep: int | None = None, asynchronous: bool = True,
@@ -94,9 +161,18 @@ class Checkpointer:
       # interrupted are removed when a run (re)starts, so they cannot pile up.
       options = ocp.CheckpointManagerOptions(
           save_interval_steps=1, max_to_keep=keep, create=True,
-          enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
+          enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True,
+          async_options=(ocp.options.AsyncOptions(barrier_sync_fn=self._barrier)
+                         if jax.process_count() > 1 else None))
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    for item, handler, save, restore in (
+        ("state", _StateHandler(self._post_failure), ocp.args.StandardSave,
+         ocp.args.StandardRestore),
+        ("meta", _MetaHandler(self._post_failure), ocp.args.JsonSave, ocp.args.JsonRestore)):
+      registry.add(item, save, handler)
+      registry.add(item, restore, handler)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=("state", "meta"))
+                                         handler_registry=registry)
     self._pending: int | None = None  # the step an asynchronous save is still writing
 
   def __enter__(self) -> Checkpointer:
@@ -124,8 +200,13 @@ class Checkpointer:
       self.manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
     except Exception as e:  # pylint: disable=broad-except
+      # A synchronous save waits for the others at JAX's device barriers, where one whose save
+      # failed shows as a lost peer: the failure it posted is the cause.
+      cause = self._posted_failure()
+      if cause is None:
+        self._post_failure(e)
       self.manager.reload()
-      raise self._save_error(step, errors.first_line(e)) from None
+      raise self._save_error(step, _cause(cause or e)) from None
     self._pending = step if self.asynchronous else None
 
   def wait(self) -> None:
@@ -163,8 +244,52 @@ class Checkpointer:
       # Orbax forgets the failed step, and the older ones it was to delete once the save
       # finished; on disk those are kept.
       self.manager.reload()
-      return errors.first_line(e)
+      return _cause(e)
     return None
+
+  def _failures_key(self) -> str:
+    return f"genjax/failed_saves/{self.directory}"
+
+  def _post_failure(self, e: Exception) -> None:
+    """Tells the other processes (if any) that this one's save failed, first failure only."""
+    if jax.process_count() > 1 and not isinstance(e, _Abandoned):
+      try:
+        _client().key_value_set(f"{self._failures_key()}/{jax.process_index()}",
+                                errors.first_line(e))
+      except jax.errors.JaxRuntimeError:  # posted already, by another of this save's writes
+        pass
+
+  def _posted_failure(self) -> _Abandoned | None:
+    """The failed save posted by the lowest-numbered process, if any."""
+    if jax.process_count() == 1:
+      return None
+    try:
+      failed = _client().key_value_dir_get(self._failures_key())
+    except jax.errors.JaxRuntimeError:  # the coordination service is gone: nothing to learn
+      return None
+    return _Abandoned(*min((int(path.rsplit("/", 1)[1]), cause) for path, cause in failed)
+                      ) if failed else None
+
+  def _barrier(self, *, key: str, timeout_ms: int) -> None:
+    """Orbax's barrier between processes (its ``barrier_sync_fn``), which raises _Abandoned
+    instead of waiting once a process has posted a failed save. The coordination service's
+    barrier waits in a daemon thread meanwhile: it cannot be interrupted, and is left behind."""
+    client, outcome = _client(), []
+
+    def wait():
+      try:
+        client.wait_at_barrier(key, timeout_ms)
+      except Exception as e:  # pylint: disable=broad-except
+        outcome.append(e)
+    waiter = threading.Thread(target=wait, name=f"genjax-barrier-{key}", daemon=True)
+    waiter.start()
+    while waiter.is_alive():
+      failed = self._posted_failure()
+      if failed:
+        raise failed
+      waiter.join(0.1)
+    if outcome:
+      raise outcome[0]
 
   def _save_error(self, step: int, cause: str) -> CheckpointError:
     return CheckpointError(

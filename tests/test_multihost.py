@@ -22,6 +22,11 @@ import pytest
 from tests.conftest import REPO
 from tests.conftest import TINY_DCGAN_FLAGS
 from tests.conftest import run_main
+from tests import faults
+from tests.test_checkpoint_faults import FULL
+from tests.test_checkpoint_faults import damage
+from tests.test_errors import error_lines
+from tests.test_errors import snapshot
 from tests.test_resume import assert_bit_identical
 from tests.test_resume import committed_steps
 from tests.test_resume import saved_state
@@ -36,12 +41,13 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None):
+def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None, pythonpath=()):
   """Starts ``processes`` genjax processes of ``devices`` CPU devices each; returns the Popens.
-  Their stderr is a pipe, or the file ``logs[i]`` for process i."""
+  Their stderr is a pipe, or the file ``logs[i]`` for process i. ``pythonpath``: directories
+  before the repository's (a sitecustomize that injects faults)."""
   port = free_port()
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             PYTHONPATH=str(REPO))
+             PYTHONPATH=os.pathsep.join([*map(str, pythonpath), str(REPO)]))
   procs = []
   for i in range(processes):
     with open(logs[i], "w") if logs else contextlib.nullcontext(subprocess.PIPE) as stderr:
@@ -55,9 +61,17 @@ def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None):
   return procs
 
 
-def finish(procs, timeout=300):
-  outs = [p.communicate(timeout=timeout)[1] for p in procs]
-  for p, err in zip(procs, outs):
+def finish(procs, timeout=300, *, check=True):
+  """Their stderr once all have exited; ``check``: each with status 0. A process still running
+  after ``timeout`` seconds (a hang) fails the test, and all are killed."""
+  try:
+    outs = [p.communicate(timeout=timeout)[1] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.communicate()
+  for p, err in zip(procs, outs if check else ()):
     assert p.returncode == 0, err[-3000:]
   return outs
 
@@ -173,3 +187,63 @@ def test_a_stop_signal_to_one_process_stops_all_at_the_same_step(tmp_path):
   assert int(saved_state(workdir, step)["step"]) == step
   (d0,), (d1,) = digests(out[0]), digests(out[1])
   assert d0 == d1
+
+
+def test_an_unreadable_newest_checkpoint_with_two_processes(tmp_path):
+  """Both processes refuse it with the same one line; with the flag, process 0 alone moves it
+  aside (between two barriers) and both resume from the older step in step with each other."""
+  flags = ("--config.log_every=2", "--config.checkpoint_every=2", "--config.sample_every=1000")
+  finish(launch(tmp_path, *flags, "--config.num_steps=4"))
+  ckpts = tmp_path / "checkpoints"
+  assert committed_steps(tmp_path) == [2, 4]
+  damage(ckpts / "4", "arrays")
+  before = snapshot(ckpts)
+
+  procs = launch(tmp_path, *flags, "--config.num_steps=6")
+  for p, err in zip(procs, finish(procs, check=False)):
+    assert p.returncode == 2, err[-3000:]
+    (line,) = error_lines(err)
+    assert f"checkpoint step 4 in {ckpts} is unreadable (" in line, err[-3000:]
+    assert line.endswith("rerun with --config.resume_skip_corrupt=True, which moves this one "
+                         "aside to 4.corrupt"), line
+    assert "Traceback" not in err, err[-3000:]
+  assert snapshot(ckpts) == before
+
+  errs = finish(launch(tmp_path, *flags, "--config.num_steps=6",
+                       "--config.resume_skip_corrupt=True"))
+  assert sorted(os.listdir(ckpts)) == ["2", "4", "4.corrupt", "6"]
+  assert snapshot(ckpts / "4.corrupt") == {os.path.relpath(k, "4"): v for k, v in before.items()
+                                           if k.startswith("4" + os.sep)}
+  for err in errs:
+    assert f"moved it aside to {ckpts / '4.corrupt'}" in err, err[-3000:]
+    assert f"resumed from {ckpts} at step 2" in err
+  (d0,), (d1,) = digests(errs[0]), digests(errs[1])
+  assert d0 == d1
+
+
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_a_save_failing_in_one_process_stops_all_in_one_line(tmp_path, asynchronous):
+  """The save of step 4 fails (a full disk, injected) in process 1 only. Asynchronous, both
+  hung before: process 0 waited at Orbax's barrier for process 1's write, process 1 at the next
+  barrier for process 0 (20 minutes, Orbax's timeout). Now process 1 posts its failure, the
+  barriers give up on it, and both stop at the save of step 6 (where they wait for step 4's)
+  with one line each; synchronous, at step 4, process 0 naming process 1's failure rather than
+  the lost peer of a device barrier. Step 2 is kept and the same command resumes from it."""
+  flags = ("--config.num_steps=6", "--config.log_every=2", "--config.checkpoint_every=2",
+           "--config.sample_every=1000", f"--config.async_checkpoints={asynchronous}")
+  workdir, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"
+  procs = launch(workdir, *flags,
+                 pythonpath=[faults.sitecustomize_dir(tmp_path / "site", 4, process=1)])
+  errs = finish(procs, timeout=240, check=False)  # a hang is killed and fails the test
+  for p, err in zip(procs, errs):
+    assert p.returncode == 2 and "Traceback" not in err, err[-3000:]
+  (line0,), (line1,) = error_lines(errs[0]), error_lines(errs[1])
+  kept = f"; stopped, the last good checkpoint (step 2) is kept in {ckpts}: free space"
+  assert f"saving checkpoint step 4 in {ckpts} failed ({FULL}){kept}" in line1, line1
+  assert f"saving checkpoint step 4 in {ckpts} failed (in process 1: {FULL}){kept}" in line0, (
+      line0)
+  assert committed_steps(workdir) == [2]
+
+  errs = finish(launch(workdir, *flags))
+  assert f"resumed from {ckpts} at step 2" in errs[0]
+  assert committed_steps(workdir) == [2, 4, 6]
