@@ -60,13 +60,13 @@ def _peers():
   return {
       "non-local means": (lambda x, p, s: restoration.denoise_nl_means(
           x, h=p * s, sigma=s, fast_mode=True, patch_size=5, patch_distance=6),
-                          (0.4, 0.7, 1.0, 1.3, 1.6, 2.0)),
+                          (0.2, 0.4, 0.7, 1.0, 1.3, 1.6, 2.0)),
       "wavelet (BayesShrink)": (lambda x, p, s: restoration.denoise_wavelet(
           x, sigma=p * s, method="BayesShrink", mode="soft", rescale_sigma=True),
                                 (0.5, 1.0, 1.5, 2.0, 3.0)),
       "TV (Chambolle)": (lambda x, p, s: restoration.denoise_tv_chambolle(x, weight=p),
-                         (0.02, 0.05, 0.1, 0.2, 0.4)),
-      "median": (lambda x, p, s: ndimage.median_filter(x, size=p), (3, 5)),
+                         (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)),
+      "median": (lambda x, p, s: ndimage.median_filter(x, size=p), (3, 5, 7)),
   }
 
 
