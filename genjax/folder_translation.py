@@ -1,6 +1,6 @@
 """Translates a folder of images with a generator: a genjax run's, a genjax export's or the
-reference repo's ``latest_net_G.pth`` (:func:`genjax.frozen.load`); ``python -m
-genjax.cli.translate`` is its command line.
+reference repo's ``latest_net_G.pth`` (:func:`genjax.frozen.load`). Its command line is
+``python -m genjax.cli.translate``.
 
 Every PNG/JPEG under the input folder is converted to the generator's input channels, resized
 (the reference's test-time resize), translated, and written as a PNG of the same name under the
