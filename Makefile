@@ -36,7 +36,7 @@ kernels:
 
 # A few minutes of DCGAN on Fashion-MNIST on CPU; the sample grid ends up in runs/demo/samples/.
 demo: $(BIN)/.genjax data kernels
-	$(BIN)/python -m genjax.main --config=experiments/configs/dcgan_fashion_mnist.py \
+	$(BIN)/python -m genjax.cli.train --config=experiments/configs/dcgan_fashion_mnist.py \
 	  --workdir=runs/demo --config.num_steps=1000 --config.sample_every=250 \
 	  --config.checkpoint_every=250 --config.log_every=50
 	@echo "sample grid: runs/demo/samples/samples.png"

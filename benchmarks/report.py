@@ -59,7 +59,7 @@ MALLOC = {
 }
 
 METHOD = """\
-- **Host allocator**: `benchmarks.run` calls `genjax.host.tune_malloc` first (as `genjax.main`
+- **Host allocator**: `benchmarks.run` calls `genjax.host.tune_malloc` first (as `genjax.cli.train`
   does), in its own process and in the probes, so genjax and PyTorch run on the same allocator.
   With glibc's defaults both page-fault their large buffers back in every step (DCGAN-64:
   64,000 minor faults per genjax step, 45,000 per PyTorch step); the tuned allocator keeps

@@ -168,7 +168,7 @@ def render(table: Table) -> str:
                                 f"run's samples/{grid}.png there")
     cells.append(", ".join(f"[{g}](samples/{runs[0]}_{g}.png)" for g in row.grids))
     seed = f" --config.seed=S` (S = {', '.join(map(str, row.seeds))})" if row.seeds else "`"
-    cells.append(f"`python -m genjax.main --config=experiments/configs/{row.config}.py "
+    cells.append(f"`python -m genjax.cli.train --config=experiments/configs/{row.config}.py "
                  f"--workdir=WORKDIR{row.overrides}{seed}")
     out.append("| " + " | ".join(cells) + " |")
   return "\n".join(out)

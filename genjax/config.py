@@ -37,7 +37,7 @@ def base_config(family: str) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict({"name": family, **models.defaults(family)})
   c.method = ml_collections.ConfigDict(methods.get(module.METHOD).DEFAULTS)
   # Frozen networks, one key per slot its method accepts (Method.FROZEN), "" = none: a genjax
-  # run RUN[@STEP][#ROLE], a genjax.export .npz or a reference .pth (genjax.frozen), loaded
+  # run RUN[@STEP][#ROLE], a genjax.cli.export .npz or a reference .pth (genjax.frozen), loaded
   # and checked at start-up, never optimised and never saved in this run's checkpoints.
   c.frozen = ml_collections.ConfigDict({slot: "" for slot in methods.get(module.METHOD).FROZEN})
 
@@ -93,7 +93,7 @@ def base_config(family: str) -> ml_collections.ConfigDict:
   # 'auto' = 'onednn' where it builds on a CPU backend, else 'xla'. Same function either way.
   c.conv_backend = "auto"
   # glibc keeps freed memory in the process instead of page-faulting each step's buffers back
-  # in (genjax.host; applied by genjax.main before JAX starts).
+  # in (genjax.host; applied by genjax.cli.train before JAX starts).
   c.tune_malloc = True
   c.lock()
   return c

@@ -1,4 +1,6 @@
-"""Sample-quality evaluation, in the training loop (``config.eval``) and from ``genjax.evaluate``.
+"""Evaluation of runs: sample quality, in the training loop (``config.eval``) and of a saved
+checkpoint (:func:`evaluate_run`, ``python -m genjax.cli.evaluate``); and a GAN discriminator's
+accuracy as a classifier (:func:`gan_accuracy`, ``python -m genjax.cli.gan_accuracy``).
 
 The method generates ``eval.num_samples`` images; a feature extractor (the genjax-trained domain
 classifier, or the FID InceptionV3 from a user-supplied weight file) embeds them with the batch
@@ -25,11 +27,16 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from genjax import config as config_lib
 from genjax import data
 from genjax import kernels
+from genjax import parallel
 from genjax import paths
 from genjax import runs
 from genjax.errors import ConfigError
+from genjax.errors import GenjaxError
+from genjax.errors import KernelError
+from genjax.methods import adversarial
 from genjax.metrics import statistics
 from genjax.metrics.options import parse_metrics
 
@@ -233,9 +240,7 @@ def record(workdir: str, step: int, results: dict[str, Any], tb=None, source: st
   """Appends results to ``<workdir>/metrics.jsonl`` (and TensorBoard); process 0 only."""
   if jax.process_index() != 0:
     return
-  line = {"step": step, "source": source, **results}
-  with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-    f.write(json.dumps(line) + "\n")
+  _append(workdir, {"step": step, "source": source, **results})
   label = results["extractor"].split(":")[0]
   logging.info("eval step %d (%s, %d samples): %s", step, results["extractor"],
                results["num_samples"], " ".join(
@@ -244,3 +249,49 @@ def record(workdir: str, step: int, results: dict[str, Any], tb=None, source: st
     for k, v in results.items():
       if isinstance(v, float) and k != "seconds":
         tb.add_scalar(f"eval_{label}/{k}", v, step)
+
+
+def _append(workdir: str, line: dict[str, Any]) -> None:
+  with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+    f.write(json.dumps(line) + "\n")
+
+
+def evaluate_run(workdir: str, step: int | None = None, **overrides) -> dict[str, Any]:
+  """Scores checkpoint ``step`` (newest if None) of ``workdir`` with its saved config, where
+  ``overrides`` (``metrics``, ``num_samples``, ... : None keeps the run's) replace keys of its
+  ``config.eval``; returns the results and records them."""
+  strategy = parallel.make_strategy("mesh")
+  _, state, config = runs.restore_run(workdir, step, sharding=strategy.state_sharding())
+  step = int(state.step)
+  for key, value in overrides.items():
+    if value is not None:
+      config.eval[key] = value
+  config_lib.validate(config)
+  # the run's networks on the kernels its config names, as in training (the state is the same)
+  method = runs.build_method(config, conv_backend=kernels.resolve(
+      config.conv_backend, mesh=strategy.data_mesh, dtype=config.dtype))
+  rng = jax.random.PRNGKey(config.seed)
+  results = Evaluator(config, method)(state, jax.random.fold_in(rng, 0x7FFFFFFE))
+  if failure := kernels.take_failure():
+    raise KernelError(f"a kernel failed during the evaluation ({failure}); nothing was recorded")
+  record(workdir, step, results, source="evaluate")
+  return {"step": step, **results}
+
+
+def gan_accuracy(workdir: str, step: int | None = None, split: str = "test") -> dict[str, Any]:
+  """Test accuracy of a GAN's discriminator as a classifier of split ``split``, recorded.
+
+  SGAN: the discriminator's K real classes against the labels. InfoGAN: the Q head's categorical
+  code, mapped one-to-one to the labels by the Hungarian algorithm. The run's saved config gives
+  the model and data.
+  """
+  method, state, config = runs.restore_run(workdir, step)
+  if not isinstance(method, adversarial.Adversarial):
+    raise GenjaxError(f"{workdir} holds a {config.model.name!r} run, not a GAN")
+  arrays = data.load_config(config.dataset, split)
+  result = adversarial.class_accuracy(method, state, arrays["image"], arrays["label"])
+  result = {"step": int(state.step), "split": split, "model": config.model.name, **result}
+  if "mapping" in result:
+    result["mapping"] = {str(k): v for k, v in result["mapping"].items()}
+  _append(workdir, {"source": "gan_accuracy", **result})
+  return result

@@ -9,7 +9,10 @@ A source is named by one string (a command-line flag or a config key):
   the EMA weights are taken where the run kept them;
 * a genjax export, ``NAME.npz`` (:func:`export`);
 * a PyTorch ``.pth`` state_dict in the reference's layout (``latest_net_G.pth``), read without
-  PyTorch into a network the caller builds (:mod:`genjax.torch_weights`).
+  PyTorch into a network the caller builds (:mod:`genjax.torch_weights`); :func:`export_torch`
+  writes a translation run's networks so.
+
+``python -m genjax.cli.export`` writes both kinds of export from the command line.
 
 Every failure (a missing run or file, another architecture, a role the run lacks) is a one-line
 :class:`~genjax.errors.CheckpointError`, raised before anything runs.
@@ -123,6 +126,24 @@ def from_export(path: str, *, train: bool = False) -> Network:
   module = method.net(role, fill("params", abstract.params[role]),
                       fill("buffers", abstract.buffers[role]), train=train)
   return Network(module, path, method, config)
+
+
+def export_torch(workdir: str, out: str) -> dict:
+  """Writes every network of a Pix2Pix/CycleGAN run (EMA weights where kept) into the folder
+  ``out`` as the reference's ``latest_net_<ROLE>.pth``, which its ``test.py``, ``torch.load`` and
+  :func:`from_torch` read."""
+  method, state, config = runs.restore_run(workdir)
+  nets = {role: method.net(role, state.ema.get(role, state.params[role]), state.buffers[role])
+          for role in state.params}
+  if not all(hasattr(net, "torch_layers") for net in nets.values()):
+    raise CheckpointError(f"{workdir} holds a {config.model.name!r} run: only Pix2Pix and "
+                          f"CycleGAN networks have the reference's PyTorch layout")
+  os.makedirs(out, exist_ok=True)
+  files = {}
+  for role, net in nets.items():
+    files[role] = os.path.join(out, f"latest_net_{role}.pth")
+    torch_weights.write_state_dict(files[role], torch_weights.to_torch(net))
+  return {"files": files, "step": int(state.step)}
 
 
 def from_torch(path: str, build: Callable[[], nnx.Module], *, train: bool = False) -> Network:

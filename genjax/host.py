@@ -9,7 +9,7 @@ per-op tensors.
 
 :func:`tune_malloc` keeps freed memory in the process instead: one arena (the ``brk`` heap),
 no ``mmap`` for large blocks, and the heap trimmed back only above 1 GiB free at its top. Its
-effect is per process and needs to precede the threads it covers, so ``genjax.main`` and
+effect is per process and needs to precede the threads it covers, so ``genjax.cli.train`` and
 ``benchmarks.run`` call it first (``config.tune_malloc``; ``--default-malloc``); a program
 using genjax as a library calls it itself before JAX's first computation. The cost is that
 the process keeps what it once used (a training process's high-water mark) instead of

@@ -1,6 +1,6 @@
 """Kernel profiling: a ``jax.profiler`` trace of chosen steps, the optimized HLO, and a summary.
 
-``config.profile`` (see :func:`defaults`) switches these on for any run of ``genjax.main``:
+``config.profile`` (see :func:`defaults`) switches these on for any training run:
 
 * ``start_step``/``stop_step``: trace the updates numbered ``[start_step, stop_step)`` (1-based,
   as the console counts them) into ``<workdir>/profile``. The trace is readable by TensorBoard's
@@ -10,9 +10,10 @@
 * ``dump_hlo``: writes the train step's StableHLO, XLA's optimized HLO and its cost analysis
   (FLOPs, bytes) to ``<workdir>/hlo``.
 
-``python -m genjax.profiling --workdir=<dir>`` prints the ops that took the most time in the
-newest trace there and, where the run dumped its HLO, what each op is: its output shape, the
-convolution or dot inside it and the JAX operation it came from.
+:func:`top_ops` reads the newest trace of a run back: the ops that took the most time and, where
+the run dumped its HLO, what each op is (:func:`describe_ops`): its output shape, the
+convolution or dot inside it and the JAX operation it came from. ``python -m genjax.cli.profile
+--workdir=<dir>`` prints them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import gzip
 import json
 import os
 import re
-import sys
 from typing import Any
 
 import jax
@@ -93,7 +93,7 @@ class StepTracer:
       jax.profiler.stop_trace()
       self.active = False
       logging.info("profile written to %s (TensorBoard/XProf: --logdir=%s; Perfetto: "
-                   "*.trace.json.gz; summary: python -m genjax.profiling --workdir=...)",
+                   "*.trace.json.gz; summary: python -m genjax.cli.profile --workdir=...)",
                    self.directory, os.path.dirname(self.directory.rstrip("/")))
 
 
@@ -237,34 +237,3 @@ def format_top(summary: dict[str, Any], hlo_text: str | None = None) -> str:
       line += f"  {described[op['name']]}"
     lines.append(line)
   return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-  import argparse  # pylint: disable=g-import-not-at-top
-  p = argparse.ArgumentParser(prog="python -m genjax.profiling",
-                              description="The ops that took the most time in a run's trace.")
-  p.add_argument("--workdir", required=True, help="a run's workdir, its profile folder or a "
-                 "*.trace.json.gz file")
-  p.add_argument("--top", type=int, default=15)
-  p.add_argument("--by", choices=("op", "kind"), default="op",
-                 help="op: each HLO instruction; kind: summed by custom-call target or op kind "
-                 "(the name without its numeric suffix)")
-  p.add_argument("--hlo", default=None, help="optimized HLO dump to describe the ops with "
-                 "(default: <workdir>/hlo/train_step.optimized.hlo.txt where it exists)")
-  a = p.parse_args(argv)
-  hlo = a.hlo or os.path.join(a.workdir, "hlo", "train_step.optimized.hlo.txt")
-  try:
-    hlo_text = open(hlo).read() if os.path.isfile(hlo) else None
-    if a.by == "kind":
-      summary = by_kind(top_ops(a.workdir, n=sys.maxsize), hlo_text)
-      print(format_top({**summary, "ops": summary["ops"][:a.top]}))
-    else:
-      print(format_top(top_ops(a.workdir, a.top), hlo_text))
-  except (FileNotFoundError, OSError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

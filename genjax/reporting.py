@@ -1,6 +1,6 @@
 """Run outputs: the console line, TensorBoard event files and PNG sample grids.
 
-Only process 0 writes files; every process prints (``genjax.main`` tags each line with the
+Only process 0 writes files; every process prints (``genjax.cli.train`` tags each line with the
 process index when there is more than one).
 """
 

@@ -50,7 +50,7 @@ def restore_run(workdir: str | os.PathLike, step: int | None = None, *,
   workdir = os.fspath(workdir)
   directory = os.path.join(workdir, "checkpoints")
   missing = CheckpointError(f"no checkpoints in {directory}: train first with "
-                            f"python -m genjax.main --workdir={workdir} ...")
+                            f"python -m genjax.cli.train --workdir={workdir} ...")
   if not os.path.isdir(directory):
     raise missing
   ckpt = checkpoint.Checkpointer(directory, read_only=True)

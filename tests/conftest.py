@@ -62,11 +62,11 @@ def apply_overrides(c, overrides: dict):
 
 def run_main(workdir, *overrides, config="experiments/configs/dcgan_fashion_mnist.py",
              devices: int = 1, timeout: float = 300, env_extra: dict | None = None, **popen):
-  """Runs ``python -m genjax.main`` in a fresh process (returns CompletedProcess or Popen)."""
+  """Runs ``python -m genjax.cli.train`` in a fresh process (returns CompletedProcess or Popen)."""
   env = {**os.environ, **(env_extra or {})}
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-  cmd = [sys.executable, "-m", "genjax.main", f"--config={config}", f"--workdir={workdir}",
+  cmd = [sys.executable, "-m", "genjax.cli.train", f"--config={config}", f"--workdir={workdir}",
          *overrides]
   if popen:
     return subprocess.Popen(cmd, cwd=REPO, env=env, text=True, **popen)

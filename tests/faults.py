@@ -1,5 +1,5 @@
-"""Injected checkpoint faults, for tests in the pytest process or in a ``python -m genjax.main``
-subprocess (through a ``sitecustomize`` module: :func:`sitecustomize_dir`)."""
+"""Injected checkpoint faults, for tests in the pytest process or in a ``python -m
+genjax.cli.train`` subprocess (through a ``sitecustomize`` module: :func:`sitecustomize_dir`)."""
 
 import errno
 import os

@@ -159,7 +159,7 @@ def test_with_no_readable_checkpoint_left_the_flag_starts_afresh(tmp_path, caplo
 
 
 def test_reading_a_run_leaves_its_saves_under_way_alone(tmp_path):
-  """genjax.evaluate or a frozen network may read a run that is training: the temporary
+  """genjax.cli.evaluate or a frozen network may read a run that is training: the temporary
   directory of its save under way is not a leftover to clean."""
   train.train_and_evaluate(tiny_config("ae", num_steps=2), str(tmp_path))
   under_way = tmp_path / "checkpoints" / "4.orbax-checkpoint-tmp-1764633600"

@@ -1,9 +1,9 @@
 """Class-conditional GANs generate the class they are asked for.
 
 Small generators trained on MNIST (experiments/configs/{acgan,cgan}_mnist.py, exported with
-``python -m genjax.export --dtype=float16``) draw 100 samples per digit; the committed domain classifier
-(experiments/classifiers/mnist, trained independently of any generator) must recognise the
-conditioning digit in at least 90% of them.
+``python -m genjax.cli.export --dtype=float16``) draw 100 samples per digit; the committed domain
+classifier (experiments/classifiers/mnist, trained independently of any generator) must recognise
+the conditioning digit in at least 90% of them.
 """
 
 import pathlib

@@ -1,7 +1,8 @@
 """The README, docs/ and the results pages point at things that exist: every relative link
 resolves to a file (and its #anchor to a heading of that file), every repository path quoted in
-the text exists, and the README links every docs page. Moving code or renaming a heading breaks
-a test, not a reader's click."""
+the text exists, every ``python -m`` command (there, in the Makefile and in the code's own
+messages and docstrings) runs a module that exists, and the README links every docs page.
+Moving code or renaming a heading breaks a test, not a reader's click."""
 
 from __future__ import annotations
 
@@ -59,6 +60,21 @@ def broken_links(path: pathlib.Path) -> list[str]:
   return broken
 
 
+_COMMAND = re.compile(r"python3? -m ((?:genjax|experiments|benchmarks|tests)(?:\.\w+)*)")
+# Where commands are written for a reader: the pages (code blocks included), the Makefile, and the
+# messages, docstrings and comments of the code.
+COMMAND_FILES = [*PAGES, REPO / "Makefile", *sorted(
+    p for d in ("genjax", "experiments", "benchmarks") for p in (REPO / d).rglob("*.py"))]
+
+
+def missing_modules(path: pathlib.Path) -> list[str]:
+  """The modules of this repository that ``python -m`` commands in ``path`` name and that have
+  no file (``a/b.py``) or package (``a/b/__init__.py``)."""
+  modules = _COMMAND.findall(path.read_text())
+  return [m for m in modules if not (REPO / (m.replace(".", "/") + ".py")).exists()
+          and not (REPO / m.replace(".", "/") / "__init__.py").exists()]
+
+
 def missing_paths(path: pathlib.Path) -> list[str]:
   return [p for p in _CODE.findall(_prose(path))
           if _REPO_PATH.match(p) and not (REPO / p).exists()]
@@ -74,6 +90,11 @@ def test_quoted_paths_exist(page):
   assert missing_paths(page) == []
 
 
+def test_commands_run_modules_that_exist():
+  assert [f"{p.relative_to(REPO)}: python -m {m}" for p in COMMAND_FILES
+          for m in missing_modules(p)] == []
+
+
 def test_readme_links_every_docs_page():
   linked = {(REPO / t.partition("#")[0]).resolve()
             for t in _LINK.findall(_prose(REPO / "README.md"))}
@@ -86,6 +107,9 @@ def test_the_checks_catch_what_they_claim(tmp_path):
   page.write_text("# Top\n\n[ok](other.md#a-code-heading-with-punctuation) [self](#top)\n"
                   "[gone](missing.md) [bad anchor](other.md#nope) [web](https://x.org/a)\n"
                   "```\n[in a code block](nowhere.md)\n```\n"
-                  "`genjax/train.py` `genjax/no_such_module.py` `experiments/configs/<name>.py`\n")
+                  "`genjax/train.py` `genjax/no_such_module.py` `experiments/configs/<name>.py`\n"
+                  "```\npython -m genjax.cli.train --config=...\npython -m genjax.main\n"
+                  "python -m experiments.tables --check; python -m pytest -q\n```\n")
   assert broken_links(page) == ["missing.md (no such file)", "other.md#nope (no heading #nope)"]
   assert missing_paths(page) == ["genjax/no_such_module.py"]
+  assert missing_modules(page) == ["genjax.main"]

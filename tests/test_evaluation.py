@@ -187,8 +187,7 @@ def test_classifier_dir_overrides_the_checkout_layout_and_an_installed_package_n
     evaluation.make_extractor(ec, "mnist")
 
 
-def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, monkeypatch):
-  from genjax import evaluate  # pylint: disable=g-import-not-at-top
+def test_evaluate_run_scores_a_checkpoint_with_its_saved_config(tmp_path, monkeypatch):
   backends = []  # the conv kernels the networks are built on: the run's config.conv_backend
 
   def extractor(ec, ds, conv_backend):
@@ -203,8 +202,8 @@ def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, mo
       "optimizer.learning_rate": 0.01})
   train.train_and_evaluate(c, str(tmp_path / "run"))
   backends.clear()
-  out = evaluate.evaluate(str(tmp_path / "run"), step=2, metrics="kid,is", num_samples=40,
-                          split="test", cache_dir=str(tmp_path / "cache"))
+  out = evaluation.evaluate_run(str(tmp_path / "run"), step=2, metrics="kid,is", num_samples=40,
+                                split="test", cache_dir=str(tmp_path / "cache"))
   assert [b.name for b in backends] == ["onednn"]
   assert out["step"] == 2 and out["num_samples"] == 40 and "fid" not in out
   lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -216,7 +215,7 @@ def test_evaluate_command_scores_a_checkpoint_with_its_saved_config(tmp_path, mo
   assert lines[0]["kid_mean"] != pytest.approx(lines[1]["kid_mean"], rel=1e-3)
 
 
-@pytest.mark.parametrize("tool", ["genjax.evaluate", "genjax.gan_accuracy"])
+@pytest.mark.parametrize("tool", ["genjax.cli.evaluate", "genjax.cli.gan_accuracy"])
 def test_evaluation_commands_without_checkpoint_fail_in_one_line(tmp_path, tool):
   import subprocess, sys, os  # pylint: disable=g-import-not-at-top,g-multiple-import
   from tests.conftest import REPO  # pylint: disable=g-import-not-at-top

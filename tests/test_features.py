@@ -217,7 +217,7 @@ def test_matches_pytorch_peer(peer, extractor, shape):
 
 def test_onednn_kernels_match_pytorch_peer_per_device_shard(peer, weights):
   """The network's convolutions on genjax's oneDNN kernels (what training-time evaluation and
-  `genjax.evaluate` use on CPU), each custom call on its device's shard of the batch."""
+  `genjax.cli.evaluate` use on CPU), each custom call on its device's shard of the batch."""
   mesh = jax.sharding.Mesh(np.array(jax.devices()), (parallel.MESH_AXIS,))
   onednn = features.InceptionFeatures(weights, batch_size=8,
                                       conv_backend=kernels.resolve("onednn", mesh=mesh))

@@ -52,7 +52,7 @@ def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None, pyt
   for i in range(processes):
     with open(logs[i], "w") if logs else contextlib.nullcontext(subprocess.PIPE) as stderr:
       procs.append(subprocess.Popen(
-          [sys.executable, "-m", "genjax.main",
+          [sys.executable, "-m", "genjax.cli.train",
            "--config=experiments/configs/dcgan_fashion_mnist.py", f"--workdir={workdir}",
            *TINY_DCGAN_FLAGS, *flags, f"--coordinator_address=127.0.0.1:{port}",
            f"--num_processes={processes}", f"--process_id={i}",

@@ -11,6 +11,7 @@ import pytest
 from genjax import config as config_lib
 from genjax import profiling
 from genjax import train
+from genjax.cli import profile
 from genjax.errors import ConfigError
 from tests.conftest import tiny_config
 
@@ -77,7 +78,7 @@ def test_trace_and_hlo_leave_training_unchanged(tmp_path, unprofiled, strategy, 
   if backend != "xla":
     assert {f"genjax_onednn_conv_{k}" for k in ("fwd", "bwd_data", "bwd_weights")} <= {
         k["name"] for k in kinds["ops"]}
-  assert profiling.main(["--workdir", str(tmp_path), "--by", "kind", "--top", "3"]) == 0
+  assert profile.main(["--workdir", str(tmp_path), "--by", "kind", "--top", "3"]) == 0
 
 
 def test_no_trace_by_default(tmp_path):
@@ -93,6 +94,6 @@ def test_bad_window_is_one_line(window):
 
 
 def test_summary_cli_without_trace_says_how(tmp_path, capsys):
-  assert profiling.main(["--workdir", str(tmp_path)]) == 2
+  assert profile.main(["--workdir", str(tmp_path)]) == 2
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and "--config.profile.start_step" in err

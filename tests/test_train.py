@@ -145,16 +145,17 @@ def changed_any(a, b) -> bool:
 def test_a_failing_kernel_ends_the_run_in_one_line_keeping_the_last_checkpoint(tmp_path):
   """A oneDNN call that fails at run time (injected once the step-2 checkpoint is saved) on one
   of 8 devices. It used to leave the other devices waiting in a collective until XLA's
-  rendezvous timed out and aborted the process; now `genjax.main` prints one line, exits 2 and
+  rendezvous timed out and aborted the process; now `genjax.cli.train` prints one line, exits 2 and
   keeps the step-2 checkpoint, which restores."""
   script = (
-      "import sys; from absl import app; from genjax import checkpoint, kernels, main\n"
+      "import sys; from absl import app; from genjax import checkpoint, kernels\n"
+      "from genjax.cli import train as cli\n"
       "save = checkpoint.Checkpointer.save\n"
       "def save_then_fail(self, step, *args):\n"
       "  save(self, step, *args)\n"
       "  kernels.inject_failures(1)  # the next oneDNN call, in step 3\n"
       "checkpoint.Checkpointer.save = save_then_fail\n"
-      "app.run(main.main, argv=sys.argv, flags_parser=main.parse_flags)\n")
+      "app.run(cli.main, argv=sys.argv, flags_parser=cli.parse_flags)\n")
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
          "PYTHONPATH": str(REPO)}
   failed = subprocess.run(

@@ -242,7 +242,7 @@ def test_export_torch_translate_and_frozen_sources_agree(tmp_path):
   generator: translating a folder with each gives the same images."""
   c = tiny("pix2pix_edges2fashion", num_steps=2, **{"method.sample_train_mode": False})
   train.train_and_evaluate(c, str(tmp_path / "run"))
-  out = _run_cli("genjax.export", f"--workdir={tmp_path / 'run'}", "--format=torch",
+  out = _run_cli("genjax.cli.export", f"--workdir={tmp_path / 'run'}", "--format=torch",
                  f"--out={tmp_path / 'pth'}")
   assert out.returncode == 0, out.stderr[-2000:]
   files = json.loads(out.stdout.strip().splitlines()[-1])["files"]
@@ -261,8 +261,9 @@ def test_export_torch_translate_and_frozen_sources_agree(tmp_path):
       ("npz", str(tmp_path / "g.npz"), []),
       ("pth", files["G"], ["--netG=unet_32", "--ngf=8", "--input_nc=1", "--output_nc=1",
                            "--load_size=32"])):
-    result = _run_cli("genjax.translate", f"--weights={weights}", f"--input_dir={tmp_path / 'in'}",
-                      f"--output_dir={tmp_path / name}", "--notrain_mode", *extra)
+    result = _run_cli("genjax.cli.translate", f"--weights={weights}",
+                      f"--input_dir={tmp_path / 'in'}", f"--output_dir={tmp_path / name}",
+                      "--notrain_mode", *extra)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "translated 5/5" in result.stderr
     outputs[name] = np.stack([np.asarray(Image.open(tmp_path / name / f"{i}.png"))
@@ -280,7 +281,7 @@ def test_frozen_sources_fail_in_one_line(tmp_path):
     frozen.load(str(tmp_path / "latest_net_G.pth"), build=lambda: None)
   with pytest.raises(CheckpointError, match="is a PyTorch state_dict: name its architecture"):
     frozen.load(str(tmp_path / "latest_net_G.pth"))
-  result = _run_cli("genjax.translate", f"--weights={tmp_path / 'nothing'}",
+  result = _run_cli("genjax.cli.translate", f"--weights={tmp_path / 'nothing'}",
                     f"--input_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}")
   assert result.returncode == 2 and result.stderr.strip().startswith("genjax: error: no ")
   assert not (tmp_path / "out").exists()

@@ -4,7 +4,7 @@
 128. The committed checkpoint (experiments/classifiers/fashion_mnist, 91.61% test accuracy) took
 17m26s on 2 CPU cores:
 
-  .venv/bin/python -m genjax.main --config=experiments/configs/classifier_fashion_mnist.py \\
+  .venv/bin/python -m genjax.cli.train --config=experiments/configs/classifier_fashion_mnist.py \\
       --workdir=experiments/classifiers/fashion_mnist
 """
 

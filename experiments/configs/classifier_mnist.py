@@ -4,7 +4,7 @@ Inputs as the generative configs see them: 28x28 padded to 32x32, values in [0, 
 translations of up to 2 pixels; Adam 1e-3 with cosine decay, 2000 steps of 128. The committed
 checkpoint (experiments/classifiers/mnist, 99.30% test accuracy) took 8m35s on 2 CPU cores:
 
-  .venv/bin/python -m genjax.main --config=experiments/configs/classifier_mnist.py \\
+  .venv/bin/python -m genjax.cli.train --config=experiments/configs/classifier_mnist.py \\
       --workdir=experiments/classifiers/mnist
 """
 

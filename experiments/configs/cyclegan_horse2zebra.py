@@ -4,7 +4,7 @@ generators and two basic PatchGANs with InstanceNorm, batch 1, resize to 286 and
 256 with flips, LSGAN loss, cycle weights 10, identity 0.5, pools of 50 fakes, Adam(2e-4, 0.5),
 100 epochs constant then 100 decaying linearly to 0.
 
-  python -m genjax.main --config=experiments/configs/cyclegan_horse2zebra.py \\
+  python -m genjax.cli.train --config=experiments/configs/cyclegan_horse2zebra.py \\
       --workdir=runs/horse2zebra --config.dataset.path=/data/horse2zebra
 """
 

@@ -3,7 +3,7 @@ on a folder of aligned AB images, e.g. facades: unet_256 + the basic PatchGAN wi
 batch 1, resize to 286 and random crop to 256 with flips, vanilla GAN loss + 100 x L1,
 Adam(2e-4, 0.5), 100 epochs constant then 100 decaying linearly to 0.
 
-  python -m genjax.main --config=experiments/configs/pix2pix_facades.py --workdir=runs/facades \\
+  python -m genjax.cli.train --config=experiments/configs/pix2pix_facades.py --workdir=runs/facades \\
       --config.dataset.path=/data/facades
 """
 

@@ -1,7 +1,7 @@
 """SGAN (Salimans et al. 2016) on Fashion-MNIST with 100 labels (10 per class, chosen by
 config.seed): the Improved-GAN MNIST networks at 28x28 in [0, 1], feature matching, Adam(3e-3,
 beta1 0.5), batches of 100 unlabelled and 100 labelled examples, test accuracy of an EMA of the
-discriminator's weights (genjax.gan_accuracy).
+discriminator's weights (genjax.cli.gan_accuracy).
 
 The paper's discriminator loss is ``CE_labelled + 1/2 (BCE_real + BCE_fake)``; with Adam,
 which is invariant to the loss scale, ``supervised_weight=2`` on top of the unscaled BCE is the

@@ -86,7 +86,7 @@ def make_optimizer(opt, schedule: optax.Schedule) -> optax.GradientTransformatio
 @dataclasses.dataclass(frozen=True)
 class FrozenSlot:
   """A network a method uses without optimising it (``Method.FROZEN``), named by the config
-  as ``config.frozen.<slot>``: a genjax run ``RUN[@STEP][#ROLE]``, a ``genjax.export`` ``.npz``
+  as ``config.frozen.<slot>``: a genjax run ``RUN[@STEP][#ROLE]``, a ``genjax.cli.export`` ``.npz``
   or a reference ``.pth`` (:mod:`genjax.frozen`), loaded once at start-up.
 
   Attributes:

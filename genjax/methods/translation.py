@@ -27,7 +27,7 @@ then the generators against the updated discriminators; 'g_first' (CycleGAN) the
 first, then the discriminators on the fakes the generators made before their update. At test
 time the reference keeps dropout and BatchNorm in training mode (it calls ``model.eval()`` only
 with ``--eval``): ``sample_train_mode`` does the same for samples, evaluation and
-``genjax.translate``.
+``genjax.cli.translate``.
 """
 
 from __future__ import annotations

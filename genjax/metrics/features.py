@@ -4,9 +4,9 @@
 pytorch-fid, and its weights) as pytorch-fid feeds it and returns the 2048-d ``pool3`` features
 (FID, KID, PRDC) and the 1008 ``logits`` (their softmax for the Inception Score).
 
-:class:`ClassifierFeatures` runs a ``classifier`` trained by genjax (``genjax.main``; restored by
-:func:`genjax.runs.load_classifier`) and returns ``features`` (the penultimate layer) and
-``logits``, for classifier-FID/KID/IS on MNIST-like data.
+:class:`ClassifierFeatures` runs a ``classifier`` trained by genjax (``genjax.cli.train``;
+restored by :func:`genjax.runs.load_classifier`) and returns ``features`` (the penultimate layer)
+and ``logits``, for classifier-FID/KID/IS on MNIST-like data.
 
 Every extractor runs jitted with the batch split over the local devices and the weights
 replicated; calls take numpy or jax arrays and return host numpy arrays (for a jax array that

@@ -18,7 +18,7 @@ METRICS = ("fid", "kid", "is", "pr", "dc")
 def defaults() -> dict[str, Any]:
   """The ``config.eval`` section."""
   return dict(
-      every=0,  # evaluate every N steps and at the end (0 = only with genjax.evaluate)
+      every=0,  # evaluate every N steps and at the end (0 = only with genjax.cli.evaluate)
       on_stop=False,  # evaluate also when a stop signal ends the run (after it has saved)
       metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc
       num_samples=2048,  # generated samples per evaluation

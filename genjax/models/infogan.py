@@ -4,7 +4,7 @@ discriminator's features predicts the codes of generated images, and both networ
 variational lower bound on the mutual information between codes and images
 (``config.method.info_weight`` / ``info_continuous_weight``).
 
-On MNIST the categorical code, read back by Q, clusters the digits (``genjax.gan_accuracy``).
+On MNIST the categorical code, read back by Q, clusters the digits (``genjax.cli.gan_accuracy``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ per-unit scale fixed (only the output layer's scale trains), so the Gaussian noi
 weight relative to the signal.
 
 The classifier is trained on the labelled subset by ``config.method.labelled_per_class``;
-``genjax.gan_accuracy`` reports its test accuracy.
+``genjax.cli.gan_accuracy`` reports its test accuracy.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-r"""Command-line entry point.
+r"""Trains a model: the command-line entry point of :func:`genjax.train.train_and_evaluate`.
 
-  python -m genjax.main --config=experiments/configs/dcgan_fashion_mnist.py --workdir=/tmp/run \
-      [--config.<key>=<value> ...]
+  python -m genjax.cli.train --config=experiments/configs/dcgan_fashion_mnist.py \
+      --workdir=/tmp/run [--config.<key>=<value> ...]
 
 Rerunning the same command on the same workdir resumes from its newest checkpoint. User errors
 (unknown names, impossible values, missing data, incompatible checkpoints, non-finite losses)
