@@ -31,7 +31,9 @@ from genjax import paths
 from genjax import runs
 from genjax.errors import ConfigError
 from genjax.metrics import statistics
+from genjax.metrics import anomaly
 from genjax.metrics.options import parse_metrics
+from genjax.metrics.options import SAMPLE_METRICS
 
 @dataclasses.dataclass
 class Extractor:
@@ -88,8 +90,10 @@ class Evaluator:
   def __init__(self, config, method, extractor: Extractor | None = None):
     self.config, self.method, self.ec = config, method, config.eval
     self.metrics = parse_metrics(self.ec.metrics)
-    self.extractor = extractor or make_extractor(self.ec, config.dataset.name,
-                                                 method.conv_backend)
+    # sample-quality metrics compare features; anomaly detection ranks the method's own scores
+    self.extractor = extractor or (make_extractor(self.ec, config.dataset.name,
+                                                  method.conv_backend)
+                                   if set(self.metrics) & set(SAMPLE_METRICS) else None)
     self._check_rank()
     n = jax.device_count()
     self.batch = -(-self.ec.batch_size // n) * n
@@ -97,6 +101,7 @@ class Evaluator:
         jax.sharding.AxisType.Auto,)), P("eval"))
     self._generate = jax.jit(method.eval_generate)
     self._scores = jax.jit(method.eval_scores)
+    self._anomaly_scores = jax.jit(method.anomaly_scores)
     self.target = data.DATASETS[config.dataset.name].target  # the real images compared
     self._real: dict[str, np.ndarray] | None = None
 
@@ -195,14 +200,40 @@ class Evaluator:
 
   # --- metrics ---------------------------------------------------------------------------
 
+  def anomaly_detection(self, state) -> dict[str, Any]:
+    """AUROC of the method's anomaly scores of the whole eval split, the examples of
+    ``config.dataset.classes`` being the normal ones (the negatives)."""
+    split = data.load_config(self.config.dataset, self.ec.split)
+    images = split["image"]
+    scores = []
+    for i in range(0, len(images), self.batch):
+      x, count = self._padded(images[i:i + self.batch])
+      scores.append(self._gather(self._anomaly_scores(state, x))[:count])
+    anomalous = ~np.isin(split["label"], np.asarray(self.config.dataset.classes))
+    return {"auroc": anomaly.auroc(np.concatenate(scores), anomalous),
+            "normal_classes": list(self.config.dataset.classes),
+            "num_scored": int(len(images)), "num_anomalous": int(anomalous.sum())}
+
   def __call__(self, state, rng: jax.Array) -> dict[str, Any]:
-    """Metrics for ``state`` (one replicated copy); keys like ``fid``, ``kid_mean``."""
+    """Metrics for ``state`` (one replicated copy); keys like ``fid``, ``kid_mean``,
+    ``auroc``."""
     t0 = time.perf_counter()
+    out: dict[str, Any] = {"split": self.ec.split}
+    if "auroc" in self.metrics:
+      out.update(self.anomaly_detection(state))
+    if self.extractor is not None:
+      out.update(self.sample_quality(state, rng))
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    out.update(kernels.record(self.method.conv_backend, self.config.dtype))
+    return out
+
+  def sample_quality(self, state, rng: jax.Array) -> dict[str, Any]:
+    """The sample-quality metrics of ``config.eval.metrics``."""
     real = self.real_features()
     fake = self.fake_features(state, rng, self.ec.num_samples)
     r, f = real["features"], fake["features"]
     out: dict[str, Any] = {"extractor": self.extractor.name, "num_samples": int(f.shape[0]),
-                           "num_real": int(r.shape[0]), "split": self.ec.split}
+                           "num_real": int(r.shape[0])}
     if "fid" in self.metrics:
       out["fid"] = statistics.fid(r, f, allow_rank_deficient=self.ec.allow_rank_deficient)
     if "kid" in self.metrics:
@@ -223,8 +254,6 @@ class Evaluator:
         out[k] = float(np.mean(v))
     if "_labels" in fake and fake["logits"].shape[-1] > int(fake["_labels"].max()):
       out["label_accuracy"] = float(np.mean(np.argmax(fake["logits"], -1) == fake["_labels"]))
-    out["seconds"] = round(time.perf_counter() - t0, 2)
-    out.update(kernels.record(self.method.conv_backend, self.config.dtype))
     return out
 
 
@@ -236,10 +265,12 @@ def record(workdir: str, step: int, results: dict[str, Any], tb=None, source: st
   line = {"step": step, "source": source, **results}
   with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
     f.write(json.dumps(line) + "\n")
-  label = results["extractor"].split(":")[0]
-  logging.info("eval step %d (%s, %d samples): %s", step, results["extractor"],
-               results["num_samples"], " ".join(
-                   f"{k}={v:.4g}" for k, v in results.items() if isinstance(v, float)))
+  # anomaly detection alone has no extractor: its scalars go under eval_anomaly/
+  label = results.get("extractor", "anomaly").split(":")[0]
+  what = (f"{results['extractor']}, {results['num_samples']} samples" if "extractor" in results
+          else f"{results['num_scored']} scored")
+  logging.info("eval step %d (%s): %s", step, what, " ".join(
+      f"{k}={v:.4g}" for k, v in results.items() if isinstance(v, float)))
   if tb is not None:
     for k, v in results.items():
       if isinstance(v, float) and k != "seconds":

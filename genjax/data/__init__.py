@@ -17,6 +17,7 @@ from genjax.data.sources import labelled_subset
 from genjax.data.sources import LAYOUTS
 from genjax.data.catalog import load
 from genjax.data.catalog import load_config
+from genjax.data.catalog import select_classes
 from genjax.data.sources import paired
 from genjax.data.sources import PREPROCESS
 from genjax.data.sources import SPLITS
@@ -41,5 +42,6 @@ __all__ = [
     "paired",
     "prefetch",
     "random_crop_flip",
+    "select_classes",
     "to_float",
 ]
