@@ -64,6 +64,10 @@ def base_config(family: str) -> ml_collections.ConfigDict:
       # The labels of the training examples (one-class anomaly detection: the normal classes,
       # e.g. --config.dataset.classes='(3,)'); () = all. Evaluation splits stay whole.
       classes=(),
+      # Image normalisation after value scaling: 'none', or 'gcn_l1' (Deep SVDD's): global
+      # contrast normalisation (l1), then min-max scaling that sends the extremes of the
+      # training examples (of config.dataset.classes) to value_range.
+      normalize="none",
   ))
   # Initial weights from another run, RUN[@STEP][#ROLE] (genjax.frozen.warm_start): its
   # network's parameters and buffers are copied, by name, into this run's network of the same
@@ -179,6 +183,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   errors.check_config_choice("dataset.layout", ds.layout, data.LAYOUTS)
   errors.check_config_choice("dataset.direction", ds.direction, ("AtoB", "BtoA"))
   errors.check_config_choice("dataset.preprocess", ds.preprocess, data.PREPROCESS)
+  errors.check_config_choice("dataset.normalize", ds.normalize, data.NORMALIZATIONS)
+  if ds.normalize != "none" and (ds.image_size or "label" not in data.DATASETS[ds.name].keys):
+    _fail(f"config.dataset.normalize={ds.normalize!r} normalises an image dataset's images at "
+          f"their native size: set --config.dataset.image_size=0")
   for key in ("load_size", "crop_size"):
     _positive_int(ds, key, section="dataset.")
   if "crop" in ds.preprocess and ds.preprocess != "crop" and ds.crop_size > ds.load_size:

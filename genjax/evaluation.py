@@ -210,7 +210,7 @@ class Evaluator:
       x, count = self._padded(images[i:i + self.batch])
       scores.append(self._gather(self._anomaly_scores(state, x))[:count])
     anomalous = ~np.isin(split["label"], np.asarray(self.config.dataset.classes))
-    return {"auroc": anomaly.auroc(np.concatenate(scores), anomalous),
+    return {"split": self.ec.split, "auroc": anomaly.auroc(np.concatenate(scores), anomalous),
             "normal_classes": list(self.config.dataset.classes),
             "num_scored": int(len(images)), "num_anomalous": int(anomalous.sum())}
 
@@ -218,11 +218,11 @@ class Evaluator:
     """Metrics for ``state`` (one replicated copy); keys like ``fid``, ``kid_mean``,
     ``auroc``."""
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"split": self.ec.split}
-    if "auroc" in self.metrics:
-      out.update(self.anomaly_detection(state))
+    out: dict[str, Any] = {}
     if self.extractor is not None:
       out.update(self.sample_quality(state, rng))
+    if "auroc" in self.metrics:
+      out.update(self.anomaly_detection(state))
     out["seconds"] = round(time.perf_counter() - t0, 2)
     out.update(kernels.record(self.method.conv_backend, self.config.dtype))
     return out
@@ -233,7 +233,7 @@ class Evaluator:
     fake = self.fake_features(state, rng, self.ec.num_samples)
     r, f = real["features"], fake["features"]
     out: dict[str, Any] = {"extractor": self.extractor.name, "num_samples": int(f.shape[0]),
-                           "num_real": int(r.shape[0])}
+                           "num_real": int(r.shape[0]), "split": self.ec.split}
     if "fid" in self.metrics:
       out["fid"] = statistics.fid(r, f, allow_rank_deficient=self.ec.allow_rank_deficient)
     if "kid" in self.metrics:

@@ -221,6 +221,29 @@ def test_classes_select_the_training_split_only():
     data.select_classes(data.Examples({"A": whole["image"][:2]}), (0,))
 
 
+def test_global_contrast_normalization_and_the_references_class_extremes():
+  x = jnp.array([0.0, 1.0, 2.0, 3.0]).reshape(1, 2, 2, 1)  # mean 1.5, mean |x - mean| = 1
+  np.testing.assert_allclose(data.global_contrast_normalize(5 * x + 7).ravel(),
+                             [-1.5, -0.5, 0.5, 1.5], rtol=1e-6)
+  c = tiny("deep_svdd", **{"dataset.normalize": "gcn_l1"})
+  method = runs.build_method(c)
+  x = method.images(data.load_config(c.dataset)["image"])
+  assert float(x.min()) == pytest.approx(0.0, abs=1e-6)
+  assert float(x.max()) == pytest.approx(1.0, abs=1e-6)
+  with pytest.raises(ConfigError, match="native size: set --config.dataset.image_size=0"):
+    config_lib.validate(tiny("deep_svdd", **{"dataset.normalize": "gcn_l1",
+                                             "dataset.image_size": 32}))
+  try:
+    mnist = data.load("mnist", "train", download=False)
+  except DataError:
+    pytest.skip("no local MNIST")
+  # lukasruff/Deep-SVDD-PyTorch src/datasets/mnist.py: min_max of classes 0, 1 and 3
+  for k, want in ((0, (-0.8826567065619495, 9.001545489292527)),
+                  (1, (-0.6661464580883915, 20.108062262467364)),
+                  (3, (-0.7645772083211267, 12.895051191467457))):
+    assert data.gcn_extremes(mnist["image"][mnist["label"] == k]) == pytest.approx(want)
+
+
 # --- runs: pre-training, the encoder it hands on, resume, AUROC --------------------------------
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ def get_config():
   c.dataset.name = "mnist"
   c.dataset.value_range = (0.0, 1.0)
   c.dataset.classes = (0,)  # the normal class: --config.dataset.classes='(k,)'
+  c.dataset.normalize = "gcn_l1"  # GCN (l1), min-max scaled to [0, 1] by the class's extremes
   c.method.objective = "one-class"
   c.method.nu = 0.1
   c.method.radius_warmup_steps = 10 * STEPS_PER_EPOCH  # soft boundary only

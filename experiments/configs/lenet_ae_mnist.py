@@ -21,6 +21,7 @@ def get_config():
   c.dataset.name = "mnist"
   c.dataset.value_range = (0.0, 1.0)
   c.dataset.classes = (0,)  # the normal class: --config.dataset.classes='(k,)'
+  c.dataset.normalize = "gcn_l1"  # GCN (l1), min-max scaled to [0, 1] by the class's extremes
   c.method.likelihood = "gaussian"
   c.method.sigma = 0.5 ** 0.5  # -log-likelihood = sum of squared errors + const
   c.batch_size = 200

@@ -5,6 +5,10 @@ from genjax.data.pipeline import prefetch
 from genjax.data.preprocess import binarize
 from genjax.data.preprocess import corrupt
 from genjax.data.preprocess import CORRUPTIONS
+from genjax.data.preprocess import gcn_extremes
+from genjax.data.preprocess import gcn_minmax
+from genjax.data.preprocess import global_contrast_normalize
+from genjax.data.preprocess import NORMALIZATIONS
 from genjax.data.preprocess import RESIZE_MODES
 from genjax.data.preprocess import random_crop_flip
 from genjax.data.preprocess import to_float
@@ -29,12 +33,16 @@ __all__ = [
     "DatasetInfo",
     "Examples",
     "LAYOUTS",
+    "NORMALIZATIONS",
     "PREPROCESS",
     "RESIZE_MODES",
     "SPLITS",
     "binarize",
     "corrupt",
     "domain_groups",
+    "gcn_extremes",
+    "gcn_minmax",
+    "global_contrast_normalize",
     "image_shapes",
     "labelled_subset",
     "load",

@@ -9,6 +9,7 @@ set and gradients/metrics are averaged with ``parallel.pmean``; under jit that i
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -277,10 +278,22 @@ class Method:
   # --- inputs -------------------------------------------------------------------------------
 
   def images(self, images_uint8: Array) -> Array:
-    """uint8 NHWC -> float32 in ``dataset.value_range`` at the model's size."""
+    """uint8 NHWC -> float32 in ``dataset.value_range`` at the model's size, normalised as
+    ``dataset.normalize`` says."""
     ds = self.config.dataset
-    return data.to_float(images_uint8, value_range=self.value_range,
-                         image_size=self.image_shape[:2], resize=ds.resize)
+    x = data.to_float(images_uint8, value_range=self.value_range,
+                      image_size=self.image_shape[:2], resize=ds.resize)
+    if ds.normalize == "gcn_l1":
+      x = data.gcn_minmax(x, self.gcn_extremes, self.value_range)
+    return x
+
+  @functools.cached_property
+  def gcn_extremes(self) -> tuple[float, float]:
+    """The training examples' extremes after global contrast normalisation (``gcn_l1``, at
+    the native size, where it is invariant to the value scaling): read from the data, on the
+    host, the first time a step or an evaluation is traced; a pure function of the dataset
+    and its classes, so that a resumed or restored run finds the same constants."""
+    return data.gcn_extremes(data.load_config(self.config.dataset)["image"])
 
   # --- interface ----------------------------------------------------------------------------
 
