@@ -212,10 +212,8 @@ def warm_start(state, method, network: Network):
   def copy(into, source, what: str, required: bool):
     given = {jax.tree_util.keystr(p): x
              for p, x in jax.tree_util.tree_flatten_with_path(source)[0]}
-    paths, leaves = zip(*jax.tree_util.tree_flatten_with_path(into)[0]) if jax.tree.leaves(
-        into) else ((), ())
     out, shared = [], 0
-    for path, x in zip(paths, leaves):
+    for path, x in jax.tree_util.tree_flatten_with_path(into)[0]:
       key = jax.tree_util.keystr(path)
       if key in given:
         if np.shape(given[key]) != np.shape(x):

@@ -28,6 +28,7 @@ from genjax.methods import base as methods_base
 from genjax.models import layers
 from genjax.models import lenet
 from genjax.models import lenet_ae
+from tests.conftest import REPO
 from tests.conftest import apply_overrides
 
 
@@ -283,11 +284,16 @@ def test_init_from_run_copies_the_encoder_and_refuses_another_architecture(pretr
   assert not np.array_equal(nnx.to_pure_dict(state.params["model"])["encoder"]["fc"]["kernel"],
                             nnx.to_pure_dict(ae_state.params["model"])["encoder"]["fc"]["kernel"])
   other = tiny("deep_svdd", **{"init.from_run": str(pretrained / "ae"), "model.rep_dim": 16})
+  other_method = runs.build_method(other)
+  other_state = jax.jit(other_method.init)(jax.random.PRNGKey(0))
   with pytest.raises(CheckpointError, match=r"does not fit network 'model': parameter "
                      r".*\['fc'\]\['kernel'\].* is \[196, 32\] there but \[196, 16\] here"):
-    other_method = runs.build_method(other)
-    frozen.warm_start(jax.jit(other_method.init)(jax.random.PRNGKey(0)), other_method,
-                      frozen.warm_start_source(other))
+    frozen.warm_start(other_state, other_method, frozen.warm_start_source(other))
+  classifier = str(REPO / "experiments" / "classifiers" / "fashion_mnist")
+  with pytest.raises(CheckpointError, match=r"\('classifier'\) shares no parameter with "
+                     r"network 'model' of 'deep_svdd'"):
+    frozen.warm_start(state, method, frozen.warm_start_source(
+        tiny("deep_svdd", **{"init.from_run": classifier})))
   with pytest.raises(CheckpointError, match="config.init.from_run: no checkpoints in"):
     frozen.warm_start_source(tiny("deep_svdd", **{"init.from_run": str(pretrained / "none")}))
 
