@@ -18,6 +18,7 @@ from genjax import data
 from genjax import frozen
 from genjax import losses
 from genjax import metrics
+from genjax import parallel
 from genjax import runs
 from genjax import train
 from genjax.config import base_config
@@ -315,3 +316,27 @@ def test_deep_svdd_resumes_exactly_and_records_auroc(pretrained):
   assert lines[-1]["auroc"] == pytest.approx(want, abs=1e-6)
   assert lines[-1]["normal_classes"] == [3] and lines[-1]["num_anomalous"] == int(
       (test["label"] != 3).sum())
+
+
+@pytest.mark.parametrize("strategy_name", ["mesh", "pmap"])
+def test_soft_boundary_step_is_the_same_on_8_devices(strategy_name):
+  """Parameters, BatchNorm statistics and R (the quantile of the global batch's distances,
+  gathered under pmap) as on one device; SGD keeps the comparison well conditioned (see
+  tests/test_parallel.py; its atol times 10: the soft boundary scales gradients by 1/nu)."""
+  c = tiny("deep_svdd", **{"method.objective": "soft-boundary", "optimizer.name": "sgd",
+                           "optimizer.learning_rate": 0.05, "optimizer.b1": 0.0,
+                           "optimizer.weight_decay": 0.0})
+  examples = data.load_config(c.dataset)
+  batch = {"image": examples["image"][:c.batch_size]}
+  single = runs.build_method(c)
+  init = single.prepare(single.init(jax.random.PRNGKey(0)), examples)
+  expected, _ = jax.device_get(jax.jit(single.step)(init, batch))
+  strategy = parallel.make_strategy(strategy_name)
+  method = runs.build_method(c, strategy.axis_name)
+  new_state, _ = strategy.compile(method.step)(strategy.put_state(init),
+                                               strategy.put_batch(batch))
+  got = jax.device_get(strategy.get_state(new_state))
+  assert float(got.extra["radius"]) > 0
+  for what in ("params", "buffers", "extra"):
+    for a, b in zip(jax.tree.leaves(getattr(got, what)), jax.tree.leaves(getattr(expected, what))):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5, err_msg=what)
