@@ -58,16 +58,22 @@ class OneClass(Method):
     return {"center": jnp.zeros((rep_dim,), jnp.float32), "radius": jnp.zeros((), jnp.float32)}
 
   def representation(self, state: TrainState, x: jax.Array, *, train: bool = False):
-    return self.net("model", state.params["model"], state.buffers["model"], train=train)(x)
+    return self._phi(state.params["model"], state.buffers["model"], x, train=train)
+
+  def _phi(self, params, buffers, x: jax.Array, *, train: bool = False) -> jax.Array:
+    return self.net("model", params, buffers, train=train)(x)
 
   def prepare(self, state: TrainState, examples) -> TrainState:
     """Sets the centre from the mean output of the network (in inference mode, as the
-    reference's ``init_center_c``) on the training examples, in batches of ``batch_size``."""
-    total_fn = jax.jit(lambda s, images: jnp.sum(
-        self.representation(s, self.images(images)).astype(jnp.float32), 0))
+    reference's ``init_center_c``) on the training examples, in batches of ``batch_size``,
+    on this process's default device (host copies of the weights: every process computes
+    the same centre from the same examples, whatever devices the state spans)."""
+    total_fn = jax.jit(lambda p, b, images: jnp.sum(
+        self._phi(p, b, self.images(images)).astype(jnp.float32), 0))
+    weights = jax.device_get((state.params["model"], state.buffers["model"]))
     images = examples["image"]
     step = self.config.batch_size
-    total = sum(np.asarray(total_fn(state, images[i:i + step]), np.float64)
+    total = sum(np.asarray(total_fn(*weights, images[i:i + step]), np.float64)
                 for i in range(0, len(images), step))
     center = losses.svdd_center(total / len(images), self.mc.eps)
     return state.replace(extra={**state.extra, "center": center})
