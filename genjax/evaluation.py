@@ -30,8 +30,8 @@ from genjax import kernels
 from genjax import paths
 from genjax import runs
 from genjax.errors import ConfigError
-from genjax.metrics import statistics
 from genjax.metrics import anomaly
+from genjax.metrics import statistics
 from genjax.metrics.options import parse_metrics
 from genjax.metrics.options import SAMPLE_METRICS
 
