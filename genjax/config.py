@@ -27,7 +27,7 @@ from genjax.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "linear", "hold_linear")
+SCHEDULES = ("constant", "cosine", "linear", "hold_linear", "step")
 
 
 def base_config(family: str) -> ml_collections.ConfigDict:
@@ -61,7 +61,19 @@ def base_config(family: str) -> ml_collections.ConfigDict:
       load_size=286,  # image_folder: the size images are resized to ('resize'/'scale_width')
       crop_size=256,  # the random crop, on device, where preprocess crops
       flip=False,  # random horizontal flips, on device (pairs flip together)
+      # The labels of the training examples (one-class anomaly detection: the normal classes,
+      # e.g. --config.dataset.classes='(3,)'); () = all. Evaluation splits stay whole.
+      classes=(),
+      # Image normalisation after value scaling: 'none', or 'gcn_l1' (Deep SVDD's): global
+      # contrast normalisation (l1), then min-max scaling that sends the extremes of the
+      # training examples (of config.dataset.classes) to value_range.
+      normalize="none",
   ))
+  # Initial weights from another run, RUN[@STEP][#ROLE] (genjax.frozen.warm_start): its
+  # network's parameters and buffers are copied, by name, into this run's network of the same
+  # role (default: the sampling networks), e.g. Deep SVDD's encoder from its pre-training
+  # autoencoder; read once when a run starts, never on resume.
+  c.init = ml_collections.ConfigDict(dict(from_run=""))
   c.seed = 0
   c.batch_size = 64  # global batch, over all devices and processes
   c.num_steps = 1000
@@ -71,7 +83,10 @@ def base_config(family: str) -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adam", learning_rate=2e-4, b1=0.5, b2=0.999, eps=1e-8, weight_decay=0.0,
       # 'hold_linear': constant until hold_steps, then linearly to 0 at num_steps (pix2pix and
-      # CycleGAN's n_epochs then n_epochs_decay, per step instead of per epoch)
+      # CycleGAN's n_epochs then n_epochs_decay, per step instead of per epoch); 'step': 10x
+      # lower from hold_steps on (torch's MultiStepLR, e.g. Deep SVDD's lr_milestone).
+      # weight_decay: decoupled for 'adamw', an L2 term in the gradient for 'adam' (as
+      # torch.optim.Adam's weight_decay).
       schedule="constant", warmup_steps=0, hold_steps=0, grad_clip_norm=0.0))
   c.ema_decay = 0.0  # EMA of the sampling network's params (0 = off); used for samples
 
@@ -168,6 +183,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   errors.check_config_choice("dataset.layout", ds.layout, data.LAYOUTS)
   errors.check_config_choice("dataset.direction", ds.direction, ("AtoB", "BtoA"))
   errors.check_config_choice("dataset.preprocess", ds.preprocess, data.PREPROCESS)
+  errors.check_config_choice("dataset.normalize", ds.normalize, data.NORMALIZATIONS)
+  if ds.normalize != "none" and (ds.image_size or "label" not in data.DATASETS[ds.name].keys):
+    _fail(f"config.dataset.normalize={ds.normalize!r} normalises an image dataset's images at "
+          f"their native size: set --config.dataset.image_size=0")
   for key in ("load_size", "crop_size"):
     _positive_int(ds, key, section="dataset.")
   if "crop" in ds.preprocess and ds.preprocess != "crop" and ds.crop_size > ds.load_size:
@@ -182,6 +201,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if ds.resize == "pad" and 0 < ds.image_size < native:
     _fail(f"cannot pad {ds.name} ({native}px) to image_size={ds.image_size}; use "
           f"--config.dataset.resize=resize or a size >= {native}")
+  classes = tuple(ds.classes)
+  if classes:
+    num_classes = data.DATASETS[ds.name].num_classes
+    if "label" not in data.DATASETS[ds.name].keys or num_classes < 2:
+      _fail(f"config.dataset.classes selects classes by label, and dataset {ds.name!r} has no "
+            f"labels: set --config.dataset.classes='()' or choose a labelled dataset")
+    bad = [k for k in classes if not isinstance(k, int) or isinstance(k, bool) or
+           not 0 <= k < num_classes]
+    if bad:
+      _fail(f"config.dataset.classes must be labels in [0, {num_classes}) of {ds.name!r}, got "
+            f"{bad[0]!r} in {classes}")
   vr = tuple(ds.value_range)
   if len(vr) != 2 or not vr[0] < vr[1]:
     _fail(f"config.dataset.value_range must be (lo, hi) with lo < hi, got {vr}")
@@ -209,11 +239,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _fail(f"config.optimizer.b1 and b2 must be in [0, 1), got {opt.b1}, {opt.b2}")
   if opt.warmup_steps < 0 or (opt.warmup_steps and opt.warmup_steps >= config.num_steps):
     _fail(f"config.optimizer.warmup_steps must be in [0, num_steps), got {opt.warmup_steps}")
-  if opt.schedule == "hold_linear" and not opt.warmup_steps <= opt.hold_steps < config.num_steps:
+  if opt.schedule in ("hold_linear", "step") and not (
+      opt.warmup_steps <= opt.hold_steps < config.num_steps):
     _fail(f"config.optimizer.hold_steps must be in [warmup_steps, num_steps) for the "
-          f"'hold_linear' schedule, got {opt.hold_steps} (num_steps {config.num_steps})")
+          f"{opt.schedule!r} schedule, got {opt.hold_steps} (num_steps {config.num_steps})")
+  if opt.weight_decay < 0 or (opt.weight_decay and opt.name not in ("adam", "adamw")):
+    _fail(f"config.optimizer.weight_decay must be >= 0, and is used by 'adam' and 'adamw' "
+          f"only, got {opt.weight_decay} with {opt.name!r}")
   method.validate(config)
   eval_options.validate(config)
+  if ("auroc" in eval_options.parse_metrics(config.eval.metrics) and
+      method.anomaly_scores is methods.Method.anomaly_scores):
+    _fail(f"config.eval.metrics=auroc needs anomaly scores, and model {name!r} "
+          f"({method.__name__}) gives none: use a one-class or autoencoding model")
   profiling.validate(config)
 
 

@@ -37,8 +37,11 @@ from genjax.errors import ConfigError
 from genjax.errors import GenjaxError
 from genjax.errors import KernelError
 from genjax.methods import adversarial
+from genjax.metrics import anomaly
 from genjax.metrics import statistics
 from genjax.metrics.options import parse_metrics
+from genjax.metrics.options import SAMPLE_METRICS
+
 
 @dataclasses.dataclass
 class Extractor:
@@ -95,8 +98,10 @@ class Evaluator:
   def __init__(self, config, method, extractor: Extractor | None = None):
     self.config, self.method, self.ec = config, method, config.eval
     self.metrics = parse_metrics(self.ec.metrics)
-    self.extractor = extractor or make_extractor(self.ec, config.dataset.name,
-                                                 method.conv_backend)
+    # sample-quality metrics compare features; anomaly detection ranks the method's own scores
+    self.extractor = extractor or (make_extractor(self.ec, config.dataset.name,
+                                                  method.conv_backend)
+                                   if set(self.metrics) & set(SAMPLE_METRICS) else None)
     self._check_rank()
     n = jax.device_count()
     self.batch = -(-self.ec.batch_size // n) * n
@@ -104,6 +109,7 @@ class Evaluator:
         jax.sharding.AxisType.Auto,)), P("eval"))
     self._generate = jax.jit(method.eval_generate)
     self._scores = jax.jit(method.eval_scores)
+    self._anomaly_scores = jax.jit(method.anomaly_scores)
     self.target = data.DATASETS[config.dataset.name].target  # the real images compared
     self._real: dict[str, np.ndarray] | None = None
 
@@ -202,9 +208,35 @@ class Evaluator:
 
   # --- metrics ---------------------------------------------------------------------------
 
+  def anomaly_detection(self, state) -> dict[str, Any]:
+    """AUROC of the method's anomaly scores of the whole eval split, the examples of
+    ``config.dataset.classes`` being the normal ones (the negatives)."""
+    split = data.load_config(self.config.dataset, self.ec.split)
+    images = split["image"]
+    scores = []
+    for i in range(0, len(images), self.batch):
+      x, count = self._padded(images[i:i + self.batch])
+      scores.append(self._gather(self._anomaly_scores(state, x))[:count])
+    anomalous = ~np.isin(split["label"], np.asarray(self.config.dataset.classes))
+    return {"split": self.ec.split, "auroc": anomaly.auroc(np.concatenate(scores), anomalous),
+            "normal_classes": list(self.config.dataset.classes),
+            "num_scored": int(len(images)), "num_anomalous": int(anomalous.sum())}
+
   def __call__(self, state, rng: jax.Array) -> dict[str, Any]:
-    """Metrics for ``state`` (one replicated copy); keys like ``fid``, ``kid_mean``."""
+    """Metrics for ``state`` (one replicated copy); keys like ``fid``, ``kid_mean``,
+    ``auroc``."""
     t0 = time.perf_counter()
+    out: dict[str, Any] = {}
+    if self.extractor is not None:
+      out.update(self.sample_quality(state, rng))
+    if "auroc" in self.metrics:
+      out.update(self.anomaly_detection(state))
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    out.update(kernels.record(self.method.conv_backend, self.config.dtype))
+    return out
+
+  def sample_quality(self, state, rng: jax.Array) -> dict[str, Any]:
+    """The sample-quality metrics of ``config.eval.metrics``."""
     real = self.real_features()
     fake = self.fake_features(state, rng, self.ec.num_samples)
     r, f = real["features"], fake["features"]
@@ -230,8 +262,6 @@ class Evaluator:
         out[k] = float(np.mean(v))
     if "_labels" in fake and fake["logits"].shape[-1] > int(fake["_labels"].max()):
       out["label_accuracy"] = float(np.mean(np.argmax(fake["logits"], -1) == fake["_labels"]))
-    out["seconds"] = round(time.perf_counter() - t0, 2)
-    out.update(kernels.record(self.method.conv_backend, self.config.dtype))
     return out
 
 
@@ -241,10 +271,12 @@ def record(workdir: str, step: int, results: dict[str, Any], tb=None, source: st
   if jax.process_index() != 0:
     return
   _append(workdir, {"step": step, "source": source, **results})
-  label = results["extractor"].split(":")[0]
-  logging.info("eval step %d (%s, %d samples): %s", step, results["extractor"],
-               results["num_samples"], " ".join(
-                   f"{k}={v:.4g}" for k, v in results.items() if isinstance(v, float)))
+  # anomaly detection alone has no extractor: its scalars go under eval_anomaly/
+  label = results.get("extractor", "anomaly").split(":")[0]
+  what = (f"{results['extractor']}, {results['num_samples']} samples" if "extractor" in results
+          else f"{results['num_scored']} scored")
+  logging.info("eval step %d (%s): %s", step, what, " ".join(
+      f"{k}={v:.4g}" for k, v in results.items() if isinstance(v, float)))
   if tb is not None:
     for k, v in results.items():
       if isinstance(v, float) and k != "seconds":

@@ -198,3 +198,65 @@ def for_config(config, method) -> dict[str, Network]:
     networks[slot] = dataclasses.replace(
         network, module=layers.on_conv_backend(network.module, method.conv_backend))
   return networks
+
+
+def warm_start_source(config) -> Network | None:
+  """The network ``config.init.from_run`` names (``RUN[@STEP][#ROLE]`` or ``NAME.npz``), loaded
+  and checked at start-up like a frozen slot's; None where it names none."""
+  spec = config.init.from_run
+  if not spec:
+    return None
+  if spec.endswith((".pth", ".pt")):
+    raise CheckpointError(f"config.init.from_run={spec} is a PyTorch file: give a genjax run "
+                          f"RUN[@STEP][#ROLE] or a genjax.cli.export .npz")
+  try:
+    return load(spec)
+  except CheckpointError as e:
+    raise CheckpointError(f"config.init.from_run: {e}") from None
+
+
+def warm_start(state, method, network: Network):
+  """``state`` with the parameters and buffers of ``network`` copied into this run's network
+  of the same role (its sampling network where it has no such role), path by path: every
+  path the two share takes the source's value (Deep SVDD's ``encoder/...`` from its
+  pre-training autoencoder), the others keep their initial values. The role's optimizer state
+  and EMA restart from the copied weights.
+
+  Raises:
+    CheckpointError: One line: the networks share no parameter, or a shared one has another
+      shape (another architecture).
+  """
+  role = parse(network.source)[2] or network.method.SAMPLE_NET
+  target = role if role in state.params else method.SAMPLE_NET
+  _, params, buffers = nnx.split(network.module, nnx.Param, ...)
+
+  def copy(into, source, what: str, required: bool):
+    given = {jax.tree_util.keystr(p): x
+             for p, x in jax.tree_util.tree_flatten_with_path(source)[0]}
+    out, shared = [], 0
+    for path, x in jax.tree_util.tree_flatten_with_path(into)[0]:
+      key = jax.tree_util.keystr(path)
+      if key in given:
+        if np.shape(given[key]) != np.shape(x):
+          raise CheckpointError(
+              f"config.init.from_run={network.source} does not fit network {target!r}: {what}"
+              f"{key} is {list(np.shape(given[key]))} there but {list(np.shape(x))} here "
+              f"(another architecture)")
+        x, shared = np.asarray(given[key], np.asarray(x).dtype), shared + 1
+      out.append(x)
+    if required and not shared:
+      raise CheckpointError(
+          f"config.init.from_run={network.source} ({network.config.model.name!r}) shares no "
+          f"parameter with network {target!r} of {method.config.model.name!r}: another "
+          f"architecture")
+    return jax.tree.unflatten(jax.tree.structure(into), out)
+
+  new_params = copy(state.params[target], params, "parameter ", True)
+  new_buffers = copy(state.buffers[target], buffers, "buffer ", False)
+  ema = dict(state.ema)
+  if target in ema:
+    ema[target] = jax.tree.map(np.copy, new_params)
+  return state.replace(params={**state.params, target: new_params},
+                       buffers={**state.buffers, target: new_buffers},
+                       opt_state={**state.opt_state, target: method.tx[target].init(new_params)},
+                       ema=ema)

@@ -201,3 +201,38 @@ def feature_matching(real_features: Array, fake_features: Array, distance: str =
   if distance == "l2":
     return jnp.mean(jnp.square(diff))
   raise ValueError(f"feature matching distance must be 'l1' or 'l2', got {distance!r}")
+
+
+# --- one-class objectives (Deep SVDD) ----------------------------------------------------------
+
+def squared_distance(z: Array, center: Array) -> Array:
+  """``||z - center||^2`` per example: Deep SVDD's distance to its hypersphere's centre."""
+  z, center = _f32(z, center)
+  return _sum_per_example(jnp.square(z - center))
+
+
+def svdd_one_class(dist: Array) -> Array:
+  """One-class Deep SVDD (Ruff et al. 2018, eq. 4): the mean squared distance to the centre."""
+  return jnp.mean(jnp.asarray(dist, jnp.float32))
+
+
+def svdd_soft_boundary(dist: Array, radius: Array, nu: float) -> Array:
+  """Soft-boundary Deep SVDD (eq. 3): ``R^2 + (1/nu) mean(max(0, ||φ(x) - c||^2 - R^2))``; ``nu``
+  bounds the fraction of training points outside the sphere from above."""
+  dist, r2 = _f32(dist, jnp.square(radius))
+  return r2 + jnp.mean(jnp.maximum(0.0, dist - r2)) / nu
+
+
+def svdd_radius(dist: Array, nu: float) -> Array:
+  """The radius that solves the soft-boundary objective for fixed φ: the ``(1 - nu)``-quantile
+  of the distances ``sqrt(dist)`` (linear interpolation, as ``np.quantile``)."""
+  return jnp.quantile(jnp.sqrt(jnp.asarray(dist, jnp.float32)), 1.0 - nu)
+
+
+def svdd_center(mean: Array, eps: float) -> Array:
+  """The hypersphere's centre from the initial network's mean output: entries within ``eps``
+  of 0 move to ``±eps`` (their sign's; an exact 0 stays, as in the reference), since a unit
+  whose target is 0 is matched trivially by zero weights."""
+  mean = jnp.asarray(mean, jnp.float32)
+  small = jnp.abs(mean) < eps
+  return jnp.where(small & (mean < 0), -eps, jnp.where(small & (mean > 0), eps, mean))

@@ -135,6 +135,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
   method = runs.build_method(config, strategy.axis_name, conv_backend)
   # loaded and checked before anything is written; passed to each step as an argument
   frozen_weights = method.attach_frozen(frozen.for_config(config, method))
+  warm = frozen.warm_start_source(config)  # checked now; applied to a fresh run only
 
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as cleanup:
@@ -143,7 +144,8 @@ def train_and_evaluate(config, workdir: str) -> Result:
         asynchronous=config.async_checkpoints))
     logging.info("conv kernels: %s", kernels.describe(conv_backend, config.dtype))
     try:
-      return _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, cleanup)
+      return _train(config, workdir, strategy, arrays, method, frozen_weights, warm, ckpt,
+                    cleanup)
     except jax.errors.JaxRuntimeError as e:  # a kernel's or a collective's error: one line
       where = ckpt.settle()  # saves already under way are of earlier, good states
       peers = (f"; with {jax.process_count()} processes this is usually another process that "
@@ -152,7 +154,8 @@ def train_and_evaluate(config, workdir: str) -> Result:
                       f"{where}") from None
 
 
-def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, cleanup) -> Result:
+def _train(config, workdir, strategy, arrays, method, frozen_weights, warm, ckpt,
+           cleanup) -> Result:
   """The loop proper; ``cleanup`` closes what it opens, whatever way it exits."""
   frozen_sources = {slot: network.source for slot, network in method.frozen.items()}
   rng = jax.random.PRNGKey(config.seed)
@@ -163,6 +166,10 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, ckpt, clea
                                skip_corrupt=config.resume_skip_corrupt)
   if newest is None:  # one compiled init is much faster than op-by-op random initialisers
     start, state, position = 0, jax.jit(method.init, out_shardings=sharding)(rng), 0
+    if warm is not None:
+      state = frozen.warm_start(state, method, warm)
+      logging.info("initialised from %s", warm.source)
+    state = method.prepare(state, arrays)
   else:
     start, state, meta = newest
     position = meta["data_position"]

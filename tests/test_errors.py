@@ -50,6 +50,10 @@ def error_lines(stderr: str) -> list[str]:
                                      "is a value, not a section"),
     (["--config.batch_size=abc"], 1, "flag --config.batch_size=abc: invalid literal for int()"),
     (["--config.parallel=spmd"], 1, "config.parallel must be one of mesh, pmap, got 'spmd'"),
+    (["--config.dataset.classes=[10]"], 1, "config.dataset.classes must be labels in [0, 10) of "
+                                           "'synthetic', got 10"),
+    (["--config.init.from_run=/nonexistent/run"], 1, "config.init.from_run: no checkpoints in "
+                                                     "/nonexistent/run/checkpoints"),
     (["--num_processes=2"], 1, "multi-process training needs all of --coordinator_address, "
                                "--num_processes and --process_id"),
     (["--distributed"], 1, "--distributed found no cluster to join (SLURM, Open MPI"),

@@ -56,6 +56,11 @@ def test_output_shapes(family, shape):
     d_in = jnp.zeros((2, *shape[:2], shape[2] + (1 if family == "pix2pix" else 0)))
     assert jax.eval_shape(lambda: built()[d](d_in)).shape == (2, shape[0] // 8 - 2,
                                                                shape[1] // 8 - 2)
+  elif family == "deep_svdd":
+    assert jax.eval_shape(lambda: build()["model"](x)).shape == (2, 32)
+  elif family == "lenet_ae":  # the reference's decoder makes 28x28 images only (test_one_class)
+    with pytest.raises(ValueError, match="needs 28x28 images"):
+      build()
   elif family == "classifier":
     out = jax.eval_shape(lambda: build()["model"](x))
     assert out["logits"].shape == (2, 10) and out["features"].shape == (2, 128)

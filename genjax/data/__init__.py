@@ -5,6 +5,10 @@ from genjax.data.pipeline import prefetch
 from genjax.data.preprocess import binarize
 from genjax.data.preprocess import corrupt
 from genjax.data.preprocess import CORRUPTIONS
+from genjax.data.preprocess import gcn_extremes
+from genjax.data.preprocess import gcn_minmax
+from genjax.data.preprocess import global_contrast_normalize
+from genjax.data.preprocess import NORMALIZATIONS
 from genjax.data.preprocess import RESIZE_MODES
 from genjax.data.preprocess import random_crop_flip
 from genjax.data.preprocess import to_float
@@ -17,6 +21,7 @@ from genjax.data.sources import labelled_subset
 from genjax.data.sources import LAYOUTS
 from genjax.data.catalog import load
 from genjax.data.catalog import load_config
+from genjax.data.catalog import select_classes
 from genjax.data.sources import paired
 from genjax.data.sources import PREPROCESS
 from genjax.data.sources import SPLITS
@@ -28,12 +33,16 @@ __all__ = [
     "DatasetInfo",
     "Examples",
     "LAYOUTS",
+    "NORMALIZATIONS",
     "PREPROCESS",
     "RESIZE_MODES",
     "SPLITS",
     "binarize",
     "corrupt",
     "domain_groups",
+    "gcn_extremes",
+    "gcn_minmax",
+    "global_contrast_normalize",
     "image_shapes",
     "labelled_subset",
     "load",
@@ -41,5 +50,6 @@ __all__ = [
     "paired",
     "prefetch",
     "random_crop_flip",
+    "select_classes",
     "to_float",
 ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from genjax import errors
 from genjax.data import derived
 from genjax.data import folders
@@ -66,12 +68,36 @@ def load(name: str, split: str, *, local_dir: str | os.PathLike | None = None,
 
 
 def load_config(ds, split: str | None = None) -> Examples:
-  """:func:`load` with the options of a ``config.dataset`` section (``split``: its own by
-  default)."""
-  return load(ds.name, split or ds.split, local_dir=ds.local_dir or None,
-              data_dir=ds.data_dir or None, download=ds.download, path=ds.path,
-              layout=ds.layout, direction=ds.direction, preprocess=ds.preprocess,
-              load_size=ds.load_size, channels=tuple(ds.channels))
+  """:func:`load` with the options of a ``config.dataset`` section.
+
+  Without ``split`` this is the training data: the section's own split, of the classes
+  ``ds.classes`` only where it names some (one-class training: the normal classes). A split
+  named explicitly is loaded whole, every class (evaluation: the normal classes against the
+  others).
+  """
+  examples = load(ds.name, split or ds.split, local_dir=ds.local_dir or None,
+                  data_dir=ds.data_dir or None, download=ds.download, path=ds.path,
+                  layout=ds.layout, direction=ds.direction, preprocess=ds.preprocess,
+                  load_size=ds.load_size, channels=tuple(ds.channels))
+  if split is None and ds.classes:
+    examples = select_classes(examples, ds.classes)
+  return examples
+
+
+def select_classes(examples: Examples, classes) -> Examples:
+  """The examples whose ``label`` is one of ``classes``, in their order.
+
+  Raises:
+    DataError: Examples without labels, or none of those classes.
+  """
+  if "label" not in examples:
+    raise DataError(f"cannot select classes {list(classes)}: the examples have no labels "
+                    f"(keys {', '.join(examples)})")
+  keep = np.isin(examples["label"], np.asarray(classes))
+  if not keep.any():
+    raise DataError(f"no examples of classes {list(classes)} (labels present: "
+                    f"{np.unique(examples['label']).tolist()})")
+  return Examples({k: v[keep] for k, v in examples.items()}, examples.groups)
 
 
 def _load_translation(info: DatasetInfo, split: str, *, path: str, layout: str, preprocess: str,

@@ -165,3 +165,40 @@ def random_crop_flip(images: dict[str, jax.Array], groups, *, size: int | None, 
       for k in keys:
         out[k] = jnp.where(flips[:, None, None, None], out[k][:, :, ::-1], out[k])
   return out
+
+
+# --- Deep SVDD's normalisation: global contrast normalisation, then min-max scaling ------------
+
+NORMALIZATIONS = ("none", "gcn_l1")
+
+
+def global_contrast_normalize(x, xp=jnp):
+  """Per example (over all but the first axis): ``(x - mean) / mean(|x - mean|)``, global
+  contrast normalisation with the l1 scale (Deep SVDD's ``global_contrast_normalization(x,
+  scale='l1')``). Invariant to ``x -> a x + b`` (a > 0), so to the value range. ``xp``: jnp on
+  device, numpy on the host."""
+  axes = tuple(range(1, x.ndim))
+  centred = x - xp.mean(x, axis=axes, keepdims=True)
+  scale = xp.mean(xp.abs(centred), axis=axes, keepdims=True)
+  return centred / xp.maximum(scale, 1e-12)  # a blank image stays 0 (the reference's NaN)
+
+
+def gcn_extremes(images, batch: int = 4096) -> Range:
+  """The min and max over ``images`` (uint8 NHWC, on the host) after global contrast
+  normalisation: the reference's per-class ``min_max`` constants, computed from the training
+  classes."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  lo, hi = np.inf, -np.inf
+  for i in range(0, len(images), batch):
+    g = global_contrast_normalize(np.asarray(images[i:i + batch], np.float64), xp=np)
+    lo, hi = min(lo, float(g.min())), max(hi, float(g.max()))
+  return lo, hi
+
+
+def gcn_minmax(x: jax.Array, extremes: Range, value_range: Range) -> jax.Array:
+  """Global contrast normalisation, then the affine map that sends ``extremes`` (the training
+  data's, :func:`gcn_extremes`) to ``value_range``: the reference's ``[0, 1]`` for the normal
+  classes' training images; other images may fall outside."""
+  (lo, hi), (a, b) = extremes, _check_range(value_range)
+  g = global_contrast_normalize(x.astype(jnp.float32))
+  return a + (b - a) * (g - lo) / (hi - lo)

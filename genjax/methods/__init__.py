@@ -9,11 +9,12 @@ from genjax.methods.autoencoding import Autoencoding
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
 from genjax.methods.classification import Classification
+from genjax.methods.one_class import OneClass
 from genjax.methods.translation import Translation
 
 METHODS: dict[str, type[Method]] = {"autoencoding": Autoencoding, "adversarial": Adversarial,
                                      "classification": Classification,
-                                     "translation": Translation}
+                                     "translation": Translation, "one_class": OneClass}
 
 
 def get(name: str) -> type[Method]:

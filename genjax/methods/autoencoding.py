@@ -14,6 +14,7 @@ import numpy as np
 from genjax import data
 from genjax import errors
 from genjax import losses
+from genjax import models
 from genjax.errors import ConfigError
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
@@ -36,7 +37,9 @@ class Autoencoding(Method):
   def validate(cls, config) -> None:
     m = config.method
     vr = tuple(config.dataset.value_range)
-    errors.check_config_choice("method.likelihood", m.likelihood, LIKELIHOODS)
+    # a family whose decoder ends in a squashing function takes the likelihoods it fits only
+    errors.check_config_choice("method.likelihood", m.likelihood, getattr(
+        models.get(config.model.name), "LIKELIHOODS", LIKELIHOODS))
     if (m.likelihood == "bernoulli" or m.binarize) and vr != (0.0, 1.0):
       raise ConfigError("a Bernoulli likelihood or binarize=True needs pixels in [0, 1]: set "
                         "--config.dataset.value_range='(0., 1.)'")
@@ -110,6 +113,12 @@ class Autoencoding(Method):
     model = self.sampler_net(state)
     z = model.encode(x_in)
     return self.mean(model.decode(z[0] if isinstance(z, tuple) else z))
+
+  def anomaly_scores(self, state, images):
+    """The squared error of the clean images' reconstructions (Deep SVDD's autoencoder
+    baseline), per image."""
+    x = self.images(images)
+    return losses.squared_distance(self.reconstruct(state, x), x)
 
   def features(self, state, images):
     """The code of the clean images (a VAE's posterior mean)."""

@@ -9,6 +9,7 @@ set and gradients/metrics are averaged with ``parallel.pmean``; under jit that i
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -61,6 +62,9 @@ def make_schedule(opt, num_steps: int, learning_rate: float) -> optax.Schedule:
     main = optax.join_schedules(
         [optax.constant_schedule(learning_rate),
          optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - opt.hold_steps))], [hold])
+  elif opt.schedule == "step":  # torch's MultiStepLR with one milestone: 10x lower from hold_steps
+    main = optax.piecewise_constant_schedule(
+        learning_rate, {opt.hold_steps - opt.warmup_steps: 0.1})
   else:  # linear decay to 0 right after the warm-up
     main = optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - opt.warmup_steps))
   if opt.warmup_steps:
@@ -72,6 +76,8 @@ def make_schedule(opt, num_steps: int, learning_rate: float) -> optax.Schedule:
 def make_optimizer(opt, schedule: optax.Schedule) -> optax.GradientTransformation:
   if opt.name == "adam":
     tx = optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+    if opt.weight_decay:  # torch.optim.Adam's weight_decay: an L2 term in the gradient
+      tx = optax.chain(optax.add_decayed_weights(opt.weight_decay), tx)
   elif opt.name == "adamw":
     tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
   elif opt.name == "rmsprop":  # WGAN's optimizer; b2 is the squared-gradient decay
@@ -214,6 +220,14 @@ class Method:
     """The method's own initial state (``TrainState.extra``); none by default."""
     return {}
 
+  def prepare(self, state: TrainState, examples: dict[str, Any]) -> TrainState:
+    """A data-dependent start: ``state`` (initialised, with ``config.init.from_run``'s weights
+    where given) completed from the training ``examples``, once, when a run starts (never on
+    resume: what it sets belongs in the state). Nothing by default; Deep SVDD sets its
+    centre."""
+    del examples
+    return state
+
   def ema_decay(self, role: str) -> float:
     """Decay of the EMA kept of network ``role``'s parameters (0: none). By default only the
     sampling network's, with ``config.ema_decay``; methods override for others."""
@@ -264,10 +278,22 @@ class Method:
   # --- inputs -------------------------------------------------------------------------------
 
   def images(self, images_uint8: Array) -> Array:
-    """uint8 NHWC -> float32 in ``dataset.value_range`` at the model's size."""
+    """uint8 NHWC -> float32 in ``dataset.value_range`` at the model's size, normalised as
+    ``dataset.normalize`` says."""
     ds = self.config.dataset
-    return data.to_float(images_uint8, value_range=self.value_range,
-                         image_size=self.image_shape[:2], resize=ds.resize)
+    x = data.to_float(images_uint8, value_range=self.value_range,
+                      image_size=self.image_shape[:2], resize=ds.resize)
+    if ds.normalize == "gcn_l1":
+      x = data.gcn_minmax(x, self.gcn_extremes, self.value_range)
+    return x
+
+  @functools.cached_property
+  def gcn_extremes(self) -> tuple[float, float]:
+    """The training examples' extremes after global contrast normalisation (``gcn_l1``, at
+    the native size, where it is invariant to the value scaling): read from the data, on the
+    host, the first time a step or an evaluation is traced; a pure function of the dataset
+    and its classes, so that a resumed or restored run finds the same constants."""
+    return data.gcn_extremes(data.load_config(self.config.dataset)["image"])
 
   # --- interface ----------------------------------------------------------------------------
 
@@ -296,6 +322,14 @@ class Method:
     default."""
     del state, condition, generated
     return {}
+
+  def anomaly_scores(self, state: TrainState, images: Array) -> Array:
+    """Per-example anomaly scores ``[B]`` of uint8 NHWC ``images`` (higher: more anomalous),
+    ranked by the ``auroc`` evaluation (``config.eval.metrics``) against
+    ``config.dataset.classes``. Methods that score anomalies override this."""
+    del state, images
+    raise ConfigError(f"model {self.config.model.name!r} ({type(self).__name__}) gives no "
+                      f"anomaly scores for config.eval.metrics=auroc")
 
   def features(self, state: TrainState, images: Array) -> Array:
     """A learned representation of uint8 NHWC ``images`` (at the dataset's size), ``[B, F]``

@@ -12,7 +12,10 @@ from genjax import errors
 from genjax.errors import ConfigError
 
 EXTRACTORS = ("classifier", "inception")
-METRICS = ("fid", "kid", "is", "pr", "dc")
+# auroc: anomaly detection, the method's anomaly scores of the whole eval split ranked with
+# config.dataset.classes as the normal classes (no feature extractor)
+METRICS = ("fid", "kid", "is", "pr", "dc", "auroc")
+SAMPLE_METRICS = METRICS[:-1]  # the metrics of generated samples, on an extractor's features
 
 
 def defaults() -> dict[str, Any]:
@@ -20,7 +23,7 @@ def defaults() -> dict[str, Any]:
   return dict(
       every=0,  # evaluate every N steps and at the end (0 = only with genjax.cli.evaluate)
       on_stop=False,  # evaluate also when a stop signal ends the run (after it has saved)
-      metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc
+      metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc, auroc
       num_samples=2048,  # generated samples per evaluation
       num_real=10000,  # real examples (at most the split's size)
       split="test",
@@ -43,7 +46,9 @@ def parse_metrics(spec: str) -> list[str]:
 
 def validate(config) -> None:
   ec = config.eval
-  parse_metrics(ec.metrics)
+  if "auroc" in parse_metrics(ec.metrics) and not config.dataset.classes:
+    raise ConfigError("config.eval.metrics=auroc ranks the other classes against the normal "
+                      "ones: name them with --config.dataset.classes, e.g. '(3,)'")
   errors.check_config_choice("eval.extractor", ec.extractor, EXTRACTORS)
   for key in ("every", "num_samples", "num_real", "batch_size"):
     if ec[key] < (0 if key == "every" else 2):

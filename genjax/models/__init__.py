@@ -17,6 +17,8 @@ from genjax.models import classifier
 from genjax.models import cyclegan
 from genjax.models import dcgan
 from genjax.models import infogan
+from genjax.models import lenet
+from genjax.models import lenet_ae
 from genjax.models import pix2pix
 from genjax.models import sagan
 from genjax.models import sgan
@@ -28,7 +30,8 @@ from genjax.models import vae
 FAMILIES: dict[str, ModuleType] = {"ae": ae, "vae": vae, "dcgan": dcgan,
                                    "classifier": classifier, "sngan": sngan, "sagan": sagan,
                                    "cgan": cgan, "acgan": acgan, "infogan": infogan,
-                                   "sgan": sgan, "pix2pix": pix2pix, "cyclegan": cyclegan}
+                                   "sgan": sgan, "pix2pix": pix2pix, "cyclegan": cyclegan,
+                                   "deep_svdd": lenet, "lenet_ae": lenet_ae}
 
 # Arguments of build() supplied by the launcher rather than by config.model.
 _LAUNCHER_ARGS = ("rngs", "axis_name", "dtype", "input_shape")

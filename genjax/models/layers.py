@@ -321,12 +321,15 @@ class TorchBatchNorm(FusedBatchNorm):
   that normalises, ``n`` the global number of values per channel) and ``num_batches_tracked``
   counts the training-mode calls. Use it where PyTorch weight files must round-trip (the
   pix2pix/CycleGAN networks); :func:`BatchNorm` keeps Flax's biased running variance. The
-  unbiased update is on the fused path (every call without a mask or other axes)."""
+  unbiased update is on the fused path (every call without a mask or other axes). ``epsilon``
+  and ``affine`` are ``BatchNorm2d``'s ``eps`` and ``affine`` (False: no scale nor shift)."""
 
-  def __init__(self, num_features: int, *, axis_name: str | None = None,
-               dtype: Dtype | None = None, param_dtype: Dtype = jnp.float32,
-               scale_init: Callable = dcgan_scale_init, rngs: nnx.Rngs):
-    super().__init__(num_features, momentum=0.9, epsilon=1e-5, axis_name=axis_name, dtype=dtype,
+  def __init__(self, num_features: int, *, epsilon: float = 1e-5, affine: bool = True,
+               axis_name: str | None = None, dtype: Dtype | None = None,
+               param_dtype: Dtype = jnp.float32, scale_init: Callable = dcgan_scale_init,
+               rngs: nnx.Rngs):
+    super().__init__(num_features, momentum=0.9, epsilon=epsilon, use_scale=affine,
+                     use_bias=affine, axis_name=axis_name, dtype=dtype,
                      param_dtype=param_dtype, scale_init=scale_init, rngs=rngs)
     self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
