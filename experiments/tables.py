@@ -2,7 +2,9 @@
 
 Each table lives between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in RESULTS.md and
 is written from ``experiments/results/<run>/metrics.jsonl`` (the lines the training loop's
-evaluation appended, copied from the run's workdir), so a figure cannot drift from its run.
+evaluation appended, copied from the run's workdir) or, for the application experiments, from
+the JSON summary their script wrote (``experiments/results/<experiment>_<dataset>.json``), so a
+figure cannot drift from its run.
 
   python -m experiments.tables            # rewrite the tables in place
   python -m experiments.tables --check    # exit 1 if a table differs from its metrics files
@@ -83,6 +85,52 @@ TABLES = {
 }
 
 
+def _summary(name: str) -> dict:
+  path = RUNS / f"{name}.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{path} is missing: run the experiment's evaluate step")
+  return json.loads(path.read_text())
+
+
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+LEVEL_NAMES = {"gaussian": "Gaussian σ", "salt_pepper": "salt & pepper p"}
+
+
+def render_denoising() -> str:
+  """PSNR (dB) / SSIM per (dataset, noise, level) and method; the best PSNR of a row in bold."""
+  out = []
+  for dataset in ("mnist", "fashion_mnist"):
+    summary = _summary(f"denoising_{dataset}")
+    methods = list(summary["rows"][0]["methods"])
+    if not out:
+      out += ["| dataset | noise | " + " | ".join(methods) + " |",
+              "|" + "---|" * (len(methods) + 2)]
+    for row in summary["rows"]:
+      scores = row["methods"]
+      best = max((m for m in methods if m != "noisy input"), key=lambda m: scores[m]["psnr"])
+      cells = [f"{scores[m]['psnr']:.2f} / {scores[m]['ssim']:.3f}" for m in methods]
+      cells = [f"**{c}**" if m == best else c for m, c in zip(methods, cells)]
+      out.append(f"| {DATASET_NAMES[dataset]} | {LEVEL_NAMES[row['kind']]} = {row['level']:g} | "
+                 + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
+def render_feature_learning() -> str:
+  """Linear-probe test accuracy per representation and dataset."""
+  summaries = {d: _summary(f"feature_learning_{d}") for d in ("mnist", "fashion_mnist")}
+  head = ["representation", "features"]
+  for d in summaries:
+    head += [f"{DATASET_NAMES[d]} test accuracy", f"{DATASET_NAMES[d]} C"]
+  out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  by_label = [{r["representation"]: r for r in s["rows"]} for s in summaries.values()]
+  for label in by_label[0]:
+    cells = [label, str(by_label[0][label]["dim"])]
+    for rows in by_label:
+      cells += [f"{rows[label]['test_accuracy']:.2%}", f"{rows[label]['C']:g}"]
+    out.append("| " + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
 def last_eval(run: str) -> dict:
   """The last evaluation line of a committed run."""
   path = RUNS / run / "metrics.jsonl"
@@ -126,12 +174,17 @@ def render(table: Table) -> str:
   return "\n".join(out)
 
 
+SUMMARY_TABLES = {"denoising": render_denoising, "feature_learning": render_feature_learning}
+
+
 def regenerate(text: str) -> str:
-  for name, table in TABLES.items():
+  rendered = {**{name: (lambda t=table: render(t)) for name, table in TABLES.items()},
+              **SUMMARY_TABLES}
+  for name, make in rendered.items():
     pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
     if not pattern.search(text):
       raise ValueError(f"RESULTS.md has no <!-- table:{name} --> ... <!-- /table:{name} --> block")
-    text = pattern.sub(lambda m, t=table: m.group(1) + render(t) + "\n" + m.group(2), text)
+    text = pattern.sub(lambda m, t=make: m.group(1) + t() + "\n" + m.group(2), text)
   return text
 
 

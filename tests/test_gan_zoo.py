@@ -98,7 +98,7 @@ def _reference_dcgan_step(method, state, batch):
 
   def d_objective(params):
     d = method.net("discriminator", params, state.buffers["discriminator"])
-    return d_loss_fn(d(real), d(fake)), method.buffers_of(d)
+    return d_loss_fn(d(real)["logit"], d(fake)["logit"]), method.buffers_of(d)
 
   (d_loss, d_buffers), d_grads = jax.value_and_grad(d_objective, has_aux=True)(
       state.params["discriminator"])
@@ -106,7 +106,7 @@ def _reference_dcgan_step(method, state, batch):
 
   def g_objective(fake_images):
     d = method.net("discriminator", d_params, d_buffers)
-    return g_loss_fn(d(fake_images)), method.buffers_of(d)
+    return g_loss_fn(d(fake_images)["logit"]), method.buffers_of(d)
 
   (g_loss, d_buffers), fake_grads = jax.value_and_grad(g_objective, has_aux=True)(fake)
   (g_grads,) = g_vjp(fake_grads)
@@ -404,7 +404,8 @@ def test_dcgan_critic_without_norm_has_biases():
     conv.bias[...] = 0.1 * jnp.ones_like(conv.bias[...])
   x = jax.random.normal(jax.random.key(0), (4, 32, 32, 1))
   d = nets["discriminator"]
-  assert not np.allclose(100 * np.asarray(d(0.01 * x)), np.asarray(d(x)), rtol=1e-2, atol=1e-4)
+  assert not np.allclose(100 * np.asarray(d(0.01 * x)["logit"]), np.asarray(d(x)["logit"]),
+                     rtol=1e-2, atol=1e-4)
   g = nets["generator"].body
   assert all(conv.bias is None for conv, _ in g.blocks)
   assert all(isinstance(norm, nnx.BatchNorm) for _, norm in g.blocks)

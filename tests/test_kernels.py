@@ -166,7 +166,7 @@ def _dcgan_loss_and_grads(backend):
   def loss(gs, ds):
     d = nnx.merge(ddef, ds)
     fake = nnx.merge(gdef, gs)(z)
-    return jnp.sum(d(fake) ** 2) + jnp.sum(d(real)), fake
+    return jnp.sum(d(fake)["logit"] ** 2) + jnp.sum(d(real)["logit"]), fake
   fn = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))
   return fn(gstate, dstate), fn.lower(gstate, dstate).as_text()
 

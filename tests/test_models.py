@@ -26,7 +26,9 @@ def test_output_shapes(family, shape):
   x = jnp.zeros((2, *shape))
   if family == "dcgan":
     assert jax.eval_shape(lambda: build()["generator"](jnp.zeros((2, 100)))).shape == (2, *shape)
-    assert jax.eval_shape(lambda: build()["discriminator"](x)).shape == (2,)
+    out = jax.eval_shape(lambda: build()["discriminator"](x))
+    assert out["logit"].shape == (2,)
+    assert out["features"].shape == (2, 4 * 4 * 64 * 2 ** (len(build()["discriminator"].body.blocks)))
   elif models.get(family).METHOD == "adversarial":  # the GAN zoo
     kw = models.defaults(family)
     z = jnp.zeros((2, kw["latent_dim"] + kw.get("num_categorical", 0) +
@@ -128,7 +130,7 @@ def test_dcgan64_matches_pytorch_examples_with_the_same_weights():
   fake = nnx.jit(lambda g, z: g(z))(nets["generator"], jnp.asarray(z))
   t_fake = tg(torch.from_numpy(z)[:, :, None, None])
   np.testing.assert_allclose(fake, t_fake.detach().numpy().transpose(0, 2, 3, 1), atol=2e-5)
-  logits = nnx.jit(lambda d, x: d(x))(nets["discriminator"], fake)
+  logits = nnx.jit(lambda d, x: d(x)["logit"])(nets["discriminator"], fake)
   t_logits = td(t_fake).reshape(-1)
   np.testing.assert_allclose(logits, t_logits.detach().numpy(), rtol=1e-4, atol=1e-4)
   # Running statistics after that one update (PyTorch uses the unbiased variance; Flax the biased

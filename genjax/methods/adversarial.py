@@ -190,6 +190,17 @@ class Adversarial(Method):
     out = d(x, **kwargs)
     return dict(out) if self.d_spec.returns else {"logit": out}
 
+  def features(self, state, images):
+    """The discriminator's last features (inference mode: BatchNorm's running statistics)."""
+    name = self.config.model.name
+    if "features" not in self.d_spec.returns or self.d_spec.takes:
+      raise ConfigError(f"model {name!r}'s discriminator does not give features of an image "
+                        f"alone (it returns {', '.join(self.d_spec.returns) or 'a logit'} and "
+                        f"takes {', '.join(self.d_spec.takes) or 'nothing else'})")
+    d = self.net("discriminator", state.params["discriminator"],
+                 state.buffers["discriminator"], train=False)
+    return self.call_d(d, self.images(images), None, None)["features"].astype(jnp.float32)
+
   def labelled_batch(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
     """``n`` examples drawn from the labelled subset (without replacement while they last)."""
     subset = self._labelled_subset()

@@ -104,12 +104,23 @@ class Autoencoding(Method):
       return condition["image"]
     return jax.random.normal(rng, (n, self.config.model.latent_dim))
 
-  def eval_generate(self, state, inputs):
+  def reconstruct(self, state, x_in: jax.Array) -> jax.Array:
+    """The sampling network's reconstruction of encoder inputs ``x_in`` (a denoising
+    autoencoder's denoised images; a VAE decodes its posterior mean), as images."""
     model = self.sampler_net(state)
+    z = model.encode(x_in)
+    return self.mean(model.decode(z[0] if isinstance(z, tuple) else z))
+
+  def features(self, state, images):
+    """The code of the clean images (a VAE's posterior mean)."""
+    z = self.sampler_net(state).encode(self.images(images))
+    return (z[0] if isinstance(z, tuple) else z).astype(jnp.float32)
+
+  def eval_generate(self, state, inputs):
     if self.EVAL_CONDITION:
       _, x_in = self.inputs(inputs, jax.random.PRNGKey(0))
-      return self.mean(model.decode(model.encode(x_in)))
-    return self.mean(model.decode(inputs))
+      return self.reconstruct(state, x_in)
+    return self.mean(self.sampler_net(state).decode(inputs))
 
   def sample_grids(self, state, examples, rng):
     images = examples["image"]

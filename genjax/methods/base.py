@@ -297,6 +297,14 @@ class Method:
     del state, condition, generated
     return {}
 
+  def features(self, state: TrainState, images: Array) -> Array:
+    """A learned representation of uint8 NHWC ``images`` (at the dataset's size), ``[B, F]``
+    float32, for linear probes (experiments/feature_learning.py): what an encoder codes, or a
+    discriminator's last features. Methods that learn one override this."""
+    del state, images
+    raise ConfigError(f"model {self.config.model.name!r} ({type(self).__name__}) has no feature "
+                      f"extractor for linear probes")
+
   def sample_grids(self, state: TrainState, examples: dict[str, Array],
                    rng: Array) -> dict[str, Array]:
     """Named image grids ``[rows, cols, H, W, C]`` in ``value_range`` for PNGs and TensorBoard.

@@ -33,16 +33,19 @@ class Generator(nnx.Module):
 
 
 class Discriminator(nnx.Module):
-  """image (B, S, S, C) -> real/fake logit (B,). The sigmoid lives in the loss."""
+  """image (B, S, S, C) -> ``{"logit": (B,), "features": (B, 16 * 2^(n-1) ndf)}``: the
+  real/fake logit (the sigmoid lives in the loss) and the last 4x4 feature map, flattened (for
+  feature matching and linear probes)."""
 
   def __init__(self, channels: int, image_size: int, width: int, *, norm: str = "batch",
                axis_name=None, dtype=None, rngs: nnx.Rngs):
-    self.spec = Spec()
+    self.spec = Spec(returns=("logit", "features"))
     self.body = layers.ConvEncoder(channels, 1, image_size, width, norm=norm,
                                    axis_name=axis_name, dtype=dtype, rngs=rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return self.body(x)[:, 0]
+  def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+    h = self.body.body(x)
+    return {"logit": self.body.out(h)[:, 0, 0, 0], "features": h.reshape(h.shape[0], -1)}
 
 
 def build(image_shape: tuple[int, int, int], *, rngs: nnx.Rngs, axis_name=None, dtype=None,

@@ -473,11 +473,15 @@ class ConvEncoder(nnx.Module):
       c *= 2
     self.out = Conv(c, out_features, 4, 1, 0, use_bias=out_bias, dtype=dtype, rngs=rngs)
 
-  def __call__(self, x: Array) -> Array:
+  def body(self, x: Array) -> Array:
+    """The last 4x4 feature map, (B, 4, 4, w*2^(n-1)), before the output conv."""
     x = nnx.leaky_relu(self.first(x), 0.2)
     for conv, norm in self.blocks:
       x = nnx.leaky_relu(norm(conv(x)), 0.2)
-    return self.out(x).reshape(x.shape[0], -1)
+    return x
+
+  def __call__(self, x: Array) -> Array:
+    return self.out(self.body(x)).reshape(x.shape[0], -1)
 
 
 # --- GAN zoo blocks: spectral normalisation, self-attention, conditioning ----------------------

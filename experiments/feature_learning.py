@@ -1,0 +1,132 @@
+r"""Feature learning (issue 17 §4): linear-probe test accuracy on frozen features.
+
+Representations, per dataset (MNIST, Fashion-MNIST):
+  * raw pixels (the baseline);
+  * the codes of the AE, the DAE (Gaussian noise, std 0.3) and the VAE (posterior mean), each the
+    committed config;
+  * the discriminators' last 4x4 feature maps, flattened, of DCGAN and SNGAN (committed configs;
+    BatchNorm in inference mode).
+The probe is multinomial logistic regression (:func:`genjax.metrics.probe.fit_logistic`,
+scikit-learn's objective, full-batch L-BFGS) on standardised features,
+trained on the first 50000 training images; its L2 strength ``C`` is chosen on the last 10000
+(the validation split), and the chosen probe is scored once on the 10000 test images.
+
+  python -m experiments.feature_learning train --root=RUNS     # trains (or resumes) the runs
+  python -m experiments.feature_learning evaluate --root=RUNS  # -> experiments/results/feature_learning_<dataset>.json
+
+``RUNS`` may be the root experiments/denoising.py trained into: the DAE is its Gaussian 0.3 run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from experiments import sweep
+
+HERE = pathlib.Path(__file__).resolve().parent
+DATASETS = ("mnist", "fashion_mnist")
+NUM_TRAIN = 50000  # the probe's training images; the rest of the training split validates C
+C_GRID = (0.01, 0.1, 1.0)
+
+
+def representations(dataset: str) -> list[tuple[str, str | None, str, tuple[str, ...]]]:
+  """(label, run name or None for pixels, config, overrides) of ``dataset``'s rows."""
+  dae = ("--config.method.corruption=gaussian", "--config.method.corruption_level=0.3")
+  return [("raw pixels", None, "", ()),
+          ("AE code", f"ae_{dataset}", f"ae_{dataset}", ()),
+          ("DAE code (Gaussian 0.3)", f"dae_{dataset}_gaussian_0.3", f"dae_{dataset}", dae),
+          ("VAE posterior mean", f"vae_{dataset}", f"vae_{dataset}", ()),
+          ("DCGAN discriminator", f"dcgan_{dataset}", f"dcgan_{dataset}", ()),
+          ("SNGAN discriminator", f"sngan_{dataset}", f"sngan_{dataset}", ())]
+
+
+def train(root: pathlib.Path, datasets) -> None:
+  for dataset in datasets:
+    for _, run, config, overrides in representations(dataset):
+      if run is not None:
+        sweep.train(root, run, config, overrides)
+
+
+def _split(dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  from genjax import data  # pylint: disable=g-import-not-at-top
+  examples = data.load(dataset, split)
+  return np.asarray(examples["image"]), np.asarray(examples["label"])
+
+
+def _features(workdir: pathlib.Path | None, images: np.ndarray,
+              batch: int = 1000) -> tuple[np.ndarray, int | None]:
+  """``[N, F]`` features of uint8 ``images`` from the run in ``workdir`` (None: the pixels in
+  [0, 1]), and the run's step."""
+  if workdir is None:
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0, None
+  import jax  # pylint: disable=g-import-not-at-top
+  from genjax import runs  # pylint: disable=g-import-not-at-top
+  method, state, _ = runs.restore_run(workdir)
+  features = jax.jit(method.features)
+  return np.concatenate([np.asarray(features(state, images[i:i + batch]))
+                         for i in range(0, len(images), batch)]), int(state.step)
+
+
+def probe(train_x, train_y, val_x, val_y, test_x, test_y, c_grid=C_GRID) -> dict:
+  """The linear probe: standardise on the training features, fit one logistic regression per
+  ``C`` (each warm-started from the previous), keep the best on validation, score it on test."""
+  from genjax.metrics import probe as probe_lib  # pylint: disable=g-import-not-at-top
+  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+  train_x, val_x, test_x = ((x - mean) / std for x in (train_x, val_x, test_x))
+  fits, fit = {}, None
+  for c in sorted(c_grid):
+    fit = probe_lib.fit_logistic(train_x, train_y, num_classes=10, C=c, init=fit)
+    fits[c] = (fit.accuracy(val_x, val_y), fit)
+  best = max(fits, key=lambda c: fits[c][0])
+  return {"test_accuracy": fits[best][1].accuracy(test_x, test_y), "C": best,
+          "iterations": int(fits[best][1].iterations),
+          "validation_accuracy": {str(c): acc for c, (acc, _) in fits.items()}}
+
+
+def evaluate_dataset(root: pathlib.Path, dataset: str) -> dict:
+  train_images, train_labels = _split(dataset, "train")
+  test_images, test_labels = _split(dataset, "test")
+  rows = []
+  for label, run, config, overrides in representations(dataset):
+    workdir = None if run is None else root / run
+    feats, step = _features(workdir, train_images)
+    test_feats, _ = _features(workdir, test_images)
+    result = probe(feats[:NUM_TRAIN], train_labels[:NUM_TRAIN], feats[NUM_TRAIN:],
+                   train_labels[NUM_TRAIN:], test_feats, test_labels)
+    rows.append({"representation": label, "run": run, "step": step, "dim": int(feats.shape[1]),
+                 **result,
+                 "command": sweep.command(config, "RUNS/" + run, overrides) if run else None})
+    print(json.dumps(rows[-1]), flush=True)
+  return {"dataset": dataset, "num_train": NUM_TRAIN,
+          "num_validation": int(len(train_labels) - NUM_TRAIN),
+          "num_test": int(len(test_labels)), "C_grid": list(C_GRID),
+          "commands": ["python -m experiments.feature_learning train --root=RUNS",
+                       "python -m experiments.feature_learning evaluate --root=RUNS"],
+          "rows": rows}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("action", choices=("train", "evaluate"))
+  parser.add_argument("--root", required=True, help="directory holding one workdir per run")
+  parser.add_argument("--datasets", default=",".join(DATASETS))
+  args = parser.parse_args(argv)
+  root = pathlib.Path(args.root)
+  for dataset in args.datasets.split(","):
+    if args.action == "train":
+      train(root, [dataset])
+    else:
+      summary = evaluate_dataset(root, dataset)
+      path = HERE / "results" / f"feature_learning_{dataset}.json"
+      path.write_text(json.dumps(summary, indent=1) + "\n")
+      print(f"wrote {path}", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
