@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-TRAIN = "genjax.main"  # the training command's module
+TRAIN = "genjax.cli.train"  # the training command's module
 
 
 def command(config: str, workdir: str, overrides: tuple[str, ...] = ()) -> str:
