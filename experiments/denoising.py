@@ -18,7 +18,6 @@ Both steps can be stopped and rerun: training resumes each run from its newest c
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -28,7 +27,6 @@ import numpy as np
 from experiments import sweep
 
 HERE = pathlib.Path(__file__).resolve().parent
-DATASETS = ("mnist", "fashion_mnist")
 LEVELS = {"gaussian": (0.1, 0.2, 0.3, 0.5), "salt_pepper": (0.05, 0.1, 0.2, 0.4)}
 NUM_IMAGES = 1000  # test images scored per (kind, level): the first of the test split
 NUM_TUNING = 200  # training images on which each classical peer's parameter is chosen
@@ -47,10 +45,9 @@ def overrides(kind: str, level: float | str) -> tuple[str, ...]:
   return (f"--config.method.corruption={kind}", f"--config.method.corruption_level={level}")
 
 
-def train(root: pathlib.Path, datasets) -> None:
-  for dataset in datasets:
-    for kind, level, name in runs(dataset):
-      sweep.train(root, name, f"dae_{dataset}", overrides(kind, level))
+def train(root: pathlib.Path, dataset: str) -> None:
+  for kind, level, name in runs(dataset):
+    sweep.train(root, name, f"dae_{dataset}", overrides(kind, level))
 
 
 def _peers():
@@ -153,28 +150,10 @@ def evaluate_dataset(root: pathlib.Path, dataset: str, png: pathlib.Path, *,
   }
 
 
-def evaluate(root: pathlib.Path, datasets) -> None:
-  for dataset in datasets:
-    summary = evaluate_dataset(root, dataset, HERE / "samples" / f"denoising_{dataset}.png")
-    path = HERE / "results" / f"denoising_{dataset}.json"
-    path.write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"wrote {path}", flush=True)
-
-
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("action", choices=("train", "evaluate"))
-  parser.add_argument("--root", required=True, help="directory holding one workdir per run")
-  parser.add_argument("--datasets", default=",".join(DATASETS))
-  args = parser.parse_args(argv)
-  root = pathlib.Path(args.root)
-  root.mkdir(parents=True, exist_ok=True)
-  datasets = args.datasets.split(",")
-  if args.action == "train":
-    train(root, datasets)
-  else:
-    evaluate(root, datasets)
-  return 0
+  return sweep.main(argv, doc=__doc__, experiment="denoising", train_dataset=train,
+                    evaluate_dataset=lambda root, dataset: evaluate_dataset(
+                        root, dataset, HERE / "samples" / f"denoising_{dataset}.png"))
 
 
 if __name__ == "__main__":

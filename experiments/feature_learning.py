@@ -19,7 +19,6 @@ trained on the first 50000 training images; its L2 strength ``C`` is chosen on t
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -28,8 +27,6 @@ import numpy as np
 
 from experiments import sweep
 
-HERE = pathlib.Path(__file__).resolve().parent
-DATASETS = ("mnist", "fashion_mnist")
 NUM_TRAIN = 50000  # the probe's training images; the rest of the training split validates C
 C_GRID = (0.01, 0.1, 1.0)
 
@@ -45,11 +42,10 @@ def representations(dataset: str) -> list[tuple[str, str | None, str, tuple[str,
           ("SNGAN discriminator", f"sngan_{dataset}", f"sngan_{dataset}", ())]
 
 
-def train(root: pathlib.Path, datasets) -> None:
-  for dataset in datasets:
-    for _, run, config, overrides in representations(dataset):
-      if run is not None:
-        sweep.train(root, run, config, overrides)
+def train(root: pathlib.Path, dataset: str) -> None:
+  for _, run, config, overrides in representations(dataset):
+    if run is not None:
+      sweep.train(root, run, config, overrides)
 
 
 def _split(dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -111,21 +107,8 @@ def evaluate_dataset(root: pathlib.Path, dataset: str) -> dict:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("action", choices=("train", "evaluate"))
-  parser.add_argument("--root", required=True, help="directory holding one workdir per run")
-  parser.add_argument("--datasets", default=",".join(DATASETS))
-  args = parser.parse_args(argv)
-  root = pathlib.Path(args.root)
-  for dataset in args.datasets.split(","):
-    if args.action == "train":
-      train(root, [dataset])
-    else:
-      summary = evaluate_dataset(root, dataset)
-      path = HERE / "results" / f"feature_learning_{dataset}.json"
-      path.write_text(json.dumps(summary, indent=1) + "\n")
-      print(f"wrote {path}", flush=True)
-  return 0
+  return sweep.main(argv, doc=__doc__, experiment="feature_learning", train_dataset=train,
+                    evaluate_dataset=evaluate_dataset)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,26 @@
-"""Runs an experiment's training runs one after another, each resumed where it stopped.
+"""What the application experiments share: their training runs, trained one after another and
+each resumed where it stopped, and their command line.
 
 The experiment scripts (experiments/denoising.py, experiments/feature_learning.py) name their
-runs and configs; this trains each with the one training command, in ``root/<run>``, its console
-output appended to ``root/<run>.log``. A stopped sweep picks up where it stopped: a finished run
-only restores its last checkpoint and returns, an unfinished one resumes exactly.
+runs and configs; :func:`train` trains each with the one training command, in ``root/<run>``,
+its console output appended to ``root/<run>.log``. A stopped sweep picks up where it stopped: a
+finished run only restores its last checkpoint and returns, an unfinished one resumes exactly.
+:func:`main` is their ``train`` / ``evaluate`` command line; ``evaluate`` writes the summary
+``experiments/results/<experiment>_<dataset>.json`` that experiments/tables.py renders.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import pathlib
 import subprocess
 import sys
+from typing import Callable
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = REPO / "experiments" / "results"
+DATASETS = ("mnist", "fashion_mnist")
 TRAIN = "genjax.cli.train"  # the training command's module
 
 
@@ -30,3 +38,22 @@ def train(root: pathlib.Path, run: str, config: str, overrides: tuple[str, ...] 
     subprocess.run([sys.executable, "-m", TRAIN, f"--config=experiments/configs/{config}.py",
                     f"--workdir={root / run}", *overrides], cwd=REPO, stdout=log,
                    stderr=subprocess.STDOUT, check=True)
+
+
+def main(argv, *, doc: str, experiment: str, train_dataset: Callable[[pathlib.Path, str], None],
+         evaluate_dataset: Callable[[pathlib.Path, str], dict]) -> int:
+  """``python -m experiments.<experiment> train|evaluate --root=RUNS [--datasets=...]``."""
+  parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+  parser.add_argument("action", choices=("train", "evaluate"))
+  parser.add_argument("--root", required=True, help="directory holding one workdir per run")
+  parser.add_argument("--datasets", default=",".join(DATASETS))
+  args = parser.parse_args(argv)
+  root = pathlib.Path(args.root)
+  for dataset in args.datasets.split(","):
+    if args.action == "train":
+      train_dataset(root, dataset)
+    else:
+      path = RESULTS / f"{experiment}_{dataset}.json"
+      path.write_text(json.dumps(evaluate_dataset(root, dataset), indent=1) + "\n")
+      print(f"wrote {path}", flush=True)
+  return 0

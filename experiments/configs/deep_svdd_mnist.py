@@ -14,32 +14,13 @@ starts from random weights (the paper's ablation). Soft-boundary Deep SVDD:
       --workdir=runs/deep_svdd_mnist_3
 """
 
-from experiments.configs import lenet_ae_mnist
-from genjax.config import base_config
-
-STEPS_PER_EPOCH = lenet_ae_mnist.STEPS_PER_EPOCH
+from experiments.configs._one_class import one_class_config
+from experiments.configs._one_class import STEPS_PER_EPOCH
 
 
 def get_config():
-  c = base_config("deep_svdd")
-  c.dataset.name = "mnist"
-  c.dataset.value_range = (0.0, 1.0)
-  c.dataset.classes = (0,)  # the normal class: --config.dataset.classes='(k,)'
-  c.dataset.normalize = "gcn_l1"  # GCN (l1), min-max scaled to [0, 1] by the class's extremes
+  c = one_class_config("deep_svdd", weight_decay=1e-6, eval_every=500)
   c.method.objective = "one-class"
   c.method.nu = 0.1
   c.method.radius_warmup_steps = 10 * STEPS_PER_EPOCH  # soft boundary only
-  c.batch_size = 200
-  c.num_steps = 150 * STEPS_PER_EPOCH
-  c.optimizer.learning_rate = 1e-4
-  c.optimizer.b1 = 0.9  # torch.optim.Adam's defaults
-  c.optimizer.weight_decay = 1e-6
-  c.optimizer.schedule = "step"
-  c.optimizer.hold_steps = 50 * STEPS_PER_EPOCH
-  c.log_every = 100
-  c.sample_every = 1500
-  c.checkpoint_every = 500
-  c.keep_checkpoints = 1
-  c.eval.every = 500
-  c.eval.metrics = "auroc"
   return c

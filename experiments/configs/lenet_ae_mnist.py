@@ -11,30 +11,12 @@ on the whole test split is the paper's autoencoder baseline; its encoder starts 
       --config.dataset.classes='(3,)' --workdir=runs/lenet_ae_mnist_3
 """
 
-from genjax.config import base_config
-
-STEPS_PER_EPOCH = 30  # one class of ~6,000 images in batches of 200
+from experiments.configs._one_class import one_class_config
 
 
 def get_config():
-  c = base_config("lenet_ae")
-  c.dataset.name = "mnist"
-  c.dataset.value_range = (0.0, 1.0)
-  c.dataset.classes = (0,)  # the normal class: --config.dataset.classes='(k,)'
-  c.dataset.normalize = "gcn_l1"  # GCN (l1), min-max scaled to [0, 1] by the class's extremes
+  c = one_class_config("lenet_ae", weight_decay=0.5e-3, eval_every=1500)
   c.method.likelihood = "gaussian"
   c.method.sigma = 0.5 ** 0.5  # -log-likelihood = sum of squared errors + const
-  c.batch_size = 200
-  c.num_steps = 150 * STEPS_PER_EPOCH
-  c.optimizer.learning_rate = 1e-4
-  c.optimizer.b1 = 0.9  # torch.optim.Adam's defaults
-  c.optimizer.weight_decay = 0.5e-3
-  c.optimizer.schedule = "step"
-  c.optimizer.hold_steps = 50 * STEPS_PER_EPOCH
-  c.log_every = 100
-  c.sample_every = 1500
-  c.checkpoint_every = 500
-  c.keep_checkpoints = 1
-  c.eval.every = 1500
-  c.eval.metrics = "auroc"  # reconstruction error, the whole test split, the class as normal
+  # eval.metrics=auroc: the reconstruction error, the whole test split, the class as normal
   return c
