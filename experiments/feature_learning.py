@@ -90,13 +90,17 @@ def evaluate_dataset(root: pathlib.Path, dataset: str) -> dict:
   rows = []
   for label, run, config, overrides in representations(dataset):
     workdir = None if run is None else root / run
+    command = sweep.command(config, "RUNS/" + run, overrides) if run else None
+    if workdir is not None and not (workdir / "checkpoints").is_dir():
+      print(f"{label}: {workdir} is not trained yet; its row says so", flush=True)
+      rows.append({"representation": label, "run": run, "missing": True, "command": command})
+      continue
     feats, step = _features(workdir, train_images)
     test_feats, _ = _features(workdir, test_images)
     result = probe(feats[:NUM_TRAIN], train_labels[:NUM_TRAIN], feats[NUM_TRAIN:],
                    train_labels[NUM_TRAIN:], test_feats, test_labels)
     rows.append({"representation": label, "run": run, "step": step, "dim": int(feats.shape[1]),
-                 **result,
-                 "command": sweep.command(config, "RUNS/" + run, overrides) if run else None})
+                 **result, "command": command})
     print(json.dumps(rows[-1]), flush=True)
   return {"dataset": dataset, "num_train": NUM_TRAIN,
           "num_validation": int(len(train_labels) - NUM_TRAIN),

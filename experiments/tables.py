@@ -124,9 +124,12 @@ def render_feature_learning() -> str:
   out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   by_label = [{r["representation"]: r for r in s["rows"]} for s in summaries.values()]
   for label in by_label[0]:
-    cells = [label, str(by_label[0][label]["dim"])]
+    dims = {str(rows[label]["dim"]) for rows in by_label if "dim" in rows[label]}
+    cells = [label, "/".join(sorted(dims))]
     for rows in by_label:
-      cells += [f"{rows[label]['test_accuracy']:.2%}", f"{rows[label]['C']:g}"]
+      row = rows[label]
+      cells += (["not trained yet", "–"] if row.get("missing") else
+                [f"{row['test_accuracy']:.2%}", f"{row['C']:g}"])
     out.append("| " + " | ".join(cells) + " |")
   return "\n".join(out)
 

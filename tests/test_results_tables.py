@@ -44,3 +44,31 @@ def test_a_seeded_row_is_the_mean_and_sample_std_of_its_runs(tmp_path, monkeypat
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
   # mean 7/3, sample std sqrt(7/3) = 1.5275
   assert "| 2.33 ± 1.53 |" in tables.render(table)
+
+
+def _write(path, summary):
+  path.write_text(json.dumps(summary))
+
+
+def test_the_application_tables_render_their_summaries(tmp_path, monkeypatch):
+  monkeypatch.setattr(tables, "RUNS", tmp_path)
+  scores = lambda a, b: {"psnr": a, "ssim": b}  # pylint: disable=unnecessary-lambda-assignment
+  for dataset in ("mnist", "fashion_mnist"):
+    _write(tmp_path / f"denoising_{dataset}.json", {"rows": [
+        {"kind": "gaussian", "level": 0.3, "methods": {
+            "noisy input": scores(30.0, 0.5), "DAE": scores(20.0, 0.9),
+            "median": {**scores(21.5, 0.7), "param": 3}}}]})
+    _write(tmp_path / f"feature_learning_{dataset}.json", {"rows": [
+        {"representation": "raw pixels", "dim": 784, "test_accuracy": 0.9254, "C": 0.1},
+        {"representation": "DCGAN discriminator", "missing": True} if dataset != "mnist" else
+        {"representation": "DCGAN discriminator", "dim": 4096, "test_accuracy": 0.99, "C": 1.0}]})
+  denoising = tables.render_denoising().splitlines()
+  assert denoising[0] == "| dataset | noise | noisy input | DAE | median |"
+  # the best PSNR among the denoisers is bold, never the noisy input's
+  assert denoising[2] == "| MNIST | Gaussian σ = 0.3 | 30.00 / 0.500 | 20.00 / 0.900 | **21.50 / 0.700** |"
+  features = tables.render_feature_learning().splitlines()
+  assert features[2] == "| raw pixels | 784 | 92.54% | 0.1 | 92.54% | 0.1 |"
+  assert features[3] == "| DCGAN discriminator | 4096 | 99.00% | 1 | not trained yet | – |"
+  (tmp_path / "denoising_fashion_mnist.json").unlink()
+  with pytest.raises(FileNotFoundError, match="denoising_fashion_mnist.json is missing"):
+    tables.render_denoising()
