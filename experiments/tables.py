@@ -81,7 +81,11 @@ TABLES = {
                   " --config.num_steps=5000 --config.conv_backend=xla", grids=("samples",)),
               Row("AC-GAN, MNIST, default kernels, 3 seeds", "acgan_mnist_s{seed}",
                   "acgan_mnist", " --config.num_steps=5000", grids=("samples",),
-                  seeds=(0, 1, 2)))),
+                  seeds=(0, 1, 2)),
+              Row("DCGAN (pytorch/examples widths), MNIST, default kernels, seed 0",
+                  "dcgan_mnist_s0", "dcgan_mnist", grids=("samples",)),
+              Row("SNGAN (hinge), MNIST, default kernels, seed 0", "sngan_mnist_s0",
+                  "sngan_mnist", grids=("samples",)))),
 }
 
 
