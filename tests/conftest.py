@@ -39,6 +39,12 @@ def tiny_config(family: str, **overrides):
   else:
     c.model.ngf = c.model.ndf = 8
     c.model.latent_dim = 16
+  return tiny_run(c, **overrides)
+
+
+def tiny_run(c, **overrides):
+  """``c`` as a run of a few steps of 16 examples (saving, sampling and logging in them),
+  with ``overrides`` applied."""
   c.batch_size = 16
   c.num_steps = 4
   c.log_every = 2

@@ -31,6 +31,7 @@ from genjax.models import lenet
 from genjax.models import lenet_ae
 from tests.conftest import REPO
 from tests.conftest import apply_overrides
+from tests.conftest import tiny_run
 
 
 def tiny(family: str, **overrides):
@@ -44,14 +45,7 @@ def tiny(family: str, **overrides):
     c.method.sigma = 0.5 ** 0.5
   c.optimizer.b1 = 0.9
   c.optimizer.weight_decay = 1e-6
-  c.batch_size = 16
-  c.num_steps = 4
-  c.log_every = 2
-  c.sample_every = 4
-  c.checkpoint_every = 2
-  c.num_samples = 16
-  c.compilation_cache_dir = ""
-  return apply_overrides(c, overrides)
+  return tiny_run(c, **overrides)
 
 
 # --- the reference's networks (lukasruff/Deep-SVDD-PyTorch, src/networks/mnist_LeNet.py) -------

@@ -16,6 +16,7 @@ from genjax import errors
 from genjax import losses
 from genjax import models
 from genjax.errors import ConfigError
+from genjax.methods.base import grid_shape
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
 
@@ -137,8 +138,7 @@ class Autoencoding(Method):
     prior_key, noise_key = jax.random.split(rng)
     x, x_in = self.inputs(images, noise_key)
     n = x.shape[0]
-    cols = int(np.sqrt(n)) if n >= 4 else n
-    rows = max(1, n // cols)
+    rows, cols = grid_shape(n)
     n = rows * cols
     x, x_in = x[:n], x_in[:n]
     z = model.encode(x_in)

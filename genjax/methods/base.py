@@ -106,6 +106,12 @@ class FrozenSlot:
   build: Callable[[Any], nnx.Module] | None = None
 
 
+def grid_shape(n: int) -> tuple[int, int]:
+  """``(rows, cols)`` of a near-square sample grid of at most ``n`` images (one row below 4)."""
+  cols = int(n ** 0.5) if n >= 4 else n
+  return max(1, n // cols), cols
+
+
 def inference(module: nnx.Module) -> nnx.Module:
   """A view of ``module`` in inference mode: BatchNorm normalises with its running statistics and
   spectral normalisation uses its stored power-iteration vector (no-op without either)."""

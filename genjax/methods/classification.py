@@ -16,6 +16,7 @@ import optax
 from genjax import data
 from genjax import parallel
 from genjax.errors import ConfigError
+from genjax.methods.base import grid_shape
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
 
@@ -91,8 +92,7 @@ class Classification(Method):
     del state
     images = examples["image"]
     n = images.shape[0]
-    cols = int(np.sqrt(n)) if n >= 4 else n
-    rows = max(1, n // cols)
+    rows, cols = grid_shape(n)
     x = self.augment(self.images(images[:rows * cols]), rng)
     return {"inputs": x.reshape(rows, cols, *x.shape[1:])}
 

@@ -24,6 +24,7 @@ import numpy as np
 from genjax import errors
 from genjax import losses
 from genjax.errors import ConfigError
+from genjax.methods.base import grid_shape
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
 
@@ -125,8 +126,7 @@ class OneClass(Method):
     del rng
     images = examples["image"]
     n = images.shape[0]
-    cols = int(np.sqrt(n)) if n >= 4 else n
-    rows = max(1, n // cols)
+    rows, cols = grid_shape(n)
     order = jnp.argsort(self.anomaly_scores(state, images))[:rows * cols]
     x = self.images(images)[order]
     return {"by_anomaly_score": x.reshape(rows, cols, *x.shape[1:])}
