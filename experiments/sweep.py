@@ -41,15 +41,19 @@ def train(root: pathlib.Path, run: str, config: str, overrides: tuple[str, ...] 
 
 
 def main(argv, *, doc: str, experiment: str, train_dataset: Callable[[pathlib.Path, str], None],
-         evaluate_dataset: Callable[[pathlib.Path, str], dict]) -> int:
-  """``python -m experiments.<experiment> train|evaluate --root=RUNS [--datasets=...]``."""
+         evaluate_dataset: Callable[[pathlib.Path, str], dict],
+         datasets: tuple[str, ...] = DATASETS) -> int:
+  """``python -m experiments.<experiment> train|evaluate --root=RUNS [--datasets=...]``, the
+  datasets among ``datasets`` (all of them by default)."""
   parser = argparse.ArgumentParser(description=doc.splitlines()[0])
   parser.add_argument("action", choices=("train", "evaluate"))
   parser.add_argument("--root", required=True, help="directory holding one workdir per run")
-  parser.add_argument("--datasets", default=",".join(DATASETS))
+  parser.add_argument("--datasets", default=",".join(datasets))
   args = parser.parse_args(argv)
   root = pathlib.Path(args.root)
   for dataset in args.datasets.split(","):
+    if dataset not in datasets:
+      parser.error(f"unknown dataset {dataset!r} for {experiment}; valid: {', '.join(datasets)}")
     if args.action == "train":
       train_dataset(root, dataset)
     else:

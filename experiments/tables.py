@@ -181,6 +181,69 @@ def render(table: Table) -> str:
   return "\n".join(out)
 
 
+def _auroc_cell(cell: dict, seeds: list[int]) -> str:
+  if not cell["auroc"]:
+    return "not trained yet"
+  if len(cell["auroc"]) == 1:
+    text = f"{cell['mean']:.1f}"
+  else:
+    text = f"{cell['mean']:.1f} ± {cell['std']:.1f}"
+  return text + (f" ({len(cell['auroc'])} of {len(seeds)} seeds)"
+                 if len(cell["auroc"]) < len(seeds) else "")
+
+
+def render_anomaly() -> str:
+  """AUROC (%) per normal class, method and dataset, with the Deep SVDD paper's column."""
+  summaries = {d: _summary(f"anomaly_{d}") for d in ("mnist", "fashion_mnist")}
+  head, columns = ["normal class"], []
+  for d, summary in summaries.items():
+    for row in summary["rows"]:
+      seeds = len(row["seeds"])
+      head.append(f"{DATASET_NAMES[d]}: {row['method']} "
+                  f"({'mean ± std, ' if seeds > 1 else ''}{seeds} seed{'s' * (seeds > 1)})")
+      columns.append(row)
+      if "paper" in row["classes"][0]:
+        head.append(f"{DATASET_NAMES[d]}: {row['method']}, Ruff et al. (10 seeds)")
+        columns.append("paper")
+  out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for k in range(10):
+    cells, last = [str(k)], None
+    for col in columns:
+      if col == "paper":
+        paper = last["classes"][k]["paper"]
+        cells.append(f"{paper['mean']:.1f} ± {paper['std']:.1f}")
+      else:
+        cells.append(_auroc_cell(col["classes"][k], col["seeds"]))
+        last = col
+    out.append("| " + " | ".join(cells) + " |")
+  cells, last = ["mean over classes"], None
+  for col in columns:
+    if col == "paper":
+      cells.append(f"{sum(c['paper']['mean'] for c in last['classes']) / 10:.1f}")
+    else:
+      mean = col["mean_over_classes"]
+      cells.append("–" if mean is None else f"{mean:.1f}")
+      last = col
+  out.append("| " + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
+def render_likelihood() -> str:
+  """Test NLL (nats) per objective, beside Burda et al.'s Table 1."""
+  summary = _summary("likelihood_mnist")
+  out = [f"| objective | Burda et al. ({summary['paper'].split('(')[-1].rstrip(')')}) | genjax, "
+         f"{summary['passes']} passes: NLL (5,000-sample bound) | −ELBO | 100-sample bound "
+         f"after each pass | command |", "|---|---|---|---|---|---|"]
+  for row in summary["rows"]:
+    curve = " → ".join(f"{p['nll']:.1f}" for p in row["curve"]) or "–"
+    cells = ([row["row"], f"{row['paper_nll']:.2f}"] +
+             (["not trained yet", "–"] if row.get("missing") else
+              [f"{row['test_nll']:.2f}", f"{row['test_nll_elbo']:.2f}"]) +
+             [curve, f"`{row['command']}`"])
+    out.append("| " + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
 SUMMARY_TABLES = {"denoising": render_denoising, "feature_learning": render_feature_learning}
 
 

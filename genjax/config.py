@@ -27,7 +27,7 @@ from genjax.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "linear", "hold_linear", "step")
+SCHEDULES = ("constant", "cosine", "linear", "hold_linear", "step", "burda")
 
 
 def base_config(family: str) -> ml_collections.ConfigDict:
@@ -84,7 +84,9 @@ def base_config(family: str) -> ml_collections.ConfigDict:
       name="adam", learning_rate=2e-4, b1=0.5, b2=0.999, eps=1e-8, weight_decay=0.0,
       # 'hold_linear': constant until hold_steps, then linearly to 0 at num_steps (pix2pix and
       # CycleGAN's n_epochs then n_epochs_decay, per step instead of per epoch); 'step': 10x
-      # lower from hold_steps on (torch's MultiStepLR, e.g. Deep SVDD's lr_milestone).
+      # lower from hold_steps on (torch's MultiStepLR, e.g. Deep SVDD's lr_milestone); 'burda':
+      # Burda et al.'s IWAE schedule, stage i = 0..7 of 3^i * hold_steps steps at
+      # learning_rate * 10^(-i/7), then constant (hold_steps = one pass over the data).
       # weight_decay: decoupled for 'adamw', an L2 term in the gradient for 'adam' (as
       # torch.optim.Adam's weight_decay).
       schedule="constant", warmup_steps=0, hold_steps=0, grad_clip_norm=0.0))
@@ -243,6 +245,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       opt.warmup_steps <= opt.hold_steps < config.num_steps):
     _fail(f"config.optimizer.hold_steps must be in [warmup_steps, num_steps) for the "
           f"{opt.schedule!r} schedule, got {opt.hold_steps} (num_steps {config.num_steps})")
+  if opt.schedule == "burda" and (opt.warmup_steps or opt.hold_steps < 1):
+    _fail(f"config.optimizer.hold_steps is the first stage (one pass) of the 'burda' schedule "
+          f"and must be >= 1, with no warm-up; got hold_steps={opt.hold_steps}, "
+          f"warmup_steps={opt.warmup_steps}")
   if opt.weight_decay < 0 or (opt.weight_decay and opt.name not in ("adam", "adamw")):
     _fail(f"config.optimizer.weight_decay must be >= 0, and is used by 'adam' and 'adamw' "
           f"only, got {opt.weight_decay} with {opt.name!r}")
@@ -252,6 +258,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       method.anomaly_scores is methods.Method.anomaly_scores):
     _fail(f"config.eval.metrics=auroc needs anomaly scores, and model {name!r} "
           f"({method.__name__}) gives none: use a one-class or autoencoding model")
+  if ("nll" in eval_options.parse_metrics(config.eval.metrics) and
+      method.log_likelihood is methods.Method.log_likelihood):
+    _fail(f"config.eval.metrics=nll needs a likelihood, and model {name!r} "
+          f"({method.__name__}) has none: use a VAE")
   profiling.validate(config)
 
 

@@ -110,6 +110,7 @@ class Evaluator:
     self._generate = jax.jit(method.eval_generate)
     self._scores = jax.jit(method.eval_scores)
     self._anomaly_scores = jax.jit(method.anomaly_scores)
+    self._log_likelihood = jax.jit(method.log_likelihood) if "nll" in self.metrics else None
     self.target = data.DATASETS[config.dataset.name].target  # the real images compared
     self._real: dict[str, np.ndarray] | None = None
 
@@ -222,6 +223,23 @@ class Evaluator:
             "normal_classes": list(self.config.dataset.classes),
             "num_scored": int(len(images)), "num_anomalous": int(anomalous.sum())}
 
+  def negative_log_likelihood(self, state) -> dict[str, Any]:
+    """The whole eval split's mean ``-log p(x)`` in nats, estimated by the IWAE bound of
+    ``config.eval.nll_samples`` importance samples (an upper bound on the NLL that tightens as
+    the samples grow), and minus the mean ELBO of the same samples. The noise (binarisation and
+    importance samples) depends only on the batch's position, so every evaluation of a run
+    scores the same binarised split."""
+    images = data.load_config(self.config.dataset, self.ec.split)["image"]
+    iwae, elbo = [], []
+    for i in range(0, len(images), self.batch):
+      x, count = self._padded(images[i:i + self.batch])
+      bounds = self._log_likelihood(state, x, jax.random.fold_in(jax.random.PRNGKey(0), i))
+      iwae.append(self._gather(bounds["iwae"])[:count])
+      elbo.append(self._gather(bounds["elbo"])[:count])
+    return {"split": self.ec.split, "nll": -float(np.concatenate(iwae).astype(np.float64).mean()),
+            "nll_elbo": -float(np.concatenate(elbo).astype(np.float64).mean()),
+            "nll_samples": int(self.ec.nll_samples), "num_scored": int(len(images))}
+
   def __call__(self, state, rng: jax.Array) -> dict[str, Any]:
     """Metrics for ``state`` (one replicated copy); keys like ``fid``, ``kid_mean``,
     ``auroc``."""
@@ -231,6 +249,8 @@ class Evaluator:
       out.update(self.sample_quality(state, rng))
     if "auroc" in self.metrics:
       out.update(self.anomaly_detection(state))
+    if "nll" in self.metrics:
+      out.update(self.negative_log_likelihood(state))
     out["seconds"] = round(time.perf_counter() - t0, 2)
     out.update(kernels.record(self.method.conv_backend, self.config.dtype))
     return out

@@ -25,10 +25,25 @@ def _sum_per_example(x: Array) -> Array:
 
 # --- likelihoods and divergences (autoencoders) ------------------------------------------------
 
+@jax.custom_jvp
+def softplus(x: Array) -> Array:
+  """``log(1 + e^x)`` as ``max(x, 0) + log1p(e^-|x|)``: exact and stable, and on CPU about 5x
+  faster than ``jax.nn.softplus`` (XLA's logaddexp), which the likelihood evaluation's 5,000
+  decodings per image make the bulk of its time. Its derivative is ``sigmoid(x)`` everywhere
+  (the max and abs alone would give 0 at ``x = 0``)."""
+  return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+@softplus.defjvp
+def _softplus_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  return softplus(x), jax.nn.sigmoid(x) * t
+
+
 def bernoulli_nll(logits: Array, x: Array) -> Array:
   """-log p(x | logits) under independent Bernoullis, in nats per example. ``x`` in [0, 1]."""
   logits, x = _f32(logits, x)
-  return _sum_per_example(jax.nn.softplus(logits) - x * logits)
+  return _sum_per_example(softplus(logits) - x * logits)
 
 
 def gaussian_nll(mean: Array, x: Array, sigma: float) -> Array:

@@ -72,3 +72,32 @@ def test_the_application_tables_render_their_summaries(tmp_path, monkeypatch):
   (tmp_path / "denoising_fashion_mnist.json").unlink()
   with pytest.raises(FileNotFoundError, match="denoising_fashion_mnist.json is missing"):
     tables.render_denoising()
+
+
+def test_the_anomaly_and_likelihood_tables_render_their_summaries(tmp_path, monkeypatch):
+  from experiments import anomaly  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tables, "RUNS", tmp_path)
+  root = tmp_path / "runs"
+  for seed, auroc in ((0, 0.98), (1, 0.96)):  # class 0, two of the three seeds finished
+    run = root / anomaly.run_name("deep_svdd_mnist", 0, seed)
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text(json.dumps({"step": anomaly.STEPS, "auroc": auroc}) + "\n")
+  for dataset in ("mnist", "fashion_mnist"):
+    _write(tmp_path / f"anomaly_{dataset}.json", anomaly.evaluate(root, dataset))
+  lines = tables.render_anomaly().splitlines()
+  assert lines[0].startswith("| normal class | MNIST: autoencoder reconstruction error (mean ± "
+                             "std, 3 seeds) | MNIST: Deep SVDD, one-class (mean ± std, 3 seeds) "
+                             "| MNIST: Deep SVDD, one-class, Ruff et al. (10 seeds) |")
+  assert lines[2].startswith("| 0 | not trained yet | 97.0 ± 1.4 (2 of 3 seeds) | 98.0 ± 0.7 |")
+  assert lines[-1].startswith("| mean over classes | – | – | 94.8 | – |")
+  _write(tmp_path / "likelihood_mnist.json", {
+      "paper": "Burda et al. (3,280 passes)", "passes": 4, "rows": [
+          {"row": "VAE, k = 1", "paper_nll": 86.76, "test_nll": 101.234, "test_nll_elbo": 105.0,
+           "curve": [{"nll": 110.04}, {"nll": 102.0}], "command": "python -m x"},
+          {"row": "IWAE, k = 5", "paper_nll": 85.54, "missing": True, "curve": [],
+           "command": "python -m y"}]})
+  lines = tables.render_likelihood().splitlines()
+  assert lines[0].startswith("| objective | Burda et al. (3,280 passes) | genjax, 4 passes")
+  assert lines[2] == ("| VAE, k = 1 | 86.76 | 101.23 | 105.00 | 110.0 → 102.0 | "
+                      "`python -m x` |")
+  assert lines[3] == "| IWAE, k = 5 | 85.54 | not trained yet | – | – | `python -m y` |"

@@ -14,17 +14,20 @@ from genjax.errors import report_json
 
 flags.DEFINE_string("workdir", None, "A training run's workdir (holding checkpoints/).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
-flags.DEFINE_string("metrics", None, "Comma-separated: fid, kid, is, pr, dc, auroc (default: "
-                    "the run's config.eval.metrics).")
+flags.DEFINE_string("metrics", None, "Comma-separated: fid, kid, is, pr, dc, auroc, nll "
+                    "(default: the run's config.eval.metrics).")
 flags.DEFINE_integer("num_samples", None, "Generated samples (default: config.eval.num_samples).")
 flags.DEFINE_string("extractor", None, "classifier or inception (default: the run's).")
 flags.DEFINE_string("weights", None, "Classifier workdir or Inception .pth/.npz.")
 flags.DEFINE_string("split", None, "Real split to compare with (default: the run's eval split).")
 flags.DEFINE_bool("allow_rank_deficient", None, "Compute FID with fewer samples than dimensions.")
+flags.DEFINE_integer("nll_samples", None, "Importance samples per example of the nll metric "
+                     "(default: config.eval.nll_samples).")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
-_OVERRIDES = ("metrics", "num_samples", "extractor", "weights", "split", "allow_rank_deficient")
+_OVERRIDES = ("metrics", "num_samples", "extractor", "weights", "split", "allow_rank_deficient",
+              "nll_samples")
 
 
 def main(argv) -> None:

@@ -65,6 +65,9 @@ def make_schedule(opt, num_steps: int, learning_rate: float) -> optax.Schedule:
   elif opt.schedule == "step":  # torch's MultiStepLR with one milestone: 10x lower from hold_steps
     main = optax.piecewise_constant_schedule(
         learning_rate, {opt.hold_steps - opt.warmup_steps: 0.1})
+  elif opt.schedule == "burda":  # Burda et al. 2016: stage i (0..7) of 3^i hold_steps, x10^(-i/7)
+    main = optax.piecewise_constant_schedule(
+        learning_rate, {opt.hold_steps * (3 ** i - 1) // 2: 10 ** (-1 / 7) for i in range(1, 8)})
   else:  # linear decay to 0 right after the warm-up
     main = optax.linear_schedule(learning_rate, 0.0, max(1, num_steps - opt.warmup_steps))
   if opt.warmup_steps:
@@ -336,6 +339,14 @@ class Method:
     del state, images
     raise ConfigError(f"model {self.config.model.name!r} ({type(self).__name__}) gives no "
                       f"anomaly scores for config.eval.metrics=auroc")
+
+  def log_likelihood(self, state: TrainState, images: Array, rng: Array) -> dict[str, Array]:
+    """Per-example lower bounds on ``log p(x)`` of uint8 NHWC ``images``, ``{"iwae": [B],
+    "elbo": [B]}`` in nats, for the ``nll`` evaluation. Methods with a likelihood override
+    this."""
+    del state, images, rng
+    raise ConfigError(f"model {self.config.model.name!r} ({type(self).__name__}) has no "
+                      f"likelihood for config.eval.metrics=nll")
 
   def features(self, state: TrainState, images: Array) -> Array:
     """A learned representation of uint8 NHWC ``images`` (at the dataset's size), ``[B, F]``

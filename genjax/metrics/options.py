@@ -12,10 +12,12 @@ from genjax import errors
 from genjax.errors import ConfigError
 
 EXTRACTORS = ("classifier", "inception")
+# the metrics of generated samples, on an extractor's features
+SAMPLE_METRICS = ("fid", "kid", "is", "pr", "dc")
 # auroc: anomaly detection, the method's anomaly scores of the whole eval split ranked with
-# config.dataset.classes as the normal classes (no feature extractor)
-METRICS = ("fid", "kid", "is", "pr", "dc", "auroc")
-SAMPLE_METRICS = METRICS[:-1]  # the metrics of generated samples, on an extractor's features
+# config.dataset.classes as the normal classes; nll: the eval split's -log p(x) estimated by
+# importance sampling (VAEs); neither needs a feature extractor
+METRICS = (*SAMPLE_METRICS, "auroc", "nll")
 
 
 def defaults() -> dict[str, Any]:
@@ -23,7 +25,8 @@ def defaults() -> dict[str, Any]:
   return dict(
       every=0,  # evaluate every N steps and at the end (0 = only with genjax.cli.evaluate)
       on_stop=False,  # evaluate also when a stop signal ends the run (after it has saved)
-      metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc, auroc
+      metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc, auroc, nll
+      nll_samples=5000,  # importance samples per example of the nll metric (IWAE bound)
       num_samples=2048,  # generated samples per evaluation
       num_real=10000,  # real examples (at most the split's size)
       split="test",
@@ -50,7 +53,7 @@ def validate(config) -> None:
     raise ConfigError("config.eval.metrics=auroc ranks the other classes against the normal "
                       "ones: name them with --config.dataset.classes, e.g. '(3,)'")
   errors.check_config_choice("eval.extractor", ec.extractor, EXTRACTORS)
-  for key in ("every", "num_samples", "num_real", "batch_size"):
+  for key in ("every", "num_samples", "num_real", "batch_size", "nll_samples"):
     if ec[key] < (0 if key == "every" else 2):
       raise ConfigError(f"config.eval.{key} must be >= {0 if key == 'every' else 2}, got "
                         f"{ec[key]}")

@@ -1,18 +1,25 @@
-"""Convolutional autoencoder (plain and denoising: the corruption is a training option).
+"""Autoencoder (plain and denoising: the corruption is a training option).
 
-Encoder and decoder are the DCGAN discriminator/generator bodies (``layers.ConvEncoder`` /
-``layers.ConvDecoder``) with a ``latent_dim`` bottleneck. The decoder returns pre-activations:
+With ``arch="conv"`` (the default) encoder and decoder are the DCGAN discriminator/generator
+bodies (``layers.ConvEncoder`` / ``layers.ConvDecoder``) with a ``latent_dim`` bottleneck; with
+``arch="mlp"`` they are fully connected tanh networks of ``hidden`` widths (the decoder's in
+reverse), as in Burda et al. (2016)'s MNIST models. The decoder returns pre-activations:
 Bernoulli logits or Gaussian means, as the method's likelihood reads them.
 """
 
 from __future__ import annotations
 
+import math
+
 import jax
 from flax import nnx
 
+from genjax import errors
+from genjax.errors import ConfigError
 from genjax.models import layers
 
 METHOD = "autoencoding"
+ARCHS = ("conv", "mlp")
 
 
 class Autoencoder(nnx.Module):
@@ -21,10 +28,18 @@ class Autoencoder(nnx.Module):
   CODE_WIDTH = 1  # encoder outputs per latent dimension
 
   def __init__(self, image_shape, latent_dim: int, width: int, *, norm: str = "batch",
-               axis_name=None, dtype=None, rngs: nnx.Rngs):
+               arch: str = "conv", hidden=(200, 200), axis_name=None, dtype=None,
+               rngs: nnx.Rngs):
+    errors.check_choice("model.arch", arch, ARCHS, ConfigError)
     size, _, channels = image_shape
     self.latent_dim = latent_dim
     self.axis_name = axis_name
+    if arch == "mlp":
+      hidden = tuple(int(h) for h in hidden)
+      self.encoder = layers.MLP(math.prod(image_shape), hidden, (self.CODE_WIDTH * latent_dim,),
+                                dtype=dtype, rngs=rngs)
+      self.decoder = layers.MLP(latent_dim, hidden[::-1], image_shape, dtype=dtype, rngs=rngs)
+      return
     self.encoder = layers.ConvEncoder(channels, self.CODE_WIDTH * latent_dim, size, width,
                                       norm=norm, out_bias=True, axis_name=axis_name, dtype=dtype,
                                       rngs=rngs)
@@ -44,6 +59,7 @@ class Autoencoder(nnx.Module):
 
 
 def build(image_shape, *, rngs: nnx.Rngs, axis_name=None, dtype=None, latent_dim: int = 32,
-          width: int = 32, norm: str = "batch") -> dict[str, nnx.Module]:
-  return {"model": Autoencoder(image_shape, latent_dim, width, norm=norm, axis_name=axis_name,
-                               dtype=dtype, rngs=rngs)}
+          width: int = 32, norm: str = "batch", arch: str = "conv",
+          hidden: tuple = (200, 200)) -> dict[str, nnx.Module]:
+  return {"model": Autoencoder(image_shape, latent_dim, width, norm=norm, arch=arch,
+                               hidden=hidden, axis_name=axis_name, dtype=dtype, rngs=rngs)}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -409,6 +409,7 @@ def dropout(x: Array, rate: float, rng: Array | None, axis_name: str | None = No
 
 
 NORMS = ("batch", "none")
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "softplus": jax.nn.softplus}
 
 
 def _norm(kind: str, features: int, *, axis_name, dtype, rngs) -> nnx.Module:
@@ -485,6 +486,30 @@ class ConvEncoder(nnx.Module):
 
   def __call__(self, x: Array) -> Array:
     return self.out(self.body(x)).reshape(x.shape[0], -1)
+
+
+class MLP(nnx.Module):
+  """A fully connected network between tensors: flattens each example, ``Linear`` layers of
+  ``hidden`` widths with ``activation`` between them (none after the last), and reshapes the
+  output to ``out_shape``. Glorot-uniform weights, zero biases (Burda et al. 2016's MLP VAE)."""
+
+  def __init__(self, in_features: int, hidden: Sequence[int], out_shape: Sequence[int], *,
+               activation: str = "tanh", dtype: Dtype | None = None, rngs: nnx.Rngs):
+    errors.check_choice("activation", activation, ACTIVATIONS)
+    self.activation = activation
+    self.out_shape = tuple(out_shape)
+    widths = [in_features, *hidden, math.prod(self.out_shape)]
+    self.layers = nnx.List([
+        Linear(a, b, kernel_init=nnx.initializers.xavier_uniform(), dtype=dtype, rngs=rngs)
+        for a, b in zip(widths[:-1], widths[1:])])
+
+  def __call__(self, x: Array) -> Array:
+    x = x.reshape(x.shape[0], -1)
+    for i, layer in enumerate(self.layers):
+      x = layer(x)
+      if i < len(self.layers) - 1:
+        x = ACTIVATIONS[self.activation](x)
+    return x.reshape(x.shape[0], *self.out_shape)
 
 
 # --- GAN zoo blocks: spectral normalisation, self-attention, conditioning ----------------------

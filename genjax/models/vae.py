@@ -37,6 +37,9 @@ class VAE(Autoencoder):
 
 
 def build(image_shape, *, rngs: nnx.Rngs, axis_name=None, dtype=None, latent_dim: int = 16,
-          width: int = 32, norm: str = "batch") -> dict[str, nnx.Module]:
-  return {"model": VAE(image_shape, latent_dim, width, norm=norm, axis_name=axis_name,
-                       dtype=dtype, rngs=rngs)}
+          width: int = 32, norm: str = "batch", arch: str = "conv",
+          hidden: tuple = (200, 200)) -> dict[str, nnx.Module]:
+  """``arch="mlp"`` with ``latent_dim=50`` and ``hidden=(200, 200)`` is Burda et al. (2016)'s
+  one-stochastic-layer MNIST architecture (425,284 parameters at 28x28)."""
+  return {"model": VAE(image_shape, latent_dim, width, norm=norm, arch=arch, hidden=hidden,
+                       axis_name=axis_name, dtype=dtype, rngs=rngs)}
