@@ -64,6 +64,10 @@ def base_config(family: str) -> ml_collections.ConfigDict:
       # The labels of the training examples (one-class anomaly detection: the normal classes,
       # e.g. --config.dataset.classes='(3,)'); () = all. Evaluation splits stay whole.
       classes=(),
+      # Few-label training: this many training examples of every class (0 = all of them), the
+      # same ones for the same subset_seed (e.g. 10 per class: 100 labelled MNIST digits).
+      per_class=0,
+      subset_seed=0,
       # Image normalisation after value scaling: 'none', or 'gcn_l1' (Deep SVDD's): global
       # contrast normalisation (l1), then min-max scaling that sends the extremes of the
       # training examples (of config.dataset.classes) to value_range.
@@ -214,6 +218,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if bad:
       _fail(f"config.dataset.classes must be labels in [0, {num_classes}) of {ds.name!r}, got "
             f"{bad[0]!r} in {classes}")
+  if not isinstance(ds.per_class, int) or ds.per_class < 0:
+    _fail(f"config.dataset.per_class must be an integer >= 0, got {ds.per_class!r}")
+  if ds.per_class and ("label" not in data.DATASETS[ds.name].keys or
+                       data.DATASETS[ds.name].num_classes < 2):
+    _fail(f"config.dataset.per_class takes examples of every class, and dataset {ds.name!r} has "
+          f"no labels: set --config.dataset.per_class=0")
   vr = tuple(ds.value_range)
   if len(vr) != 2 or not vr[0] < vr[1]:
     _fail(f"config.dataset.value_range must be (lo, hi) with lo < hi, got {vr}")

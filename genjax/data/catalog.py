@@ -16,6 +16,7 @@ from genjax.data.sources import check_split
 from genjax.data.sources import DatasetInfo
 from genjax.data.sources import domain_groups
 from genjax.data.sources import Examples
+from genjax.data.sources import labelled_subset
 from genjax.data.sources import LAYOUTS
 from genjax.data.sources import load_images
 from genjax.errors import DataError
@@ -71,9 +72,10 @@ def load_config(ds, split: str | None = None) -> Examples:
   """:func:`load` with the options of a ``config.dataset`` section.
 
   Without ``split`` this is the training data: the section's own split, of the classes
-  ``ds.classes`` only where it names some (one-class training: the normal classes). A split
-  named explicitly is loaded whole, every class (evaluation: the normal classes against the
-  others).
+  ``ds.classes`` only where it names some (one-class training: the normal classes), and only
+  ``ds.per_class`` examples of each class where that is set (few-label training, chosen by
+  ``ds.subset_seed``). A split named explicitly is loaded whole, every class (evaluation: the
+  normal classes against the others).
   """
   examples = load(ds.name, split or ds.split, local_dir=ds.local_dir or None,
                   data_dir=ds.data_dir or None, download=ds.download, path=ds.path,
@@ -81,6 +83,9 @@ def load_config(ds, split: str | None = None) -> Examples:
                   load_size=ds.load_size, channels=tuple(ds.channels))
   if split is None and ds.classes:
     examples = select_classes(examples, ds.classes)
+  if split is None and ds.per_class:
+    keep = labelled_subset(examples["label"], ds.per_class, ds.subset_seed)
+    examples = Examples({k: v[keep] for k, v in examples.items()}, examples.groups)
   return examples
 
 

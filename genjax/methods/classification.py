@@ -4,6 +4,10 @@ Used to train domain classifiers whose features and class probabilities score ge
 models (classifier-FID/KID/IS). Optional augmentation translates every training image by up to
 ``translate`` pixels (filling with the background value), drawn per example on the device as
 one global sample, so a step does not depend on the device count.
+
+Generative data augmentation: with ``generated_fraction > 0`` that fraction of every batch is
+replaced by images a frozen class-conditional generator (``config.frozen.generator``, an AC-GAN
+or cGAN run) draws for uniformly drawn labels, the labels it was asked for being the targets.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import optax
 from genjax import data
 from genjax import parallel
 from genjax.errors import ConfigError
+from genjax.methods.base import FrozenSlot
 from genjax.methods.base import grid_shape
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
@@ -25,15 +30,25 @@ class Classification(Method):
   DEFAULTS = dict(
       translate=2,  # random translation of up to this many pixels per axis (0 = off)
       label_smoothing=0.0,  # mass spread uniformly over the classes in the targets
+      generated_fraction=0.0,  # share of each batch drawn by config.frozen.generator (0 = off)
   )
   KEYS = ("image", "label")
   SAMPLE_NET = "model"
+  FROZEN = {"generator": FrozenSlot("a class-conditional generator for "
+                                    "method.generated_fraction", families=("acgan", "cgan"))}
+
+  @classmethod
+  def required_frozen(cls, config) -> tuple[str, ...]:
+    return ("generator",) if config.method.generated_fraction else ()
 
   @classmethod
   def validate(cls, config) -> None:
     m = config.method
     if not isinstance(m.translate, int) or m.translate < 0:
       raise ConfigError(f"config.method.translate must be an integer >= 0, got {m.translate!r}")
+    if not 0.0 <= m.generated_fraction < 1.0:
+      raise ConfigError(f"config.method.generated_fraction must be in [0, 1), got "
+                        f"{m.generated_fraction}")
     if not 0.0 <= m.label_smoothing < 1.0:
       raise ConfigError(f"config.method.label_smoothing must be in [0, 1), got "
                         f"{m.label_smoothing}")
@@ -69,10 +84,30 @@ class Classification(Method):
       targets = optax.smooth_labels(targets, self.mc.label_smoothing)
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
-  def step(self, state: TrainState, batch) -> tuple[TrainState, dict]:
-    aug_key, dropout_key = jax.random.split(self.step_key(state))
-    x = self.augment(self.images(batch["image"]), aug_key)
-    labels = batch["label"]
+  def generated(self, frozen, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """``n`` images (in this run's value range) the frozen generator draws for uniformly drawn
+    labels, and those labels."""
+    source = self.frozen["generator"].method
+    if source.cond_classes != self.num_classes:
+      raise ConfigError(f"config.frozen.generator draws {source.cond_classes} classes, this "
+                        f"classifier has {self.num_classes}")
+    latent = source.sample_latent(key, n, self.axis_name)
+    images = source.generate(self.frozen_net("generator", frozen), latent).astype(jnp.float32)
+    (slo, shi), (lo, hi) = source.value_range, self.value_range
+    images = (jnp.clip(images, slo, shi) - slo) / (shi - slo) * (hi - lo) + lo
+    return images, latent["labels"]
+
+  def step(self, state: TrainState, batch, frozen=None) -> tuple[TrainState, dict]:
+    """One update; ``frozen``: the generator's weights where ``generated_fraction`` is set."""
+    aug_key, dropout_key, gen_key = jax.random.split(self.step_key(state), 3)
+    x, labels = self.images(batch["image"]), batch["label"]
+    n_gen = round(self.mc.generated_fraction * x.shape[0])
+    if n_gen:  # the batch's last n_gen examples are the generator's
+      fake, fake_labels = self.generated(frozen, gen_key, n_gen)
+      x = jnp.concatenate([x[:x.shape[0] - n_gen], fake.astype(x.dtype)])
+      labels = jnp.concatenate([labels[:labels.shape[0] - n_gen],
+                                fake_labels.astype(labels.dtype)])
+    x = self.augment(x, aug_key)
     buffers = state.buffers["model"]
 
     def loss_fn(params):
