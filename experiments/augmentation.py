@@ -97,7 +97,7 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
           "metric": "test accuracy (%) on the whole test split",
           "generator": {n: sweep.command(f"acgan_{dataset}", f"RUNS/{generator_run(dataset, n)}",
                                          subset(n)) for n in SIZES},
-          "steps": STEPS, "batch_size": BATCH,
+          "steps": STEPS, "batch_size": BATCH, "num_seeds": len(SEEDS),
           "sweep": "python -m experiments.augmentation train --root=RUNS", "rows": rows}
 
 

@@ -181,15 +181,14 @@ def render(table: Table) -> str:
   return "\n".join(out)
 
 
-def _auroc_cell(cell: dict, seeds: list[int]) -> str:
-  if not cell["auroc"]:
+def _seeds_cell(values: list[float], num_seeds: int) -> str:
+  """``mean ± std`` of the seeds' values (one value alone), saying how many of ``num_seeds``
+  have finished where some have not."""
+  if not values:
     return "not trained yet"
-  if len(cell["auroc"]) == 1:
-    text = f"{cell['mean']:.1f}"
-  else:
-    text = f"{cell['mean']:.1f} ± {cell['std']:.1f}"
-  return text + (f" ({len(cell['auroc'])} of {len(seeds)} seeds)"
-                 if len(cell["auroc"]) < len(seeds) else "")
+  text = (f"{values[0]:.1f}" if len(values) == 1 else
+          f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}")
+  return text + (f" ({len(values)} of {num_seeds} seeds)" if len(values) < num_seeds else "")
 
 
 def render_anomaly() -> str:
@@ -213,7 +212,7 @@ def render_anomaly() -> str:
         paper = last["classes"][k]["paper"]
         cells.append(f"{paper['mean']:.1f} ± {paper['std']:.1f}")
       else:
-        cells.append(_auroc_cell(col["classes"][k], col["seeds"]))
+        cells.append(_seeds_cell(col["classes"][k]["auroc"], len(col["seeds"])))
         last = col
     out.append("| " + " | ".join(cells) + " |")
   cells, last = ["mean over classes"], None
@@ -225,6 +224,22 @@ def render_anomaly() -> str:
       cells.append("–" if mean is None else f"{mean:.1f}")
       last = col
   out.append("| " + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
+def render_augmentation() -> str:
+  """Test accuracy (%) per dataset, labelled-set size and setting: mean ± std over seeds."""
+  out = []
+  for dataset in ("mnist", "fashion_mnist"):
+    summary = _summary(f"augmentation_{dataset}")
+    labels = list(dict.fromkeys(r["label"] for r in summary["rows"]))
+    if not out:
+      out += ["| dataset | labelled examples | " + " | ".join(labels) + " |",
+              "|" + "---|" * (len(labels) + 2)]
+    for n in dict.fromkeys(r["n"] for r in summary["rows"]):
+      cells = [_seeds_cell(r["accuracy"], summary["num_seeds"])
+               for r in summary["rows"] if r["n"] == n]
+      out.append(f"| {DATASET_NAMES[dataset]} | {n} | " + " | ".join(cells) + " |")
   return "\n".join(out)
 
 

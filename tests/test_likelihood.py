@@ -24,6 +24,7 @@ from genjax.metrics import likelihood
 from genjax.models import layers
 from genjax.models import vae
 from tests.conftest import apply_overrides
+from tests.conftest import tiny_config
 from tests.conftest import tiny_run
 
 
@@ -227,3 +228,14 @@ def test_anomaly_summary_means_over_seeds_and_marks_missing_runs(tmp_path):
   assert one_class["classes"][9]["seeds"] == [0, 1] and not one_class["complete"]
   assert one_class["mean_over_classes"] is None
   assert rows["autoencoder reconstruction error"]["classes"][0]["auroc"] == []
+
+
+def test_the_conv_vae_trains_on_the_iwae_bound_too():
+  c = tiny_config("vae", **{"method.objective": "iwae", "method.num_samples": 3})
+  config_lib.validate(c)
+  method = runs.build_method(c)
+  state = method.init(jax.random.PRNGKey(0))
+  batch = {"image": jnp.asarray(np.random.default_rng(0).integers(0, 256, (16, 32, 32, 1)),
+                                jnp.uint8)}
+  new_state, out = jax.jit(method.step)(state, batch)
+  assert np.isfinite(float(out["loss"])) and int(new_state.step) == 1

@@ -101,3 +101,19 @@ def test_the_anomaly_and_likelihood_tables_render_their_summaries(tmp_path, monk
   assert lines[2] == ("| VAE, k = 1 | 86.76 | 101.23 | 105.00 | 110.0 → 102.0 | "
                       "`python -m x` |")
   assert lines[3] == "| IWAE, k = 5 | 85.54 | not trained yet | – | – | `python -m y` |"
+
+
+def test_the_augmentation_table_renders_its_summaries(tmp_path, monkeypatch):
+  from experiments import augmentation  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tables, "RUNS", tmp_path)
+  for dataset in ("mnist", "fashion_mnist"):
+    summary = augmentation.evaluate(tmp_path / "runs", dataset)  # nothing trained
+    if dataset == "mnist":
+      summary["rows"][0]["accuracy"] = [70.0, 72.0, 74.0]
+      summary["rows"][1]["accuracy"] = [80.0]
+    _write(tmp_path / f"augmentation_{dataset}.json", summary)
+  lines = tables.render_augmentation().splitlines()
+  assert lines[0] == ("| dataset | labelled examples | no augmentation | random translations (±2 px) "
+                      "| + AC-GAN samples (half of each batch) |")
+  assert lines[2] == "| MNIST | 100 | 72.0 ± 2.0 | 80.0 (1 of 3 seeds) | not trained yet |"
+  assert lines[5].startswith("| Fashion-MNIST | 1000 | not trained yet |")
