@@ -25,12 +25,12 @@ from genjax import errors
 from genjax import losses
 from genjax import models
 from genjax import parallel
-from genjax.metrics import likelihood
-from genjax.metrics.options import parse_metrics
 from genjax.errors import ConfigError
 from genjax.methods.base import grid_shape
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
+from genjax.metrics import likelihood
+from genjax.metrics.options import parse_metrics
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 OBJECTIVES = ("elbo", "iwae")
