@@ -67,13 +67,15 @@ def train(root: pathlib.Path, dataset: str) -> None:
 
 
 def test_accuracy(workdir: pathlib.Path) -> float | None:
-  """The run's test accuracy, None if it has not finished its STEPS."""
-  if not (workdir / "checkpoints").exists():
-    return None
+  """The run's test accuracy, None if it has not finished its STEPS (or not saved yet)."""
   from genjax import data  # pylint: disable=g-import-not-at-top
   from genjax import runs  # pylint: disable=g-import-not-at-top
+  from genjax.errors import CheckpointError  # pylint: disable=g-import-not-at-top
   from genjax.methods import classification  # pylint: disable=g-import-not-at-top
-  method, state, config = runs.restore_run(workdir)
+  try:
+    method, state, config = runs.restore_run(workdir)
+  except CheckpointError:  # not started, or no checkpoint yet
+    return None
   if int(state.step) != STEPS:
     return None
   test = data.load_config(config.dataset, "test")

@@ -259,7 +259,9 @@ def render_likelihood() -> str:
   return "\n".join(out)
 
 
-SUMMARY_TABLES = {"denoising": render_denoising, "feature_learning": render_feature_learning}
+SUMMARY_TABLES = {"denoising": render_denoising, "feature_learning": render_feature_learning,
+                  "anomaly": render_anomaly, "likelihood": render_likelihood,
+                  "augmentation": render_augmentation}
 
 
 def regenerate(text: str) -> str:
