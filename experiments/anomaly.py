@@ -58,14 +58,25 @@ def overrides(root: pathlib.Path, dataset: str, prefix: str, k: int, seed: int) 
   return tuple(out)
 
 
+def _recorded_cells(dataset: str) -> dict:
+  """``{(method label, class): cell}`` of the committed summary (see sweep.recorded)."""
+  rows = sweep.recorded("anomaly", dataset).get("rows", [])
+  return {(r["method"], c["class"]): c for r in rows for c in r["classes"]}
+
+
 def train(root: pathlib.Path, dataset: str) -> None:
-  todo = methods(dataset)
+  todo, done = methods(dataset), _recorded_cells(dataset)
   for seed in sorted({s for *_, seeds in todo for s in seeds}):
     for k in CLASSES:
-      for _, prefix, config, seeds in todo:
-        if seed in seeds:
-          sweep.train(root, run_name(prefix, k, seed), config,
-                      overrides(root, dataset, prefix, k, seed))
+      group = [(label, prefix, config) for label, prefix, config, seeds in todo if seed in seeds]
+      # A class and seed the summary records for every method is skipped unless its runs are
+      # here (Deep SVDD starts from the autoencoder's run, so they train together).
+      if (all(seed in done.get((label, k), {}).get("seeds", ()) for label, *_ in group) and
+          not any((root / run_name(prefix, k, seed)).exists() for _, prefix, _ in group)):
+        continue
+      for _, prefix, config in group:
+        sweep.train(root, run_name(prefix, k, seed), config,
+                    overrides(root, dataset, prefix, k, seed))
 
 
 def final_auroc(workdir: pathlib.Path) -> float | None:
@@ -77,22 +88,16 @@ def final_auroc(workdir: pathlib.Path) -> float | None:
   return evals[-1]["auroc"] if evals and evals[-1]["step"] == STEPS else None
 
 
-def _mean_std(values: list[float]) -> dict:
-  return {"mean": statistics.mean(values),
-          "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
-
-
 def evaluate(root: pathlib.Path, dataset: str) -> dict:
-  rows = []
+  rows, before = [], _recorded_cells(dataset)
   for label, prefix, config, seeds in methods(dataset):
     per_class = []
     for k in CLASSES:
       found = {s: final_auroc(root / run_name(prefix, k, s)) for s in seeds}
-      done = [100 * v for v in found.values() if v is not None]
-      cell = {"class": k, "seeds": [s for s, v in found.items() if v is not None],
-              "auroc": done}
-      if done:
-        cell.update(_mean_std(done))
+      values = sweep.per_seed({s: None if v is None else 100 * v for s, v in found.items()},
+                              before.get((label, k)), "auroc")
+      cell = {"class": k, "seeds": list(values), "auroc": list(values.values()),
+              **sweep.mean_std(list(values.values()))}
       if dataset == "mnist" and prefix == "deep_svdd_mnist":
         cell["paper"] = dict(zip(("mean", "std"), PAPER_ONE_CLASS_MNIST[k]))
       per_class.append(cell)

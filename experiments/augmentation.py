@@ -20,7 +20,6 @@ The test accuracy on the whole test split is each run's score; the summary has m
 from __future__ import annotations
 
 import pathlib
-import statistics
 import sys
 
 from experiments import sweep
@@ -56,14 +55,23 @@ def classifier_overrides(root: pathlib.Path, dataset: str, n: int, setting: str,
   return tuple(out)
 
 
+def _recorded_rows(dataset: str) -> dict:
+  """``{(n, setting): row}`` of the committed summary (see sweep.recorded)."""
+  rows = sweep.recorded("augmentation", dataset).get("rows", [])
+  return {(r["n"], r["setting"]): r for r in rows}
+
+
 def train(root: pathlib.Path, dataset: str) -> None:
-  for n in SIZES:
-    sweep.train(root, generator_run(dataset, n), f"acgan_{dataset}", subset(n))
-  for seed in SEEDS:
-    for n in SIZES:
-      for setting in SETTINGS:
-        sweep.train(root, classifier_run(dataset, n, setting, seed), f"classifier_{dataset}",
-                    classifier_overrides(root, dataset, n, setting, seed))
+  done = _recorded_rows(dataset)
+  todo = [(seed, n, setting) for seed in SEEDS for n in SIZES for setting in SETTINGS
+          if seed not in done.get((n, setting), {}).get("seeds", ())
+          or (root / classifier_run(dataset, n, setting, seed)).exists()]
+  for n in SIZES:  # the generators that a classifier still to train samples
+    if any(t[1:] == (n, "generated") for t in todo):
+      sweep.train(root, generator_run(dataset, n), f"acgan_{dataset}", subset(n))
+  for seed, n, setting in todo:
+    sweep.train(root, classifier_run(dataset, n, setting, seed), f"classifier_{dataset}",
+                classifier_overrides(root, dataset, n, setting, seed))
 
 
 def test_accuracy(workdir: pathlib.Path) -> float | None:
@@ -83,15 +91,15 @@ def test_accuracy(workdir: pathlib.Path) -> float | None:
 
 
 def evaluate(root: pathlib.Path, dataset: str) -> dict:
-  rows = []
+  rows, before = [], _recorded_rows(dataset)
   for n in SIZES:
     for setting in SETTINGS:
       found = {s: test_accuracy(root / classifier_run(dataset, n, setting, s)) for s in SEEDS}
-      done = [100 * v for v in found.values() if v is not None]
+      values = sweep.per_seed({s: None if v is None else 100 * v for s, v in found.items()},
+                              before.get((n, setting)), "accuracy")
       rows.append({"n": n, "setting": setting, "label": LABELS[setting],
-                   "seeds": [s for s, v in found.items() if v is not None], "accuracy": done,
-                   **({"mean": statistics.mean(done),
-                       "std": statistics.stdev(done) if len(done) > 1 else None} if done else {}),
+                   "seeds": list(values), "accuracy": list(values.values()),
+                   **sweep.mean_std(list(values.values())),
                    "command": sweep.command(
                        f"classifier_{dataset}", f"RUNS/{classifier_run(dataset, n, setting, 'S')}",
                        classifier_overrides(pathlib.Path("RUNS"), dataset, n, setting, "S"))})

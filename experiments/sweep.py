@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import statistics
 import subprocess
 import sys
 from typing import Callable
@@ -38,6 +39,32 @@ def train(root: pathlib.Path, run: str, config: str, overrides: tuple[str, ...] 
     subprocess.run([sys.executable, "-m", TRAIN, f"--config=experiments/configs/{config}.py",
                     f"--workdir={root / run}", *overrides], cwd=REPO, stdout=log,
                    stderr=subprocess.STDOUT, check=True)
+
+
+def recorded(experiment: str, dataset: str) -> dict:
+  """The committed summary ``experiments/results/<experiment>_<dataset>.json``, {} if none.
+
+  Runs live on one machine and summaries in the repository: ``evaluate`` keeps a recorded
+  seed's figure where its run is not under ``root``, so a sweep continued elsewhere (and its
+  ``train``, which skips recorded runs) adds seeds to the summary instead of dropping them."""
+  path = RESULTS / f"{experiment}_{dataset}.json"
+  return json.loads(path.read_text()) if path.exists() else {}
+
+
+def per_seed(found: dict, previous: dict | None, key: str) -> dict:
+  """``{seed: value}``: the runs' ``found`` values (None where a run has not finished), else
+  what ``previous`` (a summary cell with ``seeds`` and ``key`` lists) recorded for the seed."""
+  before = dict(zip(previous["seeds"], previous[key])) if previous else {}
+  return {s: v if v is not None else before[s] for s, v in found.items()
+          if v is not None or s in before}
+
+
+def mean_std(values: list[float]) -> dict:
+  """``mean`` and ``std`` (None for one value) of the seeds' values; {} for none."""
+  if not values:
+    return {}
+  return {"mean": statistics.mean(values),
+          "std": statistics.stdev(values) if len(values) > 1 else None}
 
 
 def main(argv, *, doc: str, experiment: str, train_dataset: Callable[[pathlib.Path, str], None],

@@ -20,6 +20,8 @@ import re
 import statistics
 import sys
 
+from experiments import sweep
+
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 RUNS = HERE / "results"
@@ -186,8 +188,9 @@ def _seeds_cell(values: list[float], num_seeds: int) -> str:
   have finished where some have not."""
   if not values:
     return "not trained yet"
-  text = (f"{values[0]:.1f}" if len(values) == 1 else
-          f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}")
+  stats = sweep.mean_std(values)
+  text = (f"{stats['mean']:.1f}" if stats["std"] is None else
+          f"{stats['mean']:.1f} ± {stats['std']:.1f}")
   return text + (f" ({len(values)} of {num_seeds} seeds)" if len(values) < num_seeds else "")
 
 
