@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import sys
 import threading
 from typing import Any
 
@@ -38,6 +39,26 @@ finally:
 def _client():
   """jax.distributed's client to the coordination service (which Orbax's barriers use too)."""
   return jax._src.distributed.global_state.client  # pylint: disable=protected-access
+
+
+def _quiet_closed_loop_reports() -> None:
+  """Drops the reports of TensorStore reads that outlive a failed restore, for the rest of the
+  process; any other unraisable exception still goes to the hook that was there before.
+
+  Orbax restores on an event loop that it closes as soon as the restore returns or fails. After
+  one array's read fails, the reads still in flight finish later, on TensorStore's threads, and
+  hand their (unwanted) results to the closed loop: each prints ``RuntimeError: Event loop is
+  closed`` with a traceback, beside the one-line error that stops the run."""
+  previous = sys.unraisablehook
+  if getattr(previous, "genjax_quiet", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and
+            str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+  hook.genjax_quiet = True
+  sys.unraisablehook = hook
 
 
 def signature(state: Any) -> dict[str, list]:
@@ -302,6 +323,7 @@ class Checkpointer:
       return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
           "meta"]
     except Exception as e:  # pylint: disable=broad-except
+      _quiet_closed_loop_reports()
       raise UnreadableCheckpoint(f"the metadata of checkpoint step {step} in {self.directory} "
                                  f"is unreadable ({errors.first_line(e)})") from None
 
@@ -327,6 +349,7 @@ class Checkpointer:
     try:
       state = self._restore_state(step, abstract_state)
     except Exception as e:  # pylint: disable=broad-except
+      _quiet_closed_loop_reports()
       raise UnreadableCheckpoint(f"checkpoint step {step} in {self.directory} is unreadable "
                                  f"({errors.first_line(e)})") from None
     return state, meta
