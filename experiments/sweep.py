@@ -5,6 +5,9 @@ The experiment scripts (experiments/denoising.py, experiments/feature_learning.p
 runs and configs; :func:`train` trains each with the one training command, in ``root/<run>``,
 its console output appended to ``root/<run>.log``. A stopped sweep picks up where it stopped: a
 finished run only restores its last checkpoint and returns, an unfinished one resumes exactly.
+Runs stay on the machine that trained them, so the committed summary is the record: on another
+machine ``evaluate`` keeps the seeds it records and adds the runs found under ``root``, and the
+experiments' ``train`` skips recorded runs (:func:`recorded`).
 :func:`main` is their ``train`` / ``evaluate`` command line; ``evaluate`` writes the summary
 ``experiments/results/<experiment>_<dataset>.json`` that experiments/tables.py renders.
 """

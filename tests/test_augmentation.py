@@ -1,11 +1,15 @@
 """Data augmentation (issue 17 §3): few-label training sets (``dataset.per_class``) and a
 classifier whose batches are partly drawn by a frozen class-conditional generator."""
 
+import json
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import sweep
 from genjax import config as config_lib
 from genjax import data
 from genjax import frozen
@@ -83,6 +87,17 @@ def test_generated_examples_fill_the_end_of_each_batch_with_their_labels(acgan):
   assert np.isfinite(float(metrics["loss"])) and int(new_state.step) == 1
 
 
+def test_a_generator_of_another_class_count_is_refused_at_start_up(acgan):
+  c = tiny_classifier(**{"method.generated_fraction": 0.5, "frozen.generator": str(acgan),
+                         "dataset.image_size": 32})
+  method = runs.build_method(c)
+  other = types.SimpleNamespace(method=types.SimpleNamespace(cond_classes=3))
+  with pytest.raises(ConfigError, match="config.frozen.generator draws 3 classes, this "
+                                        "classifier has 10"):
+    method.attach_frozen({"generator": other})
+  assert method.frozen == {}
+
+
 def test_a_classifier_trains_on_generated_examples_and_reports_accuracy(acgan, tmp_path):
   c = tiny_classifier(**{"method.generated_fraction": 0.5, "frozen.generator": str(acgan),
                          "dataset.image_size": 32, "dataset.per_class": 2})
@@ -99,5 +114,33 @@ def test_the_sweep_names_its_generator_and_marks_unfinished_runs(tmp_path):
   assert "--config.dataset.per_class=10" in flags and "--config.seed=2" in flags
   assert f"--config.frozen.generator={tmp_path / 'acgan_mnist_n100'}" in flags
   assert "--config.dataset.subset_seed=0" in augmentation.subset(1000)
-  summary = augmentation.evaluate(tmp_path, "mnist")
-  assert len(summary["rows"]) == 6 and all(r["accuracy"] == [] for r in summary["rows"])
+  summary = augmentation.evaluate(tmp_path, "mnist")  # no runs here: the committed seeds stay
+  committed = json.loads((sweep.RESULTS / "augmentation_mnist.json").read_text())
+  assert [r["accuracy"] for r in summary["rows"]] == [r["accuracy"] for r in committed["rows"]]
+
+
+def test_a_sweep_on_another_machine_adds_seeds_and_skips_recorded_ones(tmp_path, monkeypatch):
+  """The committed summary is the record: evaluate keeps a recorded seed whose run is not
+  here, adds the finished runs that are, and train trains only what is not recorded."""
+  from experiments import augmentation  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path / "results")
+  (tmp_path / "results").mkdir()
+  assert all(r["accuracy"] == [] for r in augmentation.evaluate(tmp_path, "mnist")["rows"])
+  record = augmentation.evaluate(tmp_path, "mnist")
+  record["rows"][0].update(seeds=[0, 2], accuracy=[80.0, 90.0])
+  (tmp_path / "results" / "augmentation_mnist.json").write_text(json.dumps(record))
+  finished = {"classifier_mnist_n100_alone_s1": 0.7, "classifier_mnist_n100_alone_s2": 0.6}
+  monkeypatch.setattr(augmentation, "test_accuracy", lambda w: finished.get(w.name))
+  row = augmentation.evaluate(tmp_path, "mnist")["rows"][0]
+  assert row["seeds"] == [0, 1, 2] and row["accuracy"] == [80.0, 70.0, 60.0]  # runs win
+  assert row["mean"] == pytest.approx(70.0) and row["std"] == pytest.approx(10.0)
+
+  trained = []
+  monkeypatch.setattr(sweep, "train", lambda root, run, config, flags=(): trained.append(run))
+  augmentation.train(tmp_path, "mnist")
+  assert "classifier_mnist_n100_alone_s0" not in trained  # recorded, its run elsewhere
+  assert "classifier_mnist_n100_alone_s1" in trained and len(trained) == 2 + 16
+  (tmp_path / "classifier_mnist_n100_alone_s2").mkdir()  # a recorded run that is here resumes
+  trained.clear()
+  augmentation.train(tmp_path, "mnist")
+  assert "classifier_mnist_n100_alone_s2" in trained

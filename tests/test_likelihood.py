@@ -13,6 +13,7 @@ from flax import nnx
 
 from experiments import anomaly
 from experiments import likelihood as likelihood_experiment
+from experiments import sweep
 from genjax import config as config_lib
 from genjax import losses
 from genjax import runs
@@ -211,7 +212,8 @@ def test_likelihood_summary_reads_the_final_5000_sample_line(tmp_path):
   assert third["missing"] and summary["passes"] == 4
 
 
-def test_anomaly_summary_means_over_seeds_and_marks_missing_runs(tmp_path):
+def test_anomaly_summary_means_over_seeds_and_marks_missing_runs(tmp_path, monkeypatch):
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path)  # nothing recorded
   for k in range(10):
     for seed in (0, 1, 2):
       if (k, seed) == (9, 2):

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from experiments import sweep
 from experiments import tables
 
 
@@ -77,6 +78,7 @@ def test_the_application_tables_render_their_summaries(tmp_path, monkeypatch):
 def test_the_anomaly_and_likelihood_tables_render_their_summaries(tmp_path, monkeypatch):
   from experiments import anomaly  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(tables, "RUNS", tmp_path)
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path / "nothing recorded")
   root = tmp_path / "runs"
   for seed, auroc in ((0, 0.98), (1, 0.96)):  # class 0, two of the three seeds finished
     run = root / anomaly.run_name("deep_svdd_mnist", 0, seed)
@@ -106,6 +108,7 @@ def test_the_anomaly_and_likelihood_tables_render_their_summaries(tmp_path, monk
 def test_the_augmentation_table_renders_its_summaries(tmp_path, monkeypatch):
   from experiments import augmentation  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(tables, "RUNS", tmp_path)
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path / "nothing recorded")
   for dataset in ("mnist", "fashion_mnist"):
     summary = augmentation.evaluate(tmp_path / "runs", dataset)  # nothing trained
     if dataset == "mnist":

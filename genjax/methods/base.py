@@ -184,12 +184,17 @@ class Method:
     step can neither differentiate, update nor return them, so they stay bit-identical and are
     never in a checkpoint (which holds the train state only).
     """
+    self.check_frozen(networks)
     self.frozen = dict(networks)
     weights = {}
     for slot, network in self.frozen.items():
       self._frozen_graphdefs[slot], weights[slot] = nnx.split(network.module)
     # host copies: the launcher places them on its devices (and processes), as it does the state
     return jax.device_get(weights)
+
+  def check_frozen(self, networks: dict[str, Any]) -> None:
+    """Raises ConfigError if a loaded frozen network does not fit this run (at start-up, where
+    the slot's family is already checked), beyond what FrozenSlot states; none by default."""
 
   def frozen_net(self, slot: str, frozen: dict[str, Any]) -> nnx.Module:
     """Frozen network ``slot`` (in the mode it was loaded in) with its weights from the step's

@@ -84,13 +84,17 @@ class Classification(Method):
       targets = optax.smooth_labels(targets, self.mc.label_smoothing)
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
+  def check_frozen(self, networks) -> None:
+    if "generator" in networks:
+      drawn = networks["generator"].method.cond_classes
+      if drawn != self.num_classes:
+        raise ConfigError(f"config.frozen.generator draws {drawn} classes, this classifier has "
+                          f"{self.num_classes}")
+
   def generated(self, frozen, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
     """``n`` images (in this run's value range) the frozen generator draws for uniformly drawn
     labels, and those labels."""
     source = self.frozen["generator"].method
-    if source.cond_classes != self.num_classes:
-      raise ConfigError(f"config.frozen.generator draws {source.cond_classes} classes, this "
-                        f"classifier has {self.num_classes}")
     latent = source.sample_latent(key, n, self.axis_name)
     images = source.generate(self.frozen_net("generator", frozen), latent).astype(jnp.float32)
     (slo, shi), (lo, hi) = source.value_range, self.value_range
