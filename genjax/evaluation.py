@@ -155,6 +155,17 @@ class Evaluator:
       x = np.concatenate([x, np.repeat(x[-1:], self.batch - count, 0)])
     return jax.device_put(x, self.sharding), count
 
+  def _per_example(self, images: np.ndarray, score) -> dict[str, np.ndarray]:
+    """``score(x, i)``, a dict of per-example arrays, over the batches ``x`` of ``images``
+    (``i``: the batch's first index; the last batch padded to the batch size and placed like
+    the others), gathered and concatenated without the padding."""
+    out: dict[str, list[np.ndarray]] = {}
+    for i in range(0, len(images), self.batch):
+      x, count = self._padded(images[i:i + self.batch])
+      for k, v in score(x, i).items():
+        out.setdefault(k, []).append(self._gather(v)[:count])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
   def real_features(self) -> dict[str, np.ndarray]:
     """The real split's features, from the cache or extracted once."""
     if self._real is not None:
@@ -214,12 +225,9 @@ class Evaluator:
     ``config.dataset.classes`` being the normal ones (the negatives)."""
     split = data.load_config(self.config.dataset, self.ec.split)
     images = split["image"]
-    scores = []
-    for i in range(0, len(images), self.batch):
-      x, count = self._padded(images[i:i + self.batch])
-      scores.append(self._gather(self._anomaly_scores(state, x))[:count])
+    scores = self._per_example(images, lambda x, i: {"score": self._anomaly_scores(state, x)})
     anomalous = ~np.isin(split["label"], np.asarray(self.config.dataset.classes))
-    return {"split": self.ec.split, "auroc": anomaly.auroc(np.concatenate(scores), anomalous),
+    return {"split": self.ec.split, "auroc": anomaly.auroc(scores["score"], anomalous),
             "normal_classes": list(self.config.dataset.classes),
             "num_scored": int(len(images)), "num_anomalous": int(anomalous.sum())}
 
@@ -230,14 +238,10 @@ class Evaluator:
     importance samples) depends only on the batch's position, so every evaluation of a run
     scores the same binarised split."""
     images = data.load_config(self.config.dataset, self.ec.split)["image"]
-    iwae, elbo = [], []
-    for i in range(0, len(images), self.batch):
-      x, count = self._padded(images[i:i + self.batch])
-      bounds = self._log_likelihood(state, x, jax.random.fold_in(jax.random.PRNGKey(0), i))
-      iwae.append(self._gather(bounds["iwae"])[:count])
-      elbo.append(self._gather(bounds["elbo"])[:count])
-    return {"split": self.ec.split, "nll": -float(np.concatenate(iwae).astype(np.float64).mean()),
-            "nll_elbo": -float(np.concatenate(elbo).astype(np.float64).mean()),
+    bounds = self._per_example(images, lambda x, i: self._log_likelihood(
+        state, x, jax.random.fold_in(jax.random.PRNGKey(0), i)))
+    return {"split": self.ec.split, "nll": -float(bounds["iwae"].astype(np.float64).mean()),
+            "nll_elbo": -float(bounds["elbo"].astype(np.float64).mean()),
             "nll_samples": int(self.ec.nll_samples), "num_scored": int(len(images))}
 
   def __call__(self, state, rng: jax.Array) -> dict[str, Any]:
