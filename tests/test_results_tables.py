@@ -120,3 +120,33 @@ def test_the_augmentation_table_renders_its_summaries(tmp_path, monkeypatch):
                       "| + AC-GAN samples (half of each batch) |")
   assert lines[2] == "| MNIST | 100 | 72.0 ± 2.0 | 80.0 (1 of 3 seeds) | not trained yet |"
   assert lines[5].startswith("| Fashion-MNIST | 1000 | not trained yet |")
+
+
+def test_the_reproduction_table_averages_each_finished_seed_over_the_classes(tmp_path,
+                                                                              monkeypatch):
+  """A seed counts once all ten classes have finished: seeds 0 and 1 here (mean over classes
+  90.9 and 92.9), not seed 2 (one class)."""
+  from experiments import anomaly  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tables, "RUNS", tmp_path)
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path / "nothing recorded")
+  root = tmp_path / "runs"
+  for k in range(10):
+    for seed in (0, 1, 2):
+      if seed == 2 and k:
+        continue
+      run = root / anomaly.run_name("deep_svdd_mnist", k, seed)
+      run.mkdir(parents=True)
+      auroc = 0.9 + 0.002 * k + 0.02 * seed
+      (run / "metrics.jsonl").write_text(json.dumps({"step": anomaly.STEPS, "auroc": auroc}))
+  _write(tmp_path / "anomaly_mnist.json", anomaly.evaluate(root, "mnist"))
+  _write(tmp_path / "likelihood_mnist.json", {
+      "paper": "Burda et al., IWAE, ICLR 2016, Table 1 (3,280 passes)", "passes": 4, "rows": [
+          {"row": "IWAE, k = 5", "paper_nll": 85.54, "test_nll": 101.234, "command": "python -m y"},
+          {"row": "IWAE, k = 50", "paper_nll": 84.78, "missing": True, "command": "python -m z"}]})
+  lines = tables.render_reproduction().splitlines()
+  (svdd,) = [x for x in lines if "Deep SVDD, one-class" in x]
+  assert "| 94.8 (10 seeds) | 91.9 ± 1.4 (2 of 3 seeds) | [anomaly_mnist.json]" in svdd
+  (k5,) = [x for x in lines if "IWAE, k = 5:" in x]
+  assert "| 85.54 (3,280 passes) | 101.23 (1 seed, 4 passes) |" in k5 and "`python -m y`" in k5
+  assert "| 84.78 (3,280 passes) | not trained yet |" in lines[lines.index(k5) + 1]
+  assert sum("no committed run yet" in x for x in lines) == len(tables.UNBACKED)
