@@ -29,6 +29,7 @@ from jax.sharding import PartitionSpec as P
 
 from genjax import config as config_lib
 from genjax import data
+from genjax import frozen
 from genjax import kernels
 from genjax import parallel
 from genjax import paths
@@ -107,6 +108,11 @@ class Evaluator:
     self.batch = -(-self.ec.batch_size // n) * n
     self.sharding = NamedSharding(jax.make_mesh((n,), ("eval",), axis_types=(
         jax.sharding.AxisType.Auto,)), P("eval"))
+    # the frozen networks' weights where the method has any attached, replicated on this
+    # mesh: the last argument of each hook (genjax.methods.base)
+    self._frozen = ((jax.device_put(method.frozen_weights, NamedSharding(self.sharding.mesh,
+                                                                         P())),)
+                    if method.frozen_weights else ())
     self._generate = jax.jit(method.eval_generate)
     self._scores = jax.jit(method.eval_scores)
     self._anomaly_scores = jax.jit(method.anomaly_scores)
@@ -207,9 +213,10 @@ class Evaluator:
         part = None if condition is None else {
             k: v[np.arange(i, i + self.batch) % len(v)] for k, v in condition.items()}
         inputs = self.method.eval_inputs(jax.random.fold_in(rng, i), self.batch, part)
-        images = self._generate(state, jax.device_put(inputs, self.sharding))
+        images = self._generate(state, jax.device_put(inputs, self.sharding), *self._frozen)
         if part is not None:
-          for k, v in self._scores(state, jax.device_put(part, self.sharding), images).items():
+          for k, v in self._scores(state, jax.device_put(part, self.sharding), images,
+                                   *self._frozen).items():
             scores.setdefault(k, []).append(self._gather(v)[:count])
         if part is not None and "label" in part:
           scores.setdefault("_labels", []).append(part["label"][:count])
@@ -225,7 +232,8 @@ class Evaluator:
     ``config.dataset.classes`` being the normal ones (the negatives)."""
     split = data.load_config(self.config.dataset, self.ec.split)
     images = split["image"]
-    scores = self._per_example(images, lambda x, i: {"score": self._anomaly_scores(state, x)})
+    scores = self._per_example(images, lambda x, i: {
+        "score": self._anomaly_scores(state, x, *self._frozen)})
     anomalous = ~np.isin(split["label"], np.asarray(self.config.dataset.classes))
     return {"split": self.ec.split, "auroc": anomaly.auroc(scores["score"], anomalous),
             "normal_classes": list(self.config.dataset.classes),
@@ -239,7 +247,7 @@ class Evaluator:
     scores the same binarised split."""
     images = data.load_config(self.config.dataset, self.ec.split)["image"]
     bounds = self._per_example(images, lambda x, i: self._log_likelihood(
-        state, x, jax.random.fold_in(jax.random.PRNGKey(0), i)))
+        state, x, jax.random.fold_in(jax.random.PRNGKey(0), i), *self._frozen))
     return {"split": self.ec.split, "nll": -float(bounds["iwae"].astype(np.float64).mean()),
             "nll_elbo": -float(bounds["elbo"].astype(np.float64).mean()),
             "nll_samples": int(self.ec.nll_samples), "num_scored": int(len(images))}
@@ -326,6 +334,7 @@ def evaluate_run(workdir: str, step: int | None = None, **overrides) -> dict[str
   # the run's networks on the kernels its config names, as in training (the state is the same)
   method = runs.build_method(config, conv_backend=kernels.resolve(
       config.conv_backend, mesh=strategy.data_mesh, dtype=config.dtype))
+  method.attach_frozen(frozen.for_config(config, method))  # the networks it trained with
   rng = jax.random.PRNGKey(config.seed)
   results = Evaluator(config, method)(state, jax.random.fold_in(rng, 0x7FFFFFFE))
   if failure := kernels.take_failure():

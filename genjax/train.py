@@ -230,7 +230,8 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, warm, ckpt
   sample_key = jax.random.fold_in(rng, 0x7FFFFFFF)
 
   def write_samples(step: int, state) -> list[str]:
-    grids = jax.device_get(sample_fn(strategy.get_state(state), sample_examples, sample_key))
+    grids = jax.device_get(sample_fn(strategy.get_state(state), sample_examples, sample_key,
+                                     *map(strategy.get_state, frozen_args)))
     check_kernels(step)
     return report.images(step, grids)
 

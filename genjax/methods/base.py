@@ -172,6 +172,7 @@ class Method:
     self.tx = {role: make_optimizer(config.optimizer, self.schedules[role])
                for role in self.graphdefs}
     self.frozen: dict[str, Any] = {}  # slot -> genjax.frozen.Network, once attached
+    self.frozen_weights: dict[str, Any] = {}  # slot -> host copy of its weights, once attached
     self._frozen_graphdefs: dict[str, Any] = {}
 
   def attach_frozen(self, networks: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +191,8 @@ class Method:
     for slot, network in self.frozen.items():
       self._frozen_graphdefs[slot], weights[slot] = nnx.split(network.module)
     # host copies: the launcher places them on its devices (and processes), as it does the state
-    return jax.device_get(weights)
+    self.frozen_weights = jax.device_get(weights)
+    return self.frozen_weights
 
   def check_frozen(self, networks: dict[str, Any]) -> None:
     """Raises ConfigError if a loaded frozen network does not fit this run (at start-up, where
@@ -311,9 +313,13 @@ class Method:
 
   # --- interface ----------------------------------------------------------------------------
 
+  # A method with frozen networks attached is given their weights (what :meth:`attach_frozen`
+  # returned, placed like the state) as one more argument, ``frozen``, after the others, by
+  # every caller of ``step``, ``sample_grids`` and the evaluation hooks below; none is passed
+  # where none is attached. Hooks that do not use them take and ignore ``frozen=None``.
+
   def step(self, state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict]:
-    """One update. A method with FROZEN slots takes a third argument, ``frozen``: the weights
-    :meth:`attach_frozen` returned (the launcher passes them when the method has any)."""
+    """One update (with ``frozen`` as a third argument where frozen networks are attached)."""
     raise NotImplementedError
 
   # What genjax.evaluation scores: ``eval_generate(state, eval_inputs(rng, n, condition))``
@@ -326,30 +332,31 @@ class Method:
   def eval_inputs(self, rng: Array, n: int, condition: dict[str, Array] | None):
     raise NotImplementedError(f"{type(self).__name__} has no sample-quality evaluation")
 
-  def eval_generate(self, state: TrainState, inputs: Array) -> Array:
+  def eval_generate(self, state: TrainState, inputs: Array, frozen=None) -> Array:
     raise NotImplementedError(f"{type(self).__name__} has no sample-quality evaluation")
 
   def eval_scores(self, state: TrainState, condition: dict[str, Array],
-                  generated: Array) -> dict[str, Array]:
+                  generated: Array, frozen=None) -> dict[str, Array]:
     """Per-example scores of ``generated`` against its ``condition`` (the evaluation split's
     examples, of every key aligned with EVAL_CONDITION's), averaged into the results; none by
     default."""
-    del state, condition, generated
+    del state, condition, generated, frozen
     return {}
 
-  def anomaly_scores(self, state: TrainState, images: Array) -> Array:
+  def anomaly_scores(self, state: TrainState, images: Array, frozen=None) -> Array:
     """Per-example anomaly scores ``[B]`` of uint8 NHWC ``images`` (higher: more anomalous),
     ranked by the ``auroc`` evaluation (``config.eval.metrics``) against
     ``config.dataset.classes``. Methods that score anomalies override this."""
-    del state, images
+    del state, images, frozen
     raise ConfigError(f"model {self.config.model.name!r} ({type(self).__name__}) gives no "
                       f"anomaly scores for config.eval.metrics=auroc")
 
-  def log_likelihood(self, state: TrainState, images: Array, rng: Array) -> dict[str, Array]:
+  def log_likelihood(self, state: TrainState, images: Array, rng: Array,
+                     frozen=None) -> dict[str, Array]:
     """Per-example lower bounds on ``log p(x)`` of uint8 NHWC ``images``, ``{"iwae": [B],
     "elbo": [B]}`` in nats, for the ``nll`` evaluation. Methods with a likelihood override
     this."""
-    del state, images, rng
+    del state, images, rng, frozen
     raise ConfigError(f"model {self.config.model.name!r} ({type(self).__name__}) has no "
                       f"likelihood for config.eval.metrics=nll")
 
@@ -361,8 +368,8 @@ class Method:
     raise ConfigError(f"model {self.config.model.name!r} ({type(self).__name__}) has no feature "
                       f"extractor for linear probes")
 
-  def sample_grids(self, state: TrainState, examples: dict[str, Array],
-                   rng: Array) -> dict[str, Array]:
+  def sample_grids(self, state: TrainState, examples: dict[str, Array], rng: Array,
+                   frozen=None) -> dict[str, Array]:
     """Named image grids ``[rows, cols, H, W, C]`` in ``value_range`` for PNGs and TensorBoard.
 
     ``examples`` are the first ``config.num_samples`` training examples (uint8 images).

@@ -126,9 +126,9 @@ class Classification(Method):
     return self.finish(state, {"model": params}, {"model": new_buffers}, {"model": opt_state},
                        metrics)
 
-  def sample_grids(self, state, examples, rng):
+  def sample_grids(self, state, examples, rng, frozen=None):
     """Nothing is generated: the grid shows the (augmented) inputs the classifier sees."""
-    del state
+    del state, frozen
     images = examples["image"]
     n = images.shape[0]
     rows, cols = grid_shape(n)

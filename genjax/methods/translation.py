@@ -379,12 +379,14 @@ class Translation(Method):
     del rng, n
     return condition["A"]
 
-  def eval_generate(self, state, inputs):
+  def eval_generate(self, state, inputs, frozen=None):
+    del frozen  # the perceptual network is a training loss only
     return self.sample(state, self.images(inputs), jax.random.fold_in(state.rng, 0xE7A1))
 
-  def eval_scores(self, state, condition, generated):
+  def eval_scores(self, state, condition, generated, frozen=None):
     """L1, PSNR and SSIM against the true target where the split has one (paired), and for
     CycleGAN the cycle error |G_B(G_A(A)) - A|."""
+    del frozen
     from genjax.metrics import image  # pylint: disable=g-import-not-at-top
     out = {}
     if "B" in condition:
@@ -408,9 +410,10 @@ class Translation(Method):
     out, _ = self.translate(g, params, state.buffers[g], a, rng if train else None, train=train)
     return jnp.clip(out.astype(jnp.float32), *self.value_range)
 
-  def sample_grids(self, state, examples, rng):
+  def sample_grids(self, state, examples, rng, frozen=None):
     """``translations``: rows of (A | G(A) | B), and for CycleGAN ``translations_BtoA``: rows
     of (B | G_B(B) | A)."""
+    del frozen
     n = min(8, len(examples["A"]), len(examples["B"]))
     a, b = self.images(examples["A"][:n]), self.images(examples["B"][:n])
     grids = {"translations": self._rows([a, self.sample(state, a, rng), b])}
