@@ -87,6 +87,33 @@ def test_generated_examples_fill_the_end_of_each_batch_with_their_labels(acgan):
   assert np.isfinite(float(metrics["loss"])) and int(new_state.step) == 1
 
 
+def test_sampling_and_evaluation_hooks_are_given_the_frozen_weights(acgan, monkeypatch):
+  """The evaluator passes the attached networks' weights, placed on its mesh, as the hooks'
+  last argument (as the launcher does for step and sample_grids): a hook sees exactly them."""
+  from genjax import evaluation  # pylint: disable=g-import-not-at-top
+  c = tiny_classifier(**{"method.generated_fraction": 0.5, "frozen.generator": str(acgan),
+                         "dataset.image_size": 32, "eval.metrics": "auroc",
+                         "dataset.classes": (0,)})
+  method = runs.build_method(c)
+  weights = method.attach_frozen(frozen.for_config(c, method))
+  total = sum(float(np.sum(x)) for x in jax.tree.leaves(weights))
+
+  def anomaly_scores(state, images, frozen=None):
+    del state
+    weight_sum = sum(jnp.sum(x) for x in jax.tree.leaves(frozen))
+    return jnp.full((images.shape[0],), weight_sum) + images[:, 0, 0, 0]
+  monkeypatch.setattr(method, "anomaly_scores", anomaly_scores)
+  evaluator = evaluation.Evaluator(c, method)
+  state = method.init(jax.random.PRNGKey(0))
+  images = jnp.zeros((evaluator.batch, 32, 32, 1), jnp.uint8)
+  np.testing.assert_allclose(evaluator._anomaly_scores(state, images, *evaluator._frozen),  # pylint: disable=protected-access
+                             total, rtol=1e-4)
+  assert 0.0 <= evaluator(state, jax.random.PRNGKey(1))["auroc"] <= 1.0
+  grids = jax.jit(method.sample_grids)(state, {"image": images[:4]}, jax.random.PRNGKey(2),
+                                       weights)
+  assert grids["inputs"].shape[-3:] == (32, 32, 1)
+
+
 def test_a_generator_of_another_class_count_is_refused_at_start_up(acgan):
   c = tiny_classifier(**{"method.generated_fraction": 0.5, "frozen.generator": str(acgan),
                          "dataset.image_size": 32})
