@@ -6,14 +6,18 @@ protocol: experiments/configs/_one_class.py):
   * the LeNet autoencoder's reconstruction error (``lenet_ae_<dataset>``), which is also
     Deep SVDD's pre-training;
   * one-class Deep SVDD (``deep_svdd_<dataset>``) started from that autoencoder's encoder;
-  * soft-boundary Deep SVDD (the same config, ``method.objective=soft-boundary``, nu = 0.1).
+  * soft-boundary Deep SVDD (the same config, ``method.objective=soft-boundary``, nu = 0.1);
+  * f-AnoGAN (``fanogan_<dataset>``): an encoder into the latent space of a WGAN-GP trained on
+    the class first (``wgan_gp_<dataset>``), scored by the izi_f residuals.
 Seeds: MNIST trains seeds 0, 1, 2 of the autoencoder and of one-class Deep SVDD (the paper
-reports mean ± std over seeds), one seed of soft-boundary; Fashion-MNIST one seed of each. The
+reports mean ± std over seeds), one seed of the others; Fashion-MNIST one seed of each. The
 paper (Ruff et al., ICML 2018) has no Fashion-MNIST column.
 
-Runs train seed by seed (every class of seed 0 first), each in ``RUNS/<run>``; a stopped sweep
-picks up where it stopped (experiments/sweep.py). ``evaluate`` reads each run's last AUROC from
-its metrics.jsonl; runs not finished yet are listed as missing.
+Runs train seed by seed (every class of seed 0 first), each in ``RUNS/<run>``, a run's
+prerequisite (the autoencoder of Deep SVDD, the GAN of f-AnoGAN) first; a stopped sweep picks
+up where it stopped (experiments/sweep.py), and runs the committed summary records are skipped.
+``evaluate`` reads each run's AUROC at its last step from its metrics.jsonl; runs not finished
+yet are listed as missing.
 
   python -m experiments.anomaly train --root=RUNS [--datasets=mnist]
   python -m experiments.anomaly evaluate --root=RUNS  # -> experiments/results/anomaly_<dataset>.json
@@ -21,6 +25,7 @@ its metrics.jsonl; runs not finished yet are listed as missing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import statistics
@@ -37,24 +42,56 @@ PAPER_ONE_CLASS_MNIST = ((98.0, 0.7), (99.7, 0.1), (91.7, 0.8), (91.9, 1.5), (94
                          (88.5, 0.9), (98.3, 0.5), (94.6, 0.9), (93.9, 1.6), (96.5, 0.3))
 
 
-def methods(dataset: str) -> list[tuple[str, str, str, tuple[int, ...]]]:
-  """(label, run prefix, config, seeds) of ``dataset``'s methods, in training order."""
+GAN_STEPS = 5000  # the WGAN-GP's critic steps (experiments/configs/wgan_gp_mnist.py)
+
+
+@dataclasses.dataclass(frozen=True)
+class Detector:
+  """One anomaly detector of the sweep: its runs ``<prefix>_c<k>_s<seed>`` of ``config``."""
+  label: str
+  prefix: str
+  config: str
+  seeds: tuple[int, ...]
+  steps: int  # the run's last step, where its AUROC is read
+  needs: str = ""  # the config of a run of the same class and seed it starts from
+  options: tuple[str, ...] = ()
+
+  def prerequisite(self, dataset: str) -> str:
+    """The run prefix of its prerequisite ("" if none)."""
+    return self.needs and f"{self.needs}_{dataset}"
+
+
+def methods(dataset: str) -> list[Detector]:
+  """``dataset``'s detectors, in training order."""
   seeds = (0, 1, 2) if dataset == "mnist" else (0,)
-  return [("autoencoder reconstruction error", f"lenet_ae_{dataset}", f"lenet_ae_{dataset}", seeds),
-          ("Deep SVDD, one-class", f"deep_svdd_{dataset}", f"deep_svdd_{dataset}", seeds),
-          ("Deep SVDD, soft-boundary", f"deep_svdd_sb_{dataset}", f"deep_svdd_{dataset}", (0,))]
+  ae, svdd = f"lenet_ae_{dataset}", f"deep_svdd_{dataset}"
+  return [Detector("autoencoder reconstruction error", ae, ae, seeds, STEPS),
+          Detector("Deep SVDD, one-class", svdd, svdd, seeds, STEPS, needs="lenet_ae"),
+          Detector("Deep SVDD, soft-boundary", f"deep_svdd_sb_{dataset}", svdd, (0,), STEPS,
+                   needs="lenet_ae", options=("--config.method.objective=soft-boundary",)),
+          Detector("f-AnoGAN (izi_f, κ = 1)", f"fanogan_{dataset}", f"fanogan_{dataset}", (0,),
+                   3000, needs="wgan_gp")]
 
 
 def run_name(prefix: str, k: int, seed: int) -> str:
   return f"{prefix}_c{k}_s{seed}"
 
 
-def overrides(root: pathlib.Path, dataset: str, prefix: str, k: int, seed: int) -> tuple[str, ...]:
-  out = [f"--config.dataset.classes=({k},)", f"--config.seed={seed}"]
-  if prefix.startswith("deep_svdd"):
-    out.append(f"--config.init.from_run={root / run_name(f'lenet_ae_{dataset}', k, seed)}")
-  if prefix.startswith("deep_svdd_sb"):
-    out.append("--config.method.objective=soft-boundary")
+def prerequisite_overrides(detector: Detector, k, seed) -> tuple[str, ...]:
+  """The flags of a detector's prerequisite run: the class and seed (and no in-loop FID for a
+  GAN: the test split it would be measured against is not its one class)."""
+  out = (f"--config.dataset.classes=({k},)", f"--config.seed={seed}")
+  return out + (("--config.eval.every=0",) if detector.needs == "wgan_gp" else ())
+
+
+def overrides(root: pathlib.Path, dataset: str, detector: Detector, k, seed) -> tuple[str, ...]:
+  out = [f"--config.dataset.classes=({k},)", f"--config.seed={seed}", *detector.options]
+  source = root / run_name(detector.prerequisite(dataset), k, seed)
+  if detector.needs == "lenet_ae":
+    out.append(f"--config.init.from_run={source}")
+  elif detector.needs == "wgan_gp":
+    out += [f"--config.frozen.generator={source}",
+            f"--config.frozen.discriminator={source}#discriminator"]
   return tuple(out)
 
 
@@ -65,54 +102,65 @@ def _recorded_cells(dataset: str) -> dict:
 
 
 def train(root: pathlib.Path, dataset: str) -> None:
-  todo, done = methods(dataset), _recorded_cells(dataset)
-  for seed in sorted({s for *_, seeds in todo for s in seeds}):
+  detectors, done = methods(dataset), _recorded_cells(dataset)
+  for seed in sorted({s for d in detectors for s in d.seeds}):
     for k in CLASSES:
-      group = [(label, prefix, config) for label, prefix, config, seeds in todo if seed in seeds]
-      # A class and seed the summary records for every method is skipped unless its runs are
-      # here (Deep SVDD starts from the autoencoder's run, so they train together).
-      if (all(seed in done.get((label, k), {}).get("seeds", ()) for label, *_ in group) and
-          not any((root / run_name(prefix, k, seed)).exists() for _, prefix, _ in group)):
-        continue
-      for _, prefix, config in group:
-        sweep.train(root, run_name(prefix, k, seed), config,
-                    overrides(root, dataset, prefix, k, seed))
+      trained = set()
+      for d in detectors:
+        run = run_name(d.prefix, k, seed)
+        # skipped where the summary records it, unless its run is here to be finished
+        if seed not in d.seeds or (seed in done.get((d.label, k), {}).get("seeds", ()) and
+                                   not (root / run).exists()):
+          continue
+        before = d.prerequisite(dataset)
+        if before and before not in trained:
+          sweep.train(root, run_name(before, k, seed), before,
+                      prerequisite_overrides(d, k, seed))
+          trained.add(before)
+        sweep.train(root, run, d.config, overrides(root, dataset, d, k, seed))
+        trained.add(d.prefix)
 
 
-def final_auroc(workdir: pathlib.Path) -> float | None:
-  """The AUROC of the run's evaluation at its last step, or None if it has not got there."""
+def final_auroc(workdir: pathlib.Path, steps: int) -> float | None:
+  """The AUROC of the run's evaluation at its last step ``steps``, or None if it has not got
+  there."""
   path = workdir / "metrics.jsonl"
   if not path.exists():
     return None
   evals = [json.loads(x) for x in path.read_text().splitlines() if '"auroc"' in x]
-  return evals[-1]["auroc"] if evals and evals[-1]["step"] == STEPS else None
+  return evals[-1]["auroc"] if evals and evals[-1]["step"] == steps else None
 
 
 def evaluate(root: pathlib.Path, dataset: str) -> dict:
   rows, before = [], _recorded_cells(dataset)
-  for label, prefix, config, seeds in methods(dataset):
+  for d in methods(dataset):
     per_class = []
     for k in CLASSES:
-      found = {s: final_auroc(root / run_name(prefix, k, s)) for s in seeds}
+      found = {s: final_auroc(root / run_name(d.prefix, k, s), d.steps) for s in d.seeds}
       values = sweep.per_seed({s: None if v is None else 100 * v for s, v in found.items()},
-                              before.get((label, k)), "auroc")
+                              before.get((d.label, k)), "auroc")
       cell = {"class": k, "seeds": list(values), "auroc": list(values.values()),
               **sweep.mean_std(list(values.values()))}
-      if dataset == "mnist" and prefix == "deep_svdd_mnist":
+      if dataset == "mnist" and d.prefix == "deep_svdd_mnist":
         cell["paper"] = dict(zip(("mean", "std"), PAPER_ONE_CLASS_MNIST[k]))
       per_class.append(cell)
-    complete = all(len(c["auroc"]) == len(seeds) for c in per_class)
-    rows.append({"method": label, "config": config, "seeds": list(seeds),
-                 "command": sweep.command(config, f"RUNS/{run_name(prefix, 'K', 'S')}",
-                                          overrides(pathlib.Path("RUNS"), dataset, prefix,
-                                                    "K", "S")),
-                 "classes": per_class, "complete": complete,
+    complete = all(len(c["auroc"]) == len(d.seeds) for c in per_class)
+    runs = pathlib.Path("RUNS")
+    commands = [sweep.command(d.config, str(runs / run_name(d.prefix, "K", "S")),
+                              overrides(runs, dataset, d, "K", "S"))]
+    if d.needs:
+      before_run = d.prerequisite(dataset)
+      commands.insert(0, sweep.command(before_run, str(runs / run_name(before_run, "K", "S")),
+                                       prerequisite_overrides(d, "K", "S")))
+    rows.append({"method": d.label, "config": d.config, "seeds": list(d.seeds),
+                 "steps": d.steps, "commands": commands, "classes": per_class,
+                 "complete": complete,
                  "mean_over_classes": (statistics.mean(c["mean"] for c in per_class)
                                        if complete else None)})
   return {"experiment": "anomaly detection, one class per run", "dataset": dataset,
           "metric": "AUROC (%) on the whole test split, the run's class as normal",
-          "steps": STEPS, "paper": ("Ruff et al., Deep One-Class Classification, ICML 2018, "
-                                    "Table 1 (MNIST, one-class Deep SVDD, 10 seeds)"),
+          "paper": ("Ruff et al., Deep One-Class Classification, ICML 2018, "
+                    "Table 1 (MNIST, one-class Deep SVDD, 10 seeds)"),
           "sweep": "python -m experiments.anomaly train --root=RUNS", "rows": rows}
 
 

@@ -304,7 +304,7 @@ def render_reproduction() -> str:
     paper = statistics.mean(c["paper"]["mean"] for c in row["classes"])
     out.append(
         f"| {anomaly['paper'].split(', Table')[0]}, Table 1 | MNIST, {row['method']}: AUROC (%) "
-        f"averaged over the 10 normal classes ({anomaly['steps']} steps per class) | "
+        f"averaged over the 10 normal classes ({row['steps']} steps per class) | "
         f"{paper:.1f} (10 seeds) | "
         f"{_over_seeds(per_seed, len(row['seeds'])) if per_seed else 'not trained yet'} | "
         f"[anomaly_mnist.json](results/anomaly_mnist.json) | `{row['config']}` | "

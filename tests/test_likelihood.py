@@ -232,6 +232,40 @@ def test_anomaly_summary_means_over_seeds_and_marks_missing_runs(tmp_path, monke
   assert rows["autoencoder reconstruction error"]["classes"][0]["auroc"] == []
 
 
+def test_the_anomaly_sweep_trains_prerequisites_first_and_skips_recorded_detectors(
+    tmp_path, monkeypatch):
+  """Deep SVDD after its autoencoder, f-AnoGAN after its WGAN-GP (with the GAN's networks as
+  its frozen ones), and a detector the committed summary records is not trained again: its
+  prerequisite only where another detector still needs it."""
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path / "results")
+  (tmp_path / "results").mkdir()
+  record = anomaly.evaluate(tmp_path, "mnist")
+  for row in record["rows"]:  # seed 0 of every class recorded, except f-AnoGAN's
+    if not row["method"].startswith("f-AnoGAN"):
+      for cell in row["classes"]:
+        cell.update(seeds=[0], auroc=[90.0])
+  (tmp_path / "results" / "anomaly_mnist.json").write_text(json.dumps(record))
+  trained = []
+  monkeypatch.setattr(sweep, "train", lambda root, run, config, flags=(): trained.append(
+      (run, config, flags)))
+  anomaly.train(tmp_path, "mnist")
+  runs = [run for run, *_ in trained]
+  assert runs[:2] == ["wgan_gp_mnist_c0_s0", "fanogan_mnist_c0_s0"]  # seed 0: f-AnoGAN only
+  assert len(runs) == 2 * 10 + 2 * 2 * 10  # then seeds 1 and 2: autoencoder, one-class
+  assert runs[20:22] == ["lenet_ae_mnist_c0_s1", "deep_svdd_mnist_c0_s1"]
+  gan, flags = tmp_path / "wgan_gp_mnist_c0_s0", trained[1][2]
+  assert trained[0][2] == ("--config.dataset.classes=(0,)", "--config.seed=0",
+                           "--config.eval.every=0")
+  assert f"--config.frozen.generator={gan}" in flags
+  assert f"--config.frozen.discriminator={gan}#discriminator" in flags
+  assert f"--config.init.from_run={tmp_path / 'lenet_ae_mnist_c0_s1'}" in trained[21][2]
+  rows = {r["method"]: r for r in anomaly.evaluate(tmp_path, "mnist")["rows"]}
+  assert rows["f-AnoGAN (izi_f, κ = 1)"]["commands"][0].startswith(
+      "python -m genjax.cli.train --config=experiments/configs/wgan_gp_mnist.py "
+      "--workdir=RUNS/wgan_gp_mnist_cK_sS")
+  assert rows["f-AnoGAN (izi_f, κ = 1)"]["steps"] == 3000
+
+
 def test_the_conv_vae_trains_on_the_iwae_bound_too():
   c = tiny_config("vae", **{"method.objective": "iwae", "method.num_samples": 3})
   config_lib.validate(c)

@@ -61,6 +61,8 @@ def test_output_shapes(family, shape):
   elif family == "lenet_ae":  # the reference's decoder makes 28x28 images only (test_one_class)
     with pytest.raises(ValueError, match="needs 28x28 images"):
       build()
+  elif family == "fanogan":
+    assert jax.eval_shape(lambda: build()["encoder"](x)).shape == (2, 100)
   elif family == "classifier":
     out = jax.eval_shape(lambda: build()["model"](x))
     assert out["logits"].shape == (2, 10) and out["features"].shape == (2, 128)

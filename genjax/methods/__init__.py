@@ -9,12 +9,14 @@ from genjax.methods.autoencoding import Autoencoding
 from genjax.methods.base import Method
 from genjax.methods.base import TrainState
 from genjax.methods.classification import Classification
+from genjax.methods.fanogan import FAnoGAN
 from genjax.methods.one_class import OneClass
 from genjax.methods.translation import Translation
 
 METHODS: dict[str, type[Method]] = {"autoencoding": Autoencoding, "adversarial": Adversarial,
                                      "classification": Classification,
-                                     "translation": Translation, "one_class": OneClass}
+                                     "translation": Translation, "one_class": OneClass,
+                                     "fanogan": FAnoGAN}
 
 
 def get(name: str) -> type[Method]:

@@ -16,6 +16,7 @@ from genjax.models import cgan
 from genjax.models import classifier
 from genjax.models import cyclegan
 from genjax.models import dcgan
+from genjax.models import fanogan
 from genjax.models import infogan
 from genjax.models import lenet
 from genjax.models import lenet_ae
@@ -31,7 +32,8 @@ FAMILIES: dict[str, ModuleType] = {"ae": ae, "vae": vae, "dcgan": dcgan,
                                    "classifier": classifier, "sngan": sngan, "sagan": sagan,
                                    "cgan": cgan, "acgan": acgan, "infogan": infogan,
                                    "sgan": sgan, "pix2pix": pix2pix, "cyclegan": cyclegan,
-                                   "deep_svdd": lenet, "lenet_ae": lenet_ae}
+                                   "deep_svdd": lenet, "lenet_ae": lenet_ae,
+                                   "fanogan": fanogan}
 
 # Arguments of build() supplied by the launcher rather than by config.model.
 _LAUNCHER_ARGS = ("rngs", "axis_name", "dtype", "input_shape")
