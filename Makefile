@@ -43,8 +43,10 @@ demo: $(BIN)/.genjax data kernels
 
 # Two pytest workers (pytest-xdist): most of the suite is single-threaded XLA compilation, so two
 # workers on two cores take ~2/3 of the serial time; the tests share one XLA compilation cache.
+# Work stealing: a worker that runs out takes the other's queued tests, so that the last minutes
+# are not one worker alone behind a few long multi-process tests.
 test: $(BIN)/.genjax-test data kernels
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 clean:
 	rm -rf runs/demo
