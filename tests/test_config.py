@@ -6,6 +6,8 @@ import pathlib
 import pytest
 
 from genjax import config as config_lib
+from genjax import methods
+from genjax import models
 from genjax.errors import ConfigError
 from tests.conftest import tiny_config
 
@@ -18,6 +20,10 @@ def test_experiment_configs_validate(name, tmp_path):
   c = importlib.import_module(f"experiments.configs.{name}").get_config()
   if c.dataset.name == "image_folder":  # the user's folder, given on the command line
     c.dataset.path = str(tmp_path)
+  # runs the config always needs (f-AnoGAN's GAN), given on the command line: validate checks
+  # they are named, the launcher loads them
+  for slot in methods.get(models.get(c.model.name).METHOD).required_frozen(c):
+    c.frozen[slot] = str(tmp_path / slot)
   config_lib.validate(c)
   assert c.is_locked
 
