@@ -26,6 +26,7 @@ yet are listed as missing.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import pathlib
 import statistics
@@ -34,15 +35,11 @@ import sys
 from experiments import sweep
 
 CLASSES = tuple(range(10))
-STEPS = 4500  # 150 epochs of one class (experiments/configs/_one_class.py)
 
 # Ruff et al. (ICML 2018), Table 1, MNIST, one-class Deep SVDD: AUROC in %, mean ± std over
 # 10 seeds, per normal class 0-9 (also quoted as "DeepSVDD*" in later papers' tables).
 PAPER_ONE_CLASS_MNIST = ((98.0, 0.7), (99.7, 0.1), (91.7, 0.8), (91.9, 1.5), (94.9, 0.8),
                          (88.5, 0.9), (98.3, 0.5), (94.6, 0.9), (93.9, 1.6), (96.5, 0.3))
-
-
-GAN_STEPS = 5000  # the WGAN-GP's critic steps (experiments/configs/wgan_gp_mnist.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +49,13 @@ class Detector:
   prefix: str
   config: str
   seeds: tuple[int, ...]
-  steps: int  # the run's last step, where its AUROC is read
   needs: str = ""  # the config of a run of the same class and seed it starts from
   options: tuple[str, ...] = ()
+
+  @property
+  def steps(self) -> int:
+    """The run's last step, where its AUROC is read: its config's ``num_steps``."""
+    return importlib.import_module(f"experiments.configs.{self.config}").get_config().num_steps
 
   def prerequisite(self, dataset: str) -> str:
     """The run prefix of its prerequisite ("" if none)."""
@@ -65,27 +66,31 @@ def methods(dataset: str) -> list[Detector]:
   """``dataset``'s detectors, in training order."""
   seeds = (0, 1, 2) if dataset == "mnist" else (0,)
   ae, svdd = f"lenet_ae_{dataset}", f"deep_svdd_{dataset}"
-  return [Detector("autoencoder reconstruction error", ae, ae, seeds, STEPS),
-          Detector("Deep SVDD, one-class", svdd, svdd, seeds, STEPS, needs="lenet_ae"),
-          Detector("Deep SVDD, soft-boundary", f"deep_svdd_sb_{dataset}", svdd, (0,), STEPS,
+  return [Detector("autoencoder reconstruction error", ae, ae, seeds),
+          Detector("Deep SVDD, one-class", svdd, svdd, seeds, needs="lenet_ae"),
+          Detector("Deep SVDD, soft-boundary", f"deep_svdd_sb_{dataset}", svdd, (0,),
                    needs="lenet_ae", options=("--config.method.objective=soft-boundary",)),
           Detector("f-AnoGAN (izi_f, κ = 1)", f"fanogan_{dataset}", f"fanogan_{dataset}", (0,),
-                   3000, needs="wgan_gp")]
+                   needs="wgan_gp")]
 
 
 def run_name(prefix: str, k: int, seed: int) -> str:
   return f"{prefix}_c{k}_s{seed}"
 
 
+def _class_and_seed(k, seed) -> tuple[str, ...]:
+  return (f"--config.dataset.classes=({k},)", f"--config.seed={seed}")
+
+
 def prerequisite_overrides(detector: Detector, k, seed) -> tuple[str, ...]:
   """The flags of a detector's prerequisite run: the class and seed (and no in-loop FID for a
   GAN: the test split it would be measured against is not its one class)."""
-  out = (f"--config.dataset.classes=({k},)", f"--config.seed={seed}")
-  return out + (("--config.eval.every=0",) if detector.needs == "wgan_gp" else ())
+  return _class_and_seed(k, seed) + (
+      ("--config.eval.every=0",) if detector.needs == "wgan_gp" else ())
 
 
 def overrides(root: pathlib.Path, dataset: str, detector: Detector, k, seed) -> tuple[str, ...]:
-  out = [f"--config.dataset.classes=({k},)", f"--config.seed={seed}", *detector.options]
+  out = [*_class_and_seed(k, seed), *detector.options]
   source = root / run_name(detector.prerequisite(dataset), k, seed)
   if detector.needs == "lenet_ae":
     out.append(f"--config.init.from_run={source}")
@@ -134,9 +139,9 @@ def final_auroc(workdir: pathlib.Path, steps: int) -> float | None:
 def evaluate(root: pathlib.Path, dataset: str) -> dict:
   rows, before = [], _recorded_cells(dataset)
   for d in methods(dataset):
-    per_class = []
+    per_class, steps = [], d.steps
     for k in CLASSES:
-      found = {s: final_auroc(root / run_name(d.prefix, k, s), d.steps) for s in d.seeds}
+      found = {s: final_auroc(root / run_name(d.prefix, k, s), steps) for s in d.seeds}
       values = sweep.per_seed({s: None if v is None else 100 * v for s, v in found.items()},
                               before.get((d.label, k)), "auroc")
       cell = {"class": k, "seeds": list(values), "auroc": list(values.values()),
@@ -153,7 +158,7 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
       commands.insert(0, sweep.command(before_run, str(runs / run_name(before_run, "K", "S")),
                                        prerequisite_overrides(d, "K", "S")))
     rows.append({"method": d.label, "config": d.config, "seeds": list(d.seeds),
-                 "steps": d.steps, "commands": commands, "classes": per_class,
+                 "steps": steps, "commands": commands, "classes": per_class,
                  "complete": complete,
                  "mean_over_classes": (statistics.mean(c["mean"] for c in per_class)
                                        if complete else None)})

@@ -220,7 +220,7 @@ def test_anomaly_summary_means_over_seeds_and_marks_missing_runs(tmp_path, monke
         continue  # not finished
       run = tmp_path / anomaly.run_name("deep_svdd_mnist", k, seed)
       run.mkdir()
-      lines = [{"step": 500, "auroc": 0.5}, {"step": anomaly.STEPS, "auroc": 0.9 + 0.01 * seed}]
+      lines = [{"step": 500, "auroc": 0.5}, {"step": anomaly.methods("mnist")[1].steps, "auroc": 0.9 + 0.01 * seed}]
       run.joinpath("metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
   rows = {r["method"]: r for r in anomaly.evaluate(tmp_path, "mnist")["rows"]}
   one_class = rows["Deep SVDD, one-class"]

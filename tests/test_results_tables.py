@@ -83,7 +83,7 @@ def test_the_anomaly_and_likelihood_tables_render_their_summaries(tmp_path, monk
   for seed, auroc in ((0, 0.98), (1, 0.96)):  # class 0, two of the three seeds finished
     run = root / anomaly.run_name("deep_svdd_mnist", 0, seed)
     run.mkdir(parents=True)
-    (run / "metrics.jsonl").write_text(json.dumps({"step": anomaly.STEPS, "auroc": auroc}) + "\n")
+    (run / "metrics.jsonl").write_text(json.dumps({"step": anomaly.methods("mnist")[1].steps, "auroc": auroc}) + "\n")
   for dataset in ("mnist", "fashion_mnist"):
     _write(tmp_path / f"anomaly_{dataset}.json", anomaly.evaluate(root, dataset))
   lines = tables.render_anomaly().splitlines()
@@ -137,7 +137,7 @@ def test_the_reproduction_table_averages_each_finished_seed_over_the_classes(tmp
       run = root / anomaly.run_name("deep_svdd_mnist", k, seed)
       run.mkdir(parents=True)
       auroc = 0.9 + 0.002 * k + 0.02 * seed
-      (run / "metrics.jsonl").write_text(json.dumps({"step": anomaly.STEPS, "auroc": auroc}))
+      (run / "metrics.jsonl").write_text(json.dumps({"step": anomaly.methods("mnist")[1].steps, "auroc": auroc}))
   _write(tmp_path / "anomaly_mnist.json", anomaly.evaluate(root, "mnist"))
   _write(tmp_path / "likelihood_mnist.json", {
       "paper": "Burda et al., IWAE, ICLR 2016, Table 1 (3,280 passes)", "passes": 4, "rows": [
