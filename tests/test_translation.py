@@ -32,6 +32,10 @@ from tests.conftest import apply_overrides
 TINY = {"model.ngf": 8, "model.ndf": 8, "batch_size": 8, "num_steps": 4, "log_every": 2,
         "sample_every": 4, "checkpoint_every": 2, "num_samples": 8, "compilation_cache_dir": "",
         "eval.every": 0}
+# CycleGAN's tests of the method (pools, domains, resume, devices, evaluation) use a U-Net: its
+# step compiles in a third of resnet_6blocks' time. The ResNet generator is the reference's in
+# test_translation_nets, and trains in the reference's step in test_benchmarks' peer step.
+SMALL_CYCLEGAN = {"model.netG": "unet_32", "model.n_layers_D": 2}
 
 
 def tiny(name: str, **overrides):
@@ -74,7 +78,8 @@ def test_pix2pix_trains_end_to_end(tmp_path):
 def test_cyclegan_resumes_exactly_with_its_pools_and_domains(tmp_path):
   """Four steps at once equal two steps, a stop, and two more: the pools of past fakes and both
   domains' data positions come back from the checkpoint."""
-  cache = {"compilation_cache_dir": str(tmp_path / "xla")}  # the three runs compile once
+  # the three runs compile once
+  cache = {"compilation_cache_dir": str(tmp_path / "xla"), **SMALL_CYCLEGAN}
   straight = train.train_and_evaluate(tiny("cyclegan_colored_mnist", **cache),
                                       str(tmp_path / "straight"))
   train.train_and_evaluate(tiny("cyclegan_colored_mnist", num_steps=2, **cache),
@@ -295,7 +300,7 @@ def test_one_cyclegan_step_on_8_devices_equals_one_device(strategy_name):
   # The pool holds 4: the first 4 fakes of the batch fill it, the next 4 may be swapped.
   c = tiny("cyclegan_colored_mnist", **{"optimizer.name": "sgd", "optimizer.learning_rate": 0.05,
                                          "optimizer.b1": 0.0, "method.pool_size": 4,
-                                         "model.netG": "unet_32", "model.n_layers_D": 2})
+                                         **SMALL_CYCLEGAN})
   examples = data.load_config(c.dataset)
   batch = next(data.BatchIterator(examples, 8, seed=0, groups=examples.groups))
   single = runs.build_method(c)
@@ -321,9 +326,9 @@ def test_evaluation_scores_translations_against_the_true_target(tmp_path):
   test_metrics)."""
   from genjax import evaluation  # pylint: disable=g-import-not-at-top
   from genjax.metrics import image  # pylint: disable=g-import-not-at-top
-  c = tiny("cyclegan_colored_mnist", **{"eval.num_samples": 40, "eval.num_real": 64,
-                                        "eval.metrics": "kid", "eval.batch_size": 16,
-                                        "eval.cache_dir": str(tmp_path)})
+  c = tiny("cyclegan_colored_mnist", **SMALL_CYCLEGAN,
+           **{"eval.num_samples": 40, "eval.num_real": 64, "eval.metrics": "kid",
+              "eval.batch_size": 16, "eval.cache_dir": str(tmp_path)})
   method = runs.build_method(c)
   state = jax.jit(method.init)(jax.random.PRNGKey(3))
   out = evaluation.Evaluator(c, method)(state, jax.random.PRNGKey(1))
