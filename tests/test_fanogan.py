@@ -1,5 +1,6 @@
 """f-AnoGAN: the izi_f residuals and score against their closed form, a frozen GAN that stays
-frozen, the run's AUROC and grid, exact resume, and one-line errors for a GAN that does not fit."""
+frozen, the run's AUROC and grid, exact resume, a step on 8 devices, and one-line errors for a GAN
+that does not fit."""
 
 import json
 
@@ -143,3 +144,28 @@ def test_a_gan_that_does_not_fit_is_refused_in_one_line(gans, overrides, error, 
   with pytest.raises(error, match=message) as e:
     loaded(tiny_fanogan(gans / "gan", **overrides))
   assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("strategy_name", ["mesh", "pmap"])
+def test_a_step_on_8_devices_equals_one_device(gans, strategy_name):
+  """The encoder's update from the global batch, with the frozen GAN replicated as an argument:
+  the same as on one device (SGD keeps the comparison well conditioned, as in test_parallel)."""
+  from genjax import parallel  # pylint: disable=g-import-not-at-top
+  c = tiny_fanogan(gans / "gan", **{"optimizer.name": "sgd", "optimizer.learning_rate": 0.05,
+                                    "optimizer.b1": 0.0})
+  method, weights = loaded(c)
+  init = method.init(jax.random.PRNGKey(0))
+  batch = {"image": data.load_config(c.dataset)["image"][:c.batch_size]}
+  expected, logged = jax.device_get(jax.jit(method.step)(init, batch, weights))
+  strategy = parallel.make_strategy(strategy_name)
+  placed = runs.build_method(c, strategy.axis_name)
+  placed_weights = strategy.put_state(placed.attach_frozen(frozen.for_config(c, placed)))
+  state, got_logged = strategy.compile(placed.step, frozen=True)(
+      strategy.put_state(init), strategy.put_batch(batch), placed_weights)
+  got = jax.device_get(strategy.get_state(state))
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(got.params),
+                                                      jax.tree.leaves(init.params)))
+  for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(expected.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+  np.testing.assert_allclose(float(strategy.fetch(got_logged)["loss"]), float(logged["loss"]),
+                             rtol=1e-5)
