@@ -15,6 +15,8 @@ trained on the first 50000 training images; its L2 strength ``C`` is chosen on t
   python -m experiments.feature_learning evaluate --root=RUNS  # -> experiments/results/feature_learning_<dataset>.json
 
 ``RUNS`` may be the root experiments/denoising.py trained into: the DAE is its Gaussian 0.3 run.
+A row the committed summary records is kept where its run is not under ``RUNS`` (and ``train``
+does not retrain it), so the rows still missing can be added on another machine.
 """
 
 from __future__ import annotations
@@ -42,9 +44,23 @@ def representations(dataset: str) -> list[tuple[str, str | None, str, tuple[str,
           ("SNGAN discriminator", f"sngan_{dataset}", f"sngan_{dataset}", ())]
 
 
+def _recorded_rows(dataset: str) -> dict:
+  """``{command: row}`` of the committed summary's scored runs (see sweep.recorded): a row is
+  the record of the run its command trains, and of no other."""
+  rows = sweep.recorded("feature_learning", dataset).get("rows", [])
+  return {r["command"]: r for r in rows if "test_accuracy" in r and r["command"]}
+
+
+def _command(run: str, config: str, overrides: tuple[str, ...]) -> str:
+  return sweep.command(config, "RUNS/" + run, overrides)
+
+
 def train(root: pathlib.Path, dataset: str) -> None:
+  """Trains the runs that are not recorded yet (and resumes those under ``root``)."""
+  done = _recorded_rows(dataset)
   for _, run, config, overrides in representations(dataset):
-    if run is not None:
+    if run is not None and (_command(run, config, overrides) not in done or
+                            (root / run).exists()):
       sweep.train(root, run, config, overrides)
 
 
@@ -87,13 +103,17 @@ def probe(train_x, train_y, val_x, val_y, test_x, test_y, c_grid=C_GRID) -> dict
 def evaluate_dataset(root: pathlib.Path, dataset: str) -> dict:
   train_images, train_labels = _split(dataset, "train")
   test_images, test_labels = _split(dataset, "test")
-  rows = []
+  rows, before = [], _recorded_rows(dataset)
   for label, run, config, overrides in representations(dataset):
     workdir = None if run is None else root / run
-    command = sweep.command(config, "RUNS/" + run, overrides) if run else None
+    command = _command(run, config, overrides) if run else None
     if workdir is not None and not (workdir / "checkpoints").is_dir():
-      print(f"{label}: {workdir} is not trained yet; its row says so", flush=True)
-      rows.append({"representation": label, "run": run, "missing": True, "command": command})
+      if command in before:
+        print(f"{label}: {workdir} is not here; its recorded row is kept", flush=True)
+        rows.append(before[command])
+      else:
+        print(f"{label}: {workdir} is not trained yet; its row says so", flush=True)
+        rows.append({"representation": label, "run": run, "missing": True, "command": command})
       continue
     feats, step = _features(workdir, train_images)
     test_feats, _ = _features(workdir, test_images)

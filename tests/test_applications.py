@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -71,6 +73,41 @@ def test_the_feature_probe_keeps_the_c_with_the_best_validation_accuracy():
   best = max(result["validation_accuracy"].items(), key=lambda kv: kv[1])[0]
   assert str(result["C"]) == best
   assert result["test_accuracy"] > 0.8  # 10 well-separated classes, the chance level is 0.1
+
+
+def test_a_probe_sweep_on_another_machine_keeps_recorded_rows_and_trains_the_rest(
+    tmp_path, monkeypatch):
+  """The committed summary is the record: evaluate keeps a scored row whose run is not here
+  (unless its command changed), scores the runs that are, and train trains only the rest."""
+  from experiments import sweep  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path / "results")
+  (tmp_path / "results").mkdir()
+  rng = np.random.default_rng(0)
+  labels = np.arange(120) % 10
+  monkeypatch.setattr(feature_learning, "_split", lambda dataset, split: (
+      rng.integers(0, 256, (120, 28, 28, 1), np.uint8), labels))
+  monkeypatch.setattr(feature_learning, "NUM_TRAIN", 100)
+  monkeypatch.setattr(feature_learning, "_features", lambda workdir, images: (
+      images.reshape(len(images), -1)[:, :20].astype(np.float32), None if workdir is None else 7))
+  record = feature_learning.evaluate_dataset(tmp_path, "mnist")
+  assert [r.get("missing", False) for r in record["rows"]] == [False] + [True] * 5
+  by_label = {r["representation"]: r for r in record["rows"]}
+  by_label["AE code"].update(test_accuracy=0.5, step=3, dim=32)
+  by_label["VAE posterior mean"].update(test_accuracy=0.4, step=3, dim=16, command="older")
+  (tmp_path / "results" / "feature_learning_mnist.json").write_text(json.dumps(record))
+  (tmp_path / "dcgan_mnist" / "checkpoints").mkdir(parents=True)
+
+  rows = {r["representation"]: r for r in feature_learning.evaluate_dataset(tmp_path, "mnist")[
+      "rows"]}
+  assert rows["AE code"] == by_label["AE code"]  # recorded, its run elsewhere
+  assert rows["VAE posterior mean"]["missing"]  # recorded by another command: not kept
+  assert rows["DCGAN discriminator"]["step"] == 7 and "test_accuracy" in rows["DCGAN discriminator"]
+  assert rows["SNGAN discriminator"]["missing"] and rows["raw pixels"]["dim"] == 20
+
+  trained = []
+  monkeypatch.setattr(sweep, "train", lambda root, run, config, flags=(): trained.append(run))
+  feature_learning.train(tmp_path, "mnist")
+  assert trained == ["dae_mnist_gaussian_0.3", "vae_mnist", "dcgan_mnist", "sngan_mnist"]
 
 
 def test_the_denoising_table_scores_the_dae_and_its_peers_on_the_same_noisy_images(
