@@ -7,6 +7,7 @@ process index when there is more than one).
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 from absl import logging
@@ -41,6 +42,22 @@ def _duration(seconds: float) -> str:
   return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def _summary_writer_class():
+  """tensorboardX's SummaryWriter, imported without PyTorch where it is not loaded yet:
+  tensorboardX imports torch (about 3 s) only to accept torch tensors, and genjax hands it
+  floats and numpy arrays. A ``None`` in ``sys.modules`` makes ``import torch`` fail for the
+  moment of the import."""
+  hide = "torch" not in sys.modules and "tensorboardX" not in sys.modules
+  if hide:
+    sys.modules["torch"] = None
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  finally:
+    if hide:
+      del sys.modules["torch"]
+  return SummaryWriter
+
+
 class Reporter:
   """Writes scalars and image grids for one run."""
 
@@ -54,9 +71,8 @@ class Reporter:
     self.sample_dir = os.path.join(workdir, "samples")
     self.tb = None
     if self.writes:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       os.makedirs(self.sample_dir, exist_ok=True)
-      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=10)
+      self.tb = _summary_writer_class()(os.path.join(workdir, "tensorboard"), flush_secs=10)
 
   def scalars(self, step: int, metrics: dict[str, float], *, steps_per_sec: float,
               learning_rates: dict[str, float]) -> None:

@@ -173,3 +173,23 @@ def test_a_failing_kernel_ends_the_run_in_one_line_keeping_the_last_checkpoint(t
   assert ckpt.manager.all_steps() == [2]
   _, state, _ = runs.restore_run(str(tmp_path))
   assert int(state.step) == 2 and bool(train._all_finite(state))
+
+
+def test_a_run_starts_without_importing_torch_or_scipys_slow_modules(tmp_path):
+  """Every training process pays its imports (the multi-process tests and launches start dozens):
+  the trainer and its TensorBoard writer leave PyTorch (about 3 s; tensorboardX imports it only
+  to accept its tensors), scipy.stats and scipy.optimize (about a second each) unimported, and
+  PyTorch still imports afterwards."""
+  script = f"""
+import sys
+from genjax import reporting, runs, train
+reporter = reporting.Reporter({str(tmp_path)!r}, num_steps=1, batch_size=1, value_range=(0, 1))
+reporter.scalars(1, {{"loss": 1.0}}, steps_per_sec=1.0, learning_rates={{}})
+print(sorted(m for m in ("torch", "scipy.stats", "scipy.optimize") if m in sys.modules))
+import torch
+print(torch.zeros(1).shape)
+"""
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                        timeout=120, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.splitlines() == ["[]", "torch.Size([1])"]
