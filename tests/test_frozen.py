@@ -32,7 +32,7 @@ def runs_dir(tmp_path_factory):
   """Two steps of a tiny Pix2Pix with the perceptual term, straight and in two sittings."""
   root = tmp_path_factory.mktemp("frozen")
   common = {"num_steps": 2, "log_every": 1, "checkpoint_every": 1, "sample_every": 2,
-            "compilation_cache_dir": str(root / "xla"), **PERCEPTUAL}
+            **PERCEPTUAL}
   results = {"straight": train.train_and_evaluate(tiny("pix2pix_edges2fashion", **common),
                                                   str(root / "straight"))}
   train.train_and_evaluate(tiny("pix2pix_edges2fashion", **{**common, "num_steps": 1}),
@@ -127,7 +127,7 @@ def test_perceptual_pix2pix_trains_resumes_exactly_and_checkpoints_no_frozen_wei
 
 def test_resume_with_other_frozen_sources_warns(runs_dir, caplog):
   root, _ = runs_dir
-  c = tiny("pix2pix_edges2fashion", num_steps=2, compilation_cache_dir=str(root / "xla"),
+  c = tiny("pix2pix_edges2fashion", num_steps=2,
            **{**PERCEPTUAL, "frozen.perceptual": CLASSIFIER + "@4000"})
   caplog.set_level(logging.INFO)
   train.train_and_evaluate(c, str(root / "straight"))  # at step 2 of 2 already: loads, warns

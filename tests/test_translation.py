@@ -78,13 +78,11 @@ def test_pix2pix_trains_end_to_end(tmp_path):
 def test_cyclegan_resumes_exactly_with_its_pools_and_domains(tmp_path):
   """Four steps at once equal two steps, a stop, and two more: the pools of past fakes and both
   domains' data positions come back from the checkpoint."""
-  # the three runs compile once
-  cache = {"compilation_cache_dir": str(tmp_path / "xla"), **SMALL_CYCLEGAN}
-  straight = train.train_and_evaluate(tiny("cyclegan_colored_mnist", **cache),
+  straight = train.train_and_evaluate(tiny("cyclegan_colored_mnist", **SMALL_CYCLEGAN),
                                       str(tmp_path / "straight"))
-  train.train_and_evaluate(tiny("cyclegan_colored_mnist", num_steps=2, **cache),
+  train.train_and_evaluate(tiny("cyclegan_colored_mnist", num_steps=2, **SMALL_CYCLEGAN),
                            str(tmp_path / "resumed"))
-  resumed = train.train_and_evaluate(tiny("cyclegan_colored_mnist", **cache),
+  resumed = train.train_and_evaluate(tiny("cyclegan_colored_mnist", **SMALL_CYCLEGAN),
                                      str(tmp_path / "resumed"))
   assert straight.step == resumed.step == 4
   assert checkpoint.fingerprint(straight.state) == checkpoint.fingerprint(resumed.state)
