@@ -23,7 +23,8 @@ def cluster_accuracy(clusters: np.ndarray, labels: np.ndarray) -> tuple[float, d
   l_ids, l_idx = np.unique(labels, return_inverse=True)
   table = np.zeros((len(c_ids), len(l_ids)), np.int64)
   np.add.at(table, (c_idx, l_idx), 1)
-  from scipy import optimize  # pylint: disable=g-import-not-at-top  (a second to import)
+  # imported here: scipy.optimize takes a second to import, which every training process paid
+  from scipy import optimize  # pylint: disable=g-import-not-at-top
   rows, cols = optimize.linear_sum_assignment(table, maximize=True)
   mapping = {int(c_ids[r]): int(l_ids[c]) for r, c in zip(rows, cols)}
   return float(table[rows, cols].sum() / clusters.size), mapping
