@@ -126,14 +126,24 @@ def train(root: pathlib.Path, dataset: str) -> None:
         trained.add(d.prefix)
 
 
-def final_auroc(workdir: pathlib.Path, steps: int) -> float | None:
-  """The AUROC of the run's evaluation at its last step ``steps``, or None if it has not got
+def final_eval(workdir: pathlib.Path, steps: int) -> dict | None:
+  """The run's (last) anomaly evaluation at its last step ``steps``, or None if it has not got
   there."""
   path = workdir / "metrics.jsonl"
   if not path.exists():
     return None
   evals = [json.loads(x) for x in path.read_text().splitlines() if '"auroc"' in x]
-  return evals[-1]["auroc"] if evals and evals[-1]["step"] == steps else None
+  return evals[-1] if evals and evals[-1]["step"] == steps else None
+
+
+def _by_class(lines: dict, previous: dict | None) -> dict:
+  """``{seed: {anomalous class: AUROC %}}`` of the runs' evaluations that hold the breakdown
+  (``auroc_by_class``), else as ``previous`` recorded it."""
+  out = dict((previous or {}).get("auroc_by_class", {}))
+  for seed, line in lines.items():
+    if line is not None and "auroc_by_class" in line:
+      out[str(seed)] = {k: 100 * v for k, v in line["auroc_by_class"].items()}
+  return dict(sorted(out.items()))
 
 
 def evaluate(root: pathlib.Path, dataset: str) -> dict:
@@ -141,11 +151,13 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
   for d in methods(dataset):
     per_class, steps = [], d.steps
     for k in CLASSES:
-      found = {s: final_auroc(root / run_name(d.prefix, k, s), steps) for s in d.seeds}
-      values = sweep.per_seed({s: None if v is None else 100 * v for s, v in found.items()},
-                              before.get((d.label, k)), "auroc")
+      lines = {s: final_eval(root / run_name(d.prefix, k, s), steps) for s in d.seeds}
+      values = sweep.per_seed({s: None if v is None else 100 * v["auroc"]
+                               for s, v in lines.items()}, before.get((d.label, k)), "auroc")
       cell = {"class": k, "seeds": list(values), "auroc": list(values.values()),
               **sweep.mean_std(list(values.values()))}
+      if by_class := _by_class(lines, before.get((d.label, k))):
+        cell["auroc_by_class"] = by_class
       if dataset == "mnist" and d.prefix == "deep_svdd_mnist":
         cell["paper"] = dict(zip(("mean", "std"), PAPER_ONE_CLASS_MNIST[k]))
       per_class.append(cell)

@@ -229,14 +229,21 @@ class Evaluator:
 
   def anomaly_detection(self, state) -> dict[str, Any]:
     """AUROC of the method's anomaly scores of the whole eval split, the examples of
-    ``config.dataset.classes`` being the normal ones (the negatives)."""
+    ``config.dataset.classes`` being the normal ones (the negatives); ``auroc_by_class``: the
+    AUROC of each anomalous class alone against the normal examples."""
     split = data.load_config(self.config.dataset, self.ec.split)
     images = split["image"]
     scores = self._per_example(images, lambda x, i: {
         "score": self._anomaly_scores(state, x, *self._frozen)})
-    anomalous = ~np.isin(split["label"], np.asarray(self.config.dataset.classes))
+    labels = np.asarray(split["label"])
+    anomalous = ~np.isin(labels, np.asarray(self.config.dataset.classes))
+    # which anomalies the detector takes for normal: each anomalous class alone against the
+    # normal examples
+    by_class = {str(k): anomaly.auroc(scores["score"][~anomalous | (labels == k)],
+                                      labels[~anomalous | (labels == k)] == k)
+                for k in np.unique(labels[anomalous]).tolist()}
     return {"split": self.ec.split, "auroc": anomaly.auroc(scores["score"], anomalous),
-            "normal_classes": list(self.config.dataset.classes),
+            "auroc_by_class": by_class, "normal_classes": list(self.config.dataset.classes),
             "num_scored": int(len(images)), "num_anomalous": int(anomalous.sum())}
 
   def negative_log_likelihood(self, state) -> dict[str, Any]:

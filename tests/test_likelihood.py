@@ -221,12 +221,17 @@ def test_anomaly_summary_means_over_seeds_and_marks_missing_runs(tmp_path, monke
       run = tmp_path / anomaly.run_name("deep_svdd_mnist", k, seed)
       run.mkdir()
       lines = [{"step": 500, "auroc": 0.5}, {"step": anomaly.methods("mnist")[1].steps, "auroc": 0.9 + 0.01 * seed}]
+      if seed:  # runs whose evaluation breaks the AUROC down by anomalous class
+        lines[-1]["auroc_by_class"] = {"1": 0.5 + 0.1 * seed}
       run.joinpath("metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
   rows = {r["method"]: r for r in anomaly.evaluate(tmp_path, "mnist")["rows"]}
   one_class = rows["Deep SVDD, one-class"]
   assert one_class["classes"][0]["mean"] == pytest.approx(91.0)
   assert one_class["classes"][0]["std"] == pytest.approx(1.0)
   assert one_class["classes"][0]["paper"] == {"mean": 98.0, "std": 0.7}
+  assert one_class["classes"][0]["auroc_by_class"] == {"1": {"1": pytest.approx(60.0)},
+                                                      "2": {"1": pytest.approx(70.0)}}
+  assert "auroc_by_class" not in rows["Deep SVDD, soft-boundary"]["classes"][0]
   assert one_class["classes"][9]["seeds"] == [0, 1] and not one_class["complete"]
   assert one_class["mean_over_classes"] is None
   assert rows["autoencoder reconstruction error"]["classes"][0]["auroc"] == []

@@ -310,6 +310,11 @@ def test_deep_svdd_resumes_exactly_and_records_auroc(pretrained):
   assert lines[-1]["auroc"] == pytest.approx(want, abs=1e-6)
   assert lines[-1]["normal_classes"] == [3] and lines[-1]["num_anomalous"] == int(
       (test["label"] != 3).sum())
+  labels = np.asarray(test["label"])
+  assert lines[-1]["auroc_by_class"] == {
+      str(k): pytest.approx(metrics.auroc(np.asarray(scores)[np.isin(labels, (3, k))],
+                                          labels[np.isin(labels, (3, k))] == k), abs=1e-6)
+      for k in sorted(set(labels.tolist()) - {3})}
 
 
 @pytest.mark.parametrize("strategy_name", ["mesh", "pmap"])
