@@ -87,7 +87,11 @@ TABLES = {
               Row("DCGAN (pytorch/examples widths), MNIST, default kernels, seed 0",
                   "dcgan_mnist_s0", "dcgan_mnist", grids=("samples",)),
               Row("SNGAN (hinge), MNIST, default kernels, seed 0", "sngan_mnist_s0",
-                  "sngan_mnist", grids=("samples",)))),
+                  "sngan_mnist", grids=("samples",)),
+              Row("DCGAN (pytorch/examples widths), Fashion-MNIST, default kernels, seed 0",
+                  "dcgan_fashion_mnist_s0", "dcgan_fashion_mnist", grids=("samples",)),
+              Row("SNGAN (hinge), Fashion-MNIST, default kernels, seed 0",
+                  "sngan_fashion_mnist_s0", "sngan_fashion_mnist", grids=("samples",)))),
 }
 
 
