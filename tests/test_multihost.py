@@ -101,6 +101,8 @@ def test_two_processes_match_one_process_then_resume_on_one(tmp_path, strategy):
   assert len(os.listdir(tmp_path / "multi" / "tensorboard")) == 1
   assert (tmp_path / "multi" / "samples" / "samples.png").exists()
 
+  if strategy == "pmap":
+    return  # the checkpoint is the same: its restore on one device is checked once, with mesh
   # The 2-process checkpoint restores in a single process with one device.
   resumed = run_main(tmp_path / "multi", *TINY_DCGAN_FLAGS, *flags[:-1], "--config.num_steps=3",
                      devices=1)
@@ -109,14 +111,14 @@ def test_two_processes_match_one_process_then_resume_on_one(tmp_path, strategy):
 
 
 def test_killed_two_process_run_resumes_exactly(tmp_path):
-  flags = ("--config.num_steps=20", "--config.checkpoint_every=5", "--config.sample_every=1000")
-  # The uninterrupted run syncs with the host only every 20 steps (the bounded dispatch queue
+  flags = ("--config.num_steps=10", "--config.checkpoint_every=3", "--config.sample_every=1000")
+  # The uninterrupted run syncs with the host only every 10 steps (the bounded dispatch queue
   # must keep gloo from starving); the killed one logs every step so the test can see its progress.
-  finish(launch(tmp_path / "full", *flags, "--config.log_every=20"))
+  finish(launch(tmp_path / "full", *flags, "--config.log_every=10"))
   flags = (*flags, "--config.log_every=1")
   procs = launch(tmp_path / "killed", *flags)
   for line in procs[0].stderr:
-    if " step 13/20 " in line:
+    if " step 7/10 " in line:
       break
   for p in procs:
     p.send_signal(signal.SIGKILL)
@@ -124,10 +126,10 @@ def test_killed_two_process_run_resumes_exactly(tmp_path):
     p.wait(timeout=60)
     p.stderr.close()
   steps = committed_steps(tmp_path / "killed")
-  assert steps and steps[-1] < 20
+  assert steps and steps[-1] < 10
   errs = finish(launch(tmp_path / "killed", *flags))
   assert f"resumed from {tmp_path / 'killed' / 'checkpoints'} at step {steps[-1]}" in errs[0]
-  assert_bit_identical(saved_state(tmp_path / "killed", 20), saved_state(tmp_path / "full", 20))
+  assert_bit_identical(saved_state(tmp_path / "killed", 10), saved_state(tmp_path / "full", 10))
 
 
 def test_when_a_process_dies_the_others_stop_with_an_error(tmp_path):
@@ -243,6 +245,8 @@ def test_a_save_failing_in_one_process_stops_all_in_one_line(tmp_path, asynchron
   assert f"saving checkpoint step 4 in {ckpts} failed (in process 1: {FULL}){kept}" in line0, (
       line0)
   assert committed_steps(workdir) == [2]
+  if not asynchronous:
+    return  # what is kept is the same either way: the resume from it is checked once
 
   errs = finish(launch(workdir, *flags))
   assert f"resumed from {ckpts} at step 2" in errs[0]
