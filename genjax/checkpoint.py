@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from genjax import errors
+from genjax import parallel
 from genjax.errors import CheckpointError
 
 # Each replicated array is written whole from one device. Orbax's default on CPU splits it into
@@ -34,11 +35,6 @@ try:
       jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
 finally:
   logging.get_absl_logger().disabled = False
-
-
-def _client():
-  """jax.distributed's client to the coordination service (which Orbax's barriers use too)."""
-  return jax._src.distributed.global_state.client  # pylint: disable=protected-access
 
 
 def _quiet_closed_loop_reports() -> None:
@@ -275,8 +271,8 @@ class Checkpointer:
     """Tells the other processes (if any) that this one's save failed, first failure only."""
     if jax.process_count() > 1 and not isinstance(e, _Abandoned):
       try:
-        _client().key_value_set(f"{self._failures_key()}/{jax.process_index()}",
-                                errors.first_line(e))
+        parallel.coordination_client().key_value_set(
+            f"{self._failures_key()}/{jax.process_index()}", errors.first_line(e))
       except jax.errors.JaxRuntimeError:  # posted already, by another of this save's writes
         pass
 
@@ -285,7 +281,7 @@ class Checkpointer:
     if jax.process_count() == 1:
       return None
     try:
-      failed = _client().key_value_dir_get(self._failures_key())
+      failed = parallel.coordination_client().key_value_dir_get(self._failures_key())
     except jax.errors.JaxRuntimeError:  # the coordination service is gone: nothing to learn
       return None
     return _Abandoned(*min((int(path.rsplit("/", 1)[1]), cause) for path, cause in failed)
@@ -295,7 +291,7 @@ class Checkpointer:
     """Orbax's barrier between processes (its ``barrier_sync_fn``), which raises _Abandoned
     instead of waiting once a process has posted a failed save. The coordination service's
     barrier waits in a daemon thread meanwhile: it cannot be interrupted, and is left behind."""
-    client, outcome = _client(), []
+    client, outcome = parallel.coordination_client(), []
 
     def wait():
       try:
@@ -398,13 +394,11 @@ class Checkpointer:
     """Renames step ``step``'s directory to :meth:`_aside`: nothing is deleted, and Orbax no
     longer lists it as a step."""
     aside = self._aside(step)
-    multi = jax.process_count() > 1
-    if multi:  # every process has failed to read it, and named the move, before one moves it
-      ocp.multihost.sync_global_processes(f"genjax_corrupt_{step}_found")
+    # every process has failed to read it, and named the move, before one moves it
+    parallel.barrier(f"genjax_corrupt_{step}_found")
     if jax.process_index() == 0:
       os.rename(os.path.join(self.directory, str(step)), aside)
-    if multi:
-      ocp.multihost.sync_global_processes(f"genjax_corrupt_{step}_moved")
+    parallel.barrier(f"genjax_corrupt_{step}_moved")
     self.manager.reload()
     return aside
 

@@ -210,6 +210,19 @@ def initialize_distributed(*, coordinator_address: str | None = None,
                       f"process {process_id} of {num_processes}: {first}") from None
 
 
+def barrier(name: str, timeout_s: int = 3600) -> None:
+  """Waits until every process has reached barrier ``name`` (each name once per run); nothing
+  with one process. It is the coordination service's barrier, not a collective: it waits as
+  long as ``timeout_s`` (gloo's collectives give up after 30 s) and fails when a process dies."""
+  if jax.process_count() > 1:
+    coordination_client().wait_at_barrier(name, timeout_s * 1000)
+
+
+def coordination_client():
+  """jax.distributed's client to the coordination service (which Orbax's barriers use too)."""
+  return jax._src.distributed.global_state.client  # pylint: disable=protected-access
+
+
 def make_strategy(name: str) -> Strategy:
   errors.check_choice("parallel strategy", name, STRATEGIES, ConfigError)
   return MeshStrategy() if name == "mesh" else PmapStrategy()

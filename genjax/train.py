@@ -266,11 +266,19 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, warm, ckpt
 
   batches = data.prefetch(iterator, strategy.put_batch, size=2)
   cleanup.callback(batches.close)
-  if config.profile.dump_hlo and start < config.num_steps:  # compiles here, once
+  t_first = time.perf_counter()
+  # compiles here, once
+  if (config.profile.dump_hlo or strategy.process_count > 1) and start < config.num_steps:
     first = next(batches)
-    step_fn = profiling.dump_hlo(step_fn, (state, first, *frozen_args),
-                                 os.path.join(workdir, "hlo"))
+    if config.profile.dump_hlo:
+      step_fn = profiling.dump_hlo(step_fn, (state, first, *frozen_args),
+                                   os.path.join(workdir, "hlo"))
+    else:
+      step_fn.lower(state, first, *frozen_args).compile()  # jit/pmap keep the executable
     batches_iter = itertools.chain([first], batches)
+    # gloo gives a collective 30 s to find all its processes: processes that compile at
+    # different speeds (cold and warm caches, busy hosts) start the first step together
+    parallel.barrier("genjax_first_step")
   else:
     batches_iter = batches
   tracer = profiling.StepTracer(config.profile, workdir, strategy.process_index,
@@ -299,8 +307,7 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, warm, ckpt
       stopping = stop.after(step, metrics if step == start + 1 or boundary else None)
       if step == start + 1:
         jax.block_until_ready(metrics)
-        logging.info("compiled and ran the first step in %.1fs", time.perf_counter() -
-                     t_interval)
+        logging.info("compiled and ran the first step in %.1fs", time.perf_counter() - t_first)
         t_interval, n_interval = time.perf_counter(), 0
       last = step == config.num_steps or stopping
       if boundary or stopping:

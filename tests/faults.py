@@ -3,6 +3,7 @@ genjax.cli.train`` subprocess (through a ``sitecustomize`` module: :func:`sitecu
 
 import errno
 import os
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -23,11 +24,23 @@ def disk_full_at(step: int, process: int | None = None):
   return save_fn
 
 
-def sitecustomize_dir(directory, step: int, process: int | None = None) -> str:
-  """A directory to put on a subprocess's PYTHONPATH: its Python starts with
-  :func:`disk_full_at` ``(step, process)`` installed."""
+def slow_compile(seconds: float, process: int):
+  """A replacement for ``jax.stages.Lowered.compile`` (ahead-of-time compiles: genjax's
+  multi-process step) that first sleeps ``seconds`` in process ``process``: a slow compiler."""
+  real = jax.stages.Lowered.compile
+
+  def compile_(self, *args, **kwargs):
+    if jax.process_index() == process:
+      time.sleep(seconds)
+    return real(self, *args, **kwargs)
+  return compile_
+
+
+def sitecustomize_dir(directory, install: str) -> str:
+  """A directory to put on a subprocess's PYTHONPATH: its Python starts by running the
+  statement ``install`` after ``import jax, orbax.checkpoint as ocp; from tests import faults``
+  (e.g. ``ocp.JsonCheckpointHandler._save_fn = faults.disk_full_at(4)``)."""
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, "sitecustomize.py"), "w", encoding="utf-8") as f:
-    f.write("import orbax.checkpoint as ocp\nfrom tests import faults\n"
-            f"ocp.JsonCheckpointHandler._save_fn = faults.disk_full_at({step}, {process})\n")
+    f.write(f"import jax\nimport orbax.checkpoint as ocp\nfrom tests import faults\n{install}\n")
   return os.fspath(directory)

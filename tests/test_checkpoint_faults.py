@@ -53,7 +53,8 @@ def test_a_failed_save_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 
 def test_a_failed_background_save_ends_the_command_in_one_line(tmp_path):
-  site = faults.sitecustomize_dir(tmp_path / "site", 4)
+  site = faults.sitecustomize_dir(tmp_path / "site",
+                                 "ocp.JsonCheckpointHandler._save_fn = faults.disk_full_at(4)")
   out = run_main(tmp_path / "run", *TINY_DCGAN_FLAGS, "--config.num_steps=6",
                  "--config.checkpoint_every=2", "--config.log_every=2",
                  "--config.sample_every=1000", env_extra={"PYTHONPATH": site})
