@@ -116,13 +116,20 @@ def test_two_processes_match_one_process_then_resume_on_one(tmp_path, strategy):
   assert "at step 2" in resumed.stderr and committed_steps(tmp_path / "multi")[-1] == 3
 
 
-def test_killed_two_process_run_resumes_exactly(tmp_path):
-  flags = ("--config.num_steps=10", "--config.checkpoint_every=3", "--config.sample_every=1000")
+def test_killed_two_process_run_resumes_exactly_past_an_unreadable_checkpoint(tmp_path):
+  """Both processes are killed (SIGKILL) after step 7 and the newest checkpoint (6) is damaged.
+  Both refuse it with the same one line and change nothing; with the flag, process 0 alone
+  moves it aside (between two barriers) and both resume from step 3 in step with each other, to
+  the uninterrupted run's state bit for bit."""
+  # Synchronous saves: step 6 is committed by the time step 7 is logged.
+  flags = ("--config.num_steps=10", "--config.checkpoint_every=3", "--config.sample_every=1000",
+           "--config.async_checkpoints=False")
   # The uninterrupted run syncs with the host only every 10 steps (the bounded dispatch queue
   # must keep gloo from starving); the killed one logs every step so the test can see its progress.
   finish(launch(tmp_path / "full", *flags, "--config.log_every=10"))
   flags = (*flags, "--config.log_every=1")
-  procs = launch(tmp_path / "killed", *flags)
+  workdir, ckpts = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
+  procs = launch(workdir, *flags)
   for line in procs[0].stderr:
     if " step 7/10 " in line:
       break
@@ -131,11 +138,29 @@ def test_killed_two_process_run_resumes_exactly(tmp_path):
   for p in procs:
     p.wait(timeout=60)
     p.stderr.close()
-  steps = committed_steps(tmp_path / "killed")
-  assert steps and steps[-1] < 10
-  errs = finish(launch(tmp_path / "killed", *flags))
-  assert f"resumed from {tmp_path / 'killed' / 'checkpoints'} at step {steps[-1]}" in errs[0]
-  assert_bit_identical(saved_state(tmp_path / "killed", 10), saved_state(tmp_path / "full", 10))
+  assert committed_steps(workdir) == [3, 6]
+  damage(ckpts / "6", "arrays")
+  before = snapshot(ckpts)
+
+  procs = launch(workdir, *flags)
+  for p, err in zip(procs, finish(procs, check=False)):
+    assert p.returncode == 2, err[-3000:]
+    (line,) = error_lines(err)
+    assert f"checkpoint step 6 in {ckpts} is unreadable (" in line, err[-3000:]
+    assert line.endswith("rerun with --config.resume_skip_corrupt=True, which moves this one "
+                         "aside to 6.corrupt"), line
+    assert "Traceback" not in err, err[-3000:]
+  assert snapshot(ckpts) == before
+
+  errs = finish(launch(workdir, *flags, "--config.resume_skip_corrupt=True"))
+  assert snapshot(ckpts / "6.corrupt") == {os.path.relpath(k, "6"): v for k, v in before.items()
+                                           if k.startswith("6" + os.sep)}
+  for err in errs:
+    assert f"moved it aside to {ckpts / '6.corrupt'}" in err, err[-3000:]
+    assert f"resumed from {ckpts} at step 3" in err
+  (d0,), (d1,) = digests(errs[0]), digests(errs[1])
+  assert d0 == d1
+  assert_bit_identical(saved_state(workdir, 10), saved_state(tmp_path / "full", 10))
 
 
 def test_when_a_process_dies_the_others_stop_with_an_error(tmp_path):
@@ -194,38 +219,6 @@ def test_a_stop_signal_to_one_process_stops_all_at_the_same_step(tmp_path):
     assert f"stopped by SIGTERM at step {step}; checkpoint saved" in err
   assert int(saved_state(workdir, step)["step"]) == step
   (d0,), (d1,) = digests(out[0]), digests(out[1])
-  assert d0 == d1
-
-
-def test_an_unreadable_newest_checkpoint_with_two_processes(tmp_path):
-  """Both processes refuse it with the same one line; with the flag, process 0 alone moves it
-  aside (between two barriers) and both resume from the older step in step with each other."""
-  flags = ("--config.log_every=2", "--config.checkpoint_every=2", "--config.sample_every=1000")
-  finish(launch(tmp_path, *flags, "--config.num_steps=4"))
-  ckpts = tmp_path / "checkpoints"
-  assert committed_steps(tmp_path) == [2, 4]
-  damage(ckpts / "4", "arrays")
-  before = snapshot(ckpts)
-
-  procs = launch(tmp_path, *flags, "--config.num_steps=6")
-  for p, err in zip(procs, finish(procs, check=False)):
-    assert p.returncode == 2, err[-3000:]
-    (line,) = error_lines(err)
-    assert f"checkpoint step 4 in {ckpts} is unreadable (" in line, err[-3000:]
-    assert line.endswith("rerun with --config.resume_skip_corrupt=True, which moves this one "
-                         "aside to 4.corrupt"), line
-    assert "Traceback" not in err, err[-3000:]
-  assert snapshot(ckpts) == before
-
-  errs = finish(launch(tmp_path, *flags, "--config.num_steps=6",
-                       "--config.resume_skip_corrupt=True"))
-  assert sorted(os.listdir(ckpts)) == ["2", "4", "4.corrupt", "6"]
-  assert snapshot(ckpts / "4.corrupt") == {os.path.relpath(k, "4"): v for k, v in before.items()
-                                           if k.startswith("4" + os.sep)}
-  for err in errs:
-    assert f"moved it aside to {ckpts / '4.corrupt'}" in err, err[-3000:]
-    assert f"resumed from {ckpts} at step 2" in err
-  (d0,), (d1,) = digests(errs[0]), digests(errs[1])
   assert d0 == d1
 
 
