@@ -46,9 +46,10 @@ demo: $(BIN)/.genjax data kernels
 # Two pytest workers (pytest-xdist): most of the suite is single-threaded XLA compilation, so two
 # workers on two cores take ~2/3 of the serial time; the tests share one XLA compilation cache.
 # Work stealing: a worker that runs out takes the other's queued tests, so that the last minutes
-# are not one worker alone behind a few long multi-process tests.
+# are not one worker alone behind a few long multi-process tests. The log ends with the 25
+# slowest tests: where to look when the run nears CI's 30 minutes.
 test: $(BIN)/.genjax-test data kernels
-	$(BIN)/python -m pytest -q -n 2 --dist worksteal
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=25
 
 clean:
 	rm -rf runs/demo
