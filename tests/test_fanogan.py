@@ -169,3 +169,38 @@ def test_a_step_on_8_devices_equals_one_device(gans, strategy_name):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
   np.testing.assert_allclose(float(strategy.fetch(got_logged)["loss"]), float(logged["loss"]),
                              rtol=1e-5)
+
+
+def test_the_residual_breakdown_scores_the_run_and_its_ink_normalised_variant(gans, tmp_path):
+  """experiments/fanogan_residuals.py: its ``score`` is the run's own anomaly score,
+  ``relative_image`` is sum (x - G(E(x)))^2 / sum x^2 in [0, 1] units, its AUROCs are those of
+  these scores, and classes without a run are marked missing."""
+  import scipy.stats  # pylint: disable=g-import-not-at-top
+  from experiments import fanogan_residuals  # pylint: disable=g-import-not-at-top
+  c = tiny_fanogan(gans / "gan", num_steps=2, **{"eval.every": 0})
+  run = tmp_path / f"fanogan_synthetic_c{NORMAL}_s0"
+  state = train.train_and_evaluate(c, str(run)).state
+  test = data.load("synthetic", "test")
+  images, labels = test["image"], np.asarray(test["label"])
+
+  r = fanogan_residuals.residuals(run, images)
+  method, weights = loaded(c)
+  x = method.images(images[:8])
+  np.testing.assert_allclose(r["score"][:8], method.anomaly_scores(state, images[:8], weights),
+                             rtol=1e-5, atol=1e-7)
+  recon = method.residuals(method.sampler_net(state), x, weights)["recon"]
+  lo, hi = method.value_range
+  unit = lambda v: (np.asarray(v, np.float64) - lo) / (hi - lo)  # pylint: disable=unnecessary-lambda-assignment
+  np.testing.assert_allclose(r["sq_error"][:8], np.square(unit(x) - unit(recon)).sum((1, 2, 3)),
+                             rtol=1e-4)
+  np.testing.assert_allclose(r["energy"][:8], np.square(unit(x)).sum((1, 2, 3)), rtol=1e-5)
+
+  summary = fanogan_residuals.analyse(tmp_path, "synthetic")
+  (row,) = [row for row in summary["rows"] if not row.get("missing")]
+  assert row["normal"] == NORMAL and len(summary["rows"]) == 10
+  relative = r["sq_error"] / r["energy"]
+  for name, scores in (("score", r["score"]), ("relative_image", relative)):
+    assert row["auroc"][name] == round(100 * metrics.auroc(scores, labels != NORMAL), 2), name
+  assert set(row["auroc_by_class"]) == {str(j) for j in set(labels.tolist()) - {NORMAL}}
+  a, b = np.random.default_rng(0).normal(size=(2, 50))
+  assert fanogan_residuals.spearman(a, b) == pytest.approx(scipy.stats.spearmanr(a, b)[0])
