@@ -8,19 +8,17 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 .PHONY: demo test setup data kernels clean
 
 # A virtual environment with genjax and its dependencies (python3-venv comes from Debian if the
-# interpreter lacks it). --no-compile: Python compiles the modules it imports when it first
-# imports them, instead of pip compiling every module of every package (torch, jax, scipy...) at
-# install time: the set-up takes 69 s instead of 152 s on 2 cores.
+# interpreter lacks it).
 $(BIN)/.genjax: pyproject.toml
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || \
 	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv python3-pip)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --no-compile -e .
+	$(BIN)/pip install -q -e .
 	touch $@
 
 $(BIN)/.genjax-test: $(BIN)/.genjax
-	$(BIN)/pip install -q --no-compile -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 setup: $(BIN)/.genjax
