@@ -394,11 +394,13 @@ class Checkpointer:
     """Renames step ``step``'s directory to :meth:`_aside`: nothing is deleted, and Orbax no
     longer lists it as a step."""
     aside = self._aside(step)
-    # every process has failed to read it, and named the move, before one moves it
-    parallel.barrier(f"genjax_corrupt_{step}_found")
+    multi = jax.process_count() > 1
+    if multi:  # every process has failed to read it, and named the move, before one moves it
+      ocp.multihost.sync_global_processes(f"genjax_corrupt_{step}_found")
     if jax.process_index() == 0:
       os.rename(os.path.join(self.directory, str(step)), aside)
-    parallel.barrier(f"genjax_corrupt_{step}_moved")
+    if multi:
+      ocp.multihost.sync_global_processes(f"genjax_corrupt_{step}_moved")
     self.manager.reload()
     return aside
 
