@@ -153,6 +153,7 @@ def test_killed_two_process_run_resumes_exactly_past_an_unreadable_checkpoint(tm
   assert snapshot(ckpts) == before
 
   errs = finish(launch(workdir, *flags, "--config.resume_skip_corrupt=True"))
+  assert "6.corrupt" in os.listdir(ckpts) and committed_steps(workdir)[-1] == 10
   assert snapshot(ckpts / "6.corrupt") == {os.path.relpath(k, "6"): v for k, v in before.items()
                                            if k.startswith("6" + os.sep)}
   for err in errs:
