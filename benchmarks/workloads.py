@@ -54,7 +54,7 @@ _TINY_DCGAN = {"model.ngf": 8, "model.ndf": 8, "model.latent_dim": 16}
 # the smallest U-Net with a dropout level.
 _TINY_PIX2PIX = {"model.netG": "unet_64", "model.ngf": 8, "model.ndf": 8,
                  "dataset.load_size": 72, "dataset.crop_size": 64}
-_TINY_CYCLEGAN = {"model.netG": "resnet_6blocks", "model.ngf": 8, "model.ndf": 8,
+_TINY_CYCLEGAN = {"model.netG": "resnet_2blocks", "model.ngf": 8, "model.ndf": 8,
                   "dataset.load_size": 36, "dataset.crop_size": 32}
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (

@@ -58,14 +58,16 @@ def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None, pyt
            f"--num_processes={processes}", f"--process_id={i}",
            f"--distributed_timeout={timeout_s}"],
           cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL, stderr=stderr))
+    procs[-1].log = logs[i] if logs else None
   return procs
 
 
 def finish(procs, timeout=300, *, check=True):
-  """Their stderr once all have exited; ``check``: each with status 0. A process still running
-  after ``timeout`` seconds (a hang) fails the test, and all are killed."""
+  """Their stderr (or log files) once all have exited; ``check``: each with status 0. A process
+  still running after ``timeout`` seconds (a hang) fails the test, and all are killed."""
   try:
     outs = [p.communicate(timeout=timeout)[1] for p in procs]
+    outs = [out if p.log is None else p.log.read_text() for p, out in zip(procs, outs)]
   finally:
     for p in procs:
       if p.poll() is None:
@@ -90,8 +92,12 @@ def test_two_processes_match_one_process_then_resume_on_one(tmp_path, strategy):
   # for a collective's peers: the processes start their first step together all the same.
   slow = [faults.sitecustomize_dir(tmp_path / "site", "jax.stages.Lowered.compile = "
                                    "faults.slow_compile(35, process=1)")] * (strategy == "mesh")
-  errs = finish(launch(tmp_path / "multi", *flags, pythonpath=slow))
+  # The one-process reference runs meanwhile (mostly while process 1 sleeps): the processes
+  # log to files, not pipes that nobody reads until it ends.
+  procs = launch(tmp_path / "multi", *flags, pythonpath=slow,
+                 logs=[tmp_path / f"{i}.log" for i in range(2)])
   single = run_main(tmp_path / "single", *TINY_DCGAN_FLAGS, *flags, devices=4)
+  errs = finish(procs)
   assert single.returncode == 0, single.stderr[-3000:]
 
   # Every process holds the same parameters; each console line names its process.

@@ -35,7 +35,7 @@ ARCHITECTURES = [
     ("G", "unet_128", (3, 3), dict(norm="batch", use_dropout=True), None),
     ("G", "unet_64", (1, 2), dict(norm="none", ngf=8), None),
     ("G", "unet_32", (3, 1), dict(norm="instance", ngf=16), None),
-    ("G", "resnet_6blocks", (1, 3), dict(norm="batch", ngf=16, use_dropout=True), None),
+    ("G", "resnet_2blocks", (1, 3), dict(norm="batch", ngf=16, use_dropout=True), None),
     ("D", "n_layers", (3,), dict(norm="batch", n_layers_D=4), None),
     ("D", "n_layers", (4,), dict(norm="none", n_layers_D=1, ndf=16), None),
     ("D", "pixel", (6,), dict(norm="batch"), None),
@@ -243,6 +243,8 @@ def test_specs_names_and_bad_names():
   assert d.spec.takes == () and d.spec.returns == ()
   with pytest.raises(ConfigError, match="unknown generator 'unet_512'; valid: unet_32, unet_64"):
     tn.define_G("unet_512", 3, 3, rngs=nnx.Rngs(0))
+  with pytest.raises(ConfigError, match=r"unknown generator 'resnet_0blocks'; .*resnet_<n>blocks"):
+    tn.define_G("resnet_0blocks", 3, 3, rngs=nnx.Rngs(0))
   with pytest.raises(ConfigError, match="unknown norm 'group'; valid: batch, instance, none"):
     tn.define_D("basic", 3, norm="group", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="unet_64 needs H and W divisible by 64"):

@@ -10,7 +10,7 @@ Generators, ``(B, H, W, input_nc) -> (B, H, W, output_nc)`` in [-1, 1] (tanh):
   A level's skip is its LeakyReLU-activated input, as the reference's in-place LeakyReLU makes it
   (the same function as the raw input: a ReLU follows every concatenation).
   ``unet_256`` with BatchNorm, ``ngf=64``, 3 -> 3 channels: 54,413,955 parameters.
-- ``resnet_<n>blocks`` (:class:`ResnetGenerator`, n = 6, 9): ReflectionPad(3) Conv(7), two
+- ``resnet_<n>blocks`` (:class:`ResnetGenerator`, the reference's n = 6, 9, or any n >= 1): ReflectionPad(3) Conv(7), two
   Conv(3, 2, 1) downsamples, n residual blocks (ReflectionPad(1) Conv(3), norm, ReLU, [Dropout],
   ReflectionPad(1) Conv(3), norm), two ConvTranspose(3, 2, 1, output_padding=1) upsamples,
   ReflectionPad(3) Conv(7), tanh; norm and ReLU after every inner conv. With InstanceNorm and
@@ -37,6 +37,7 @@ Every network names its layers as the reference's ``state_dict`` does (:meth:`to
 from __future__ import annotations
 
 import functools
+import re
 from typing import Callable, Iterator
 
 import jax
@@ -266,20 +267,25 @@ def pixel_discriminator(input_nc: int, *, ndf: int = 64, **kwargs) -> PatchDiscr
 
 GENERATORS: dict[str, Callable[..., nnx.Module]] = {
     **{f"unet_{2 ** n}": functools.partial(UnetGenerator, num_downs=n) for n in (5, 6, 7, 8)},
-    "resnet_6blocks": functools.partial(ResnetGenerator, n_blocks=6),
-    "resnet_9blocks": functools.partial(ResnetGenerator, n_blocks=9),
+    "resnet_<n>blocks": ResnetGenerator,  # any n >= 1; the reference's are 6 and 9
 }
+_RESNET = re.compile(r"resnet_([1-9][0-9]*)blocks")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 
 
 def define_G(name: str, input_nc: int, output_nc: int, *, ngf: int = 64, norm: str = "batch",
              use_dropout: bool = False, axis_name=None, dtype=None,
              rngs: nnx.Rngs) -> nnx.Module:
-  """The generator ``name`` (``unet_32|64|128|256``, ``resnet_6blocks``, ``resnet_9blocks``)."""
-  errors.check_choice("generator", name, GENERATORS, ConfigError)
+  """The generator ``name`` (``unet_32|64|128|256`` or ``resnet_<n>blocks``: the reference's
+  ``resnet_6blocks`` and ``resnet_9blocks``, or any other n >= 1)."""
+  resnet = _RESNET.fullmatch(name)
+  if resnet is None:
+    errors.check_choice("generator", name, GENERATORS, ConfigError)
   errors.check_choice("norm", norm, NORMS, ConfigError)
-  return GENERATORS[name](input_nc, output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout,
-                          axis_name=axis_name, dtype=dtype, rngs=rngs)
+  make = (functools.partial(ResnetGenerator, n_blocks=int(resnet[1])) if resnet else
+          GENERATORS[name])
+  return make(input_nc, output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout,
+              axis_name=axis_name, dtype=dtype, rngs=rngs)
 
 
 def define_D(name: str, input_nc: int, *, ndf: int = 64, n_layers_D: int = 3,
