@@ -8,8 +8,20 @@ import subprocess
 import sys
 import tempfile
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8").strip()
+# XLA:CPU's LLVM back end without its optimisation passes, in this process and every subprocess
+# the tests start (xla_flags): the tests run a few steps of each program, so compiling is most of
+# their time, and -O0 compiles in about 60% of it. IEEE semantics are kept (no fast math), and
+# a test compares only programs compiled with the same flags.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def xla_flags(devices: int | None = None) -> str:
+  """XLA_FLAGS for a test process with ``devices`` virtual CPU devices (None: jax's one)."""
+  return TEST_XLA_FLAGS + ("" if devices is None else
+                           f" --xla_force_host_platform_device_count={devices}")
+
+
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {xla_flags(8)}".strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # One persistent XLA cache for the session, this process's and the subprocesses' (they inherit
 # the environment): the tests compile the same tiny programs many times over, and on 2 cores
@@ -70,7 +82,7 @@ def run_main(workdir, *overrides, config="experiments/configs/dcgan_fashion_mnis
              devices: int = 1, timeout: float = 300, env_extra: dict | None = None, **popen):
   """Runs ``python -m genjax.cli.train`` in a fresh process (returns CompletedProcess or Popen)."""
   env = {**os.environ, **(env_extra or {})}
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["XLA_FLAGS"] = xla_flags(devices)
   env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
   cmd = [sys.executable, "-m", "genjax.cli.train", f"--config={config}", f"--workdir={workdir}",
          *overrides]

@@ -28,6 +28,7 @@ from genjax import models
 from genjax import torch_weights
 from genjax.models import layers
 from tests.conftest import REPO
+from tests.conftest import xla_flags
 
 POSITIVE = ("images_per_sec", "peer_images_per_sec", "ratio", "compile_s", "compile_warm_s",
             "flops_per_step", "mfu", "peer_mfu", "step_ms_median", "peer_step_ms_median",
@@ -38,7 +39,7 @@ POSITIVE = ("images_per_sec", "peer_images_per_sec", "ratio", "compile_s", "comp
 def test_gpu_script_dry_run_writes_records_markdown_and_readme(tmp_path):
   """benchmarks/gpu.sh --dry-run: the GPU script's whole flow (set-up checks included) on the CPU."""
   env = dict(os.environ)
-  env["XLA_FLAGS"] = ""  # one CPU device, as the benchmarks run (conftest sets 8 for the tests)
+  env["XLA_FLAGS"] = xla_flags()  # one CPU device, as the benchmarks run (the tests have 8)
   env["PYTHON"] = sys.executable
   cmd = ["bash", str(REPO / "benchmarks" / "gpu.sh"), "--dry-run", "--models", "dcgan32",
          "--dtypes", "bfloat16", "--out", str(tmp_path)]

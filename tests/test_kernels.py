@@ -16,7 +16,7 @@ from flax import nnx
 
 from genjax import checkpoint, errors, kernels
 from genjax.models import dcgan, layers
-from tests.conftest import TINY_DCGAN_FLAGS, run_main
+from tests.conftest import TINY_DCGAN_FLAGS, run_main, xla_flags
 from tests.test_layers import CASES
 
 # (input (H, W, C), kernel (kh, kw, out), stride, ((top, bottom), (left, right))): DCGAN's and the
@@ -300,7 +300,7 @@ print(float(np.asarray(y)[0, 1, 1, 0]))
 def test_a_corrupt_cached_library_is_built_again(tmp_path):
   # In a process of its own (the library loads once per process): the cached file is garbage,
   # as a full disk or a killed copy leaves it; it is rebuilt, loaded and computes.
-  env = {**os.environ, "GENJAX_KERNEL_DIR": str(tmp_path), "XLA_FLAGS": ""}
+  env = {**os.environ, "GENJAX_KERNEL_DIR": str(tmp_path), "XLA_FLAGS": xla_flags()}
   path = subprocess.run([sys.executable, "-c", "from genjax import kernels; "
                          "print(kernels.library_path())"], env=env, capture_output=True,
                         text=True, check=True).stdout.strip()

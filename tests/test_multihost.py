@@ -22,6 +22,7 @@ import pytest
 from tests.conftest import REPO
 from tests.conftest import TINY_DCGAN_FLAGS
 from tests.conftest import run_main
+from tests.conftest import xla_flags
 from tests import faults
 from tests.test_checkpoint_faults import FULL
 from tests.test_checkpoint_faults import damage
@@ -46,7 +47,7 @@ def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None, pyt
   Their stderr is a pipe, or the file ``logs[i]`` for process i. ``pythonpath``: directories
   before the repository's (a sitecustomize that injects faults)."""
   port = free_port()
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+  env = dict(os.environ, XLA_FLAGS=xla_flags(devices),
              PYTHONPATH=os.pathsep.join([*map(str, pythonpath), str(REPO)]))
   procs = []
   for i in range(processes):

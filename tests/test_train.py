@@ -17,7 +17,7 @@ from tensorboardX.proto import event_pb2
 from genjax import checkpoint
 from genjax import runs
 from genjax import train
-from tests.conftest import REPO, TINY_DCGAN_FLAGS, tiny_config
+from tests.conftest import REPO, TINY_DCGAN_FLAGS, tiny_config, xla_flags
 
 FAMILIES = {
     "ae": ("ae", {}),
@@ -156,7 +156,7 @@ def test_a_failing_kernel_ends_the_run_in_one_line_keeping_the_last_checkpoint(t
       "  kernels.inject_failures(1)  # the next oneDNN call, in step 3\n"
       "checkpoint.Checkpointer.save = save_then_fail\n"
       "app.run(cli.main, argv=sys.argv, flags_parser=cli.parse_flags)\n")
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+  env = {**os.environ, "XLA_FLAGS": xla_flags(8),
          "PYTHONPATH": str(REPO)}
   failed = subprocess.run(
       [sys.executable, "-c", script, f"--workdir={tmp_path}",

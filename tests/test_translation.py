@@ -28,6 +28,7 @@ from genjax.methods import base
 from genjax.methods import translation
 from tests.conftest import REPO
 from tests.conftest import apply_overrides
+from tests.conftest import xla_flags
 
 TINY = {"model.ngf": 8, "model.ndf": 8, "batch_size": 8, "num_steps": 4, "log_every": 2,
         "sample_every": 4, "checkpoint_every": 2, "num_samples": 8, "compilation_cache_dir": "",
@@ -234,7 +235,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
 # --- weights in and out, and the translate command ---------------------------------------------
 
 def _run_cli(module, *flags):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+  env = {**os.environ, "XLA_FLAGS": xla_flags(1),
          "PYTHONPATH": str(REPO)}
   return subprocess.run([sys.executable, "-m", module, *flags], cwd=REPO, env=env, text=True,
                         capture_output=True, timeout=300)
