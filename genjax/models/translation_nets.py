@@ -10,11 +10,11 @@ Generators, ``(B, H, W, input_nc) -> (B, H, W, output_nc)`` in [-1, 1] (tanh):
   A level's skip is its LeakyReLU-activated input, as the reference's in-place LeakyReLU makes it
   (the same function as the raw input: a ReLU follows every concatenation).
   ``unet_256`` with BatchNorm, ``ngf=64``, 3 -> 3 channels: 54,413,955 parameters.
-- ``resnet_<n>blocks`` (:class:`ResnetGenerator`, the reference's n = 6, 9, or any n >= 1): ReflectionPad(3) Conv(7), two
-  Conv(3, 2, 1) downsamples, n residual blocks (ReflectionPad(1) Conv(3), norm, ReLU, [Dropout],
-  ReflectionPad(1) Conv(3), norm), two ConvTranspose(3, 2, 1, output_padding=1) upsamples,
-  ReflectionPad(3) Conv(7), tanh; norm and ReLU after every inner conv. With InstanceNorm and
-  ``ngf=64``: 11,378,179 (9 blocks) and 7,837,699 (6 blocks) parameters.
+- ``resnet_<n>blocks`` (:class:`ResnetGenerator`, the reference's n = 6, 9, or any n >= 1):
+  ReflectionPad(3) Conv(7), two Conv(3, 2, 1) downsamples, n residual blocks (ReflectionPad(1)
+  Conv(3), norm, ReLU, [Dropout], ReflectionPad(1) Conv(3), norm), two ConvTranspose(3, 2, 1,
+  output_padding=1) upsamples, ReflectionPad(3) Conv(7), tanh; norm and ReLU after every inner
+  conv. With InstanceNorm and ``ngf=64``: 11,378,179 (9 blocks) and 7,837,699 (6 blocks) parameters.
 
 Discriminators return the logit map ``(B, h, w)`` (no sigmoid: the loss applies it):
 
