@@ -10,8 +10,10 @@ import tempfile
 
 # XLA:CPU's LLVM back end without its optimisation passes, in this process and every subprocess
 # the tests start (xla_flags): the tests run a few steps of each program, so compiling is most of
-# their time, and -O0 compiles in about 60% of it. IEEE semantics are kept (no fast math), and
-# a test compares only programs compiled with the same flags.
+# their time, and -O0 compiles in about 60% of it. IEEE semantics are kept (no fast math), but
+# programs round differently from -O2's (e.g. other loops for a convolution): a comparison of
+# two programs must hold for any rounding, which an ill-conditioned one shows only with a
+# tolerance measured against a rounding-level perturbation (test_frozen's 8-device step).
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 

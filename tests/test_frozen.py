@@ -170,8 +170,13 @@ def test_frozen_weights_are_replicated_arguments_and_stay_unchanged(strategy_nam
   state = strategy.put_state(method.init(jax.random.PRNGKey(0)))
   state, _ = step_fn(state, strategy.put_batch(batch), placed_weights)
   got = jax.device_get(strategy.get_state(state))
-  for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(expected.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+  # The perceptual term's gradients at initialisation are ill-conditioned: scaling every initial
+  # parameter by (1 + 2^-23 N(0, 1)) moves one device's update by up to 0.4% of its tensor's
+  # largest (measured), so each update is compared to within 1% of its tensor's largest.
+  for a, b, start in zip(*(jax.tree.leaves(s.params) for s in (got, expected, init))):
+    update = np.asarray(b) - np.asarray(start)
+    np.testing.assert_allclose(np.asarray(a) - start, update, rtol=0,
+                               atol=0.01 * np.abs(update).max())
   state, _ = step_fn(state, strategy.put_batch(next(batches)), placed_weights)
   after = jax.device_get(strategy.get_state(placed_weights))
   for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(source)):
