@@ -144,12 +144,20 @@ def render_feature_learning() -> str:
   return "\n".join(out)
 
 
+def _metric_lines(run: str) -> list[dict] | None:
+  """The lines of a committed run's metrics.jsonl, or None where it is not committed."""
+  path = RUNS / run / "metrics.jsonl"
+  if not path.exists():
+    return None
+  return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
 def last_eval(run: str) -> dict:
   """The last evaluation line of a committed run."""
   path = RUNS / run / "metrics.jsonl"
-  if not path.exists():
+  lines = _metric_lines(run)
+  if lines is None:
     raise FileNotFoundError(f"{path} is missing: copy the run's metrics.jsonl there")
-  lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
   evals = [x for x in lines if "num_samples" in x]
   if not evals:
     raise ValueError(f"{path} has no evaluation line")
@@ -301,11 +309,8 @@ GAN_ACCURACY = (
 
 def _gan_accuracy(run: str) -> dict | None:
   """The last ``gan_accuracy`` line of a committed run, or None."""
-  path = RUNS / run / "metrics.jsonl"
-  if not path.exists():
-    return None
-  lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  return next((line for line in reversed(lines) if line.get("source") == "gan_accuracy"), None)
+  return next((line for line in reversed(_metric_lines(run) or [])
+               if line.get("source") == "gan_accuracy"), None)
 
 
 def _over_seeds(values: list[float], num_seeds: int, fmt: str = "{:.1f}") -> str:
