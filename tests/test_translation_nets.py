@@ -245,6 +245,8 @@ def test_specs_names_and_bad_names():
     tn.define_G("unet_512", 3, 3, rngs=nnx.Rngs(0))
   with pytest.raises(ConfigError, match=r"unknown generator 'resnet_0blocks'; .*resnet_<n>blocks"):
     tn.define_G("resnet_0blocks", 3, 3, rngs=nnx.Rngs(0))
+  with pytest.raises(ConfigError, match=r"unknown generator 'resnet_<n>blocks'; valid: unet_32"):
+    tn.define_G("resnet_<n>blocks", 3, 3, rngs=nnx.Rngs(0))
   with pytest.raises(ConfigError, match="unknown norm 'group'; valid: batch, instance, none"):
     tn.define_D("basic", 3, norm="group", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="unet_64 needs H and W divisible by 64"):

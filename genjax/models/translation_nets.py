@@ -265,11 +265,9 @@ def pixel_discriminator(input_nc: int, *, ndf: int = 64, **kwargs) -> PatchDiscr
                             out_bias=False, torch_prefix="net", **kwargs)
 
 
-GENERATORS: dict[str, Callable[..., nnx.Module]] = {
-    **{f"unet_{2 ** n}": functools.partial(UnetGenerator, num_downs=n) for n in (5, 6, 7, 8)},
-    "resnet_<n>blocks": ResnetGenerator,  # any n >= 1; the reference's are 6 and 9
-}
-_RESNET = re.compile(r"resnet_([1-9][0-9]*)blocks")
+UNETS: dict[str, Callable[..., nnx.Module]] = {
+    f"unet_{2 ** n}": functools.partial(UnetGenerator, num_downs=n) for n in (5, 6, 7, 8)}
+_RESNET = re.compile(r"resnet_([1-9][0-9]*)blocks")  # any n >= 1; the reference's are 6 and 9
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 
 
@@ -279,11 +277,11 @@ def define_G(name: str, input_nc: int, output_nc: int, *, ngf: int = 64, norm: s
   """The generator ``name`` (``unet_32|64|128|256`` or ``resnet_<n>blocks``: the reference's
   ``resnet_6blocks`` and ``resnet_9blocks``, or any other n >= 1)."""
   resnet = _RESNET.fullmatch(name)
-  if resnet is None:
-    errors.check_choice("generator", name, GENERATORS, ConfigError)
+  if resnet is None and name not in UNETS:
+    raise ConfigError(f"unknown generator {name!r}; valid: {', '.join(UNETS)}, resnet_<n>blocks")
   errors.check_choice("norm", norm, NORMS, ConfigError)
   make = (functools.partial(ResnetGenerator, n_blocks=int(resnet[1])) if resnet else
-          GENERATORS[name])
+          UNETS[name])
   return make(input_nc, output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout,
               axis_name=axis_name, dtype=dtype, rngs=rngs)
 
