@@ -195,15 +195,19 @@ def render(table: Table) -> str:
   return "\n".join(out)
 
 
-def _seeds_cell(values: list[float], num_seeds: int) -> str:
-  """``mean ± std`` of the seeds' values (one value alone), saying how many of ``num_seeds``
-  have finished where some have not."""
+def _over_seeds(values: list[float], num_seeds: int, fmt: str = "{:.1f}", *,
+                count_all: bool = True) -> str:
+  """``mean ± std`` of per-seed figures (one value alone; "not trained yet" without any),
+  saying how many of ``num_seeds`` are in where some are missing, and, if ``count_all``,
+  ``(n seeds)`` where all are."""
   if not values:
     return "not trained yet"
   stats = sweep.mean_std(values)
-  text = (f"{stats['mean']:.1f}" if stats["std"] is None else
-          f"{stats['mean']:.1f} ± {stats['std']:.1f}")
-  return text + (f" ({len(values)} of {num_seeds} seeds)" if len(values) < num_seeds else "")
+  text = fmt.format(stats["mean"]) + ("" if stats["std"] is None
+                                      else " ± " + fmt.format(stats["std"]))
+  if len(values) < num_seeds:
+    return text + f" ({len(values)} of {num_seeds} seeds)"
+  return text + (f" ({num_seeds} seed{'s' * (num_seeds > 1)})" if count_all else "")
 
 
 def render_anomaly() -> str:
@@ -227,7 +231,7 @@ def render_anomaly() -> str:
         paper = last["classes"][k]["paper"]
         cells.append(f"{paper['mean']:.1f} ± {paper['std']:.1f}")
       else:
-        cells.append(_seeds_cell(col["classes"][k]["auroc"], len(col["seeds"])))
+        cells.append(_over_seeds(col["classes"][k]["auroc"], len(col["seeds"]), count_all=False))
         last = col
     out.append("| " + " | ".join(cells) + " |")
   cells, last = ["mean over classes"], None
@@ -252,7 +256,7 @@ def render_augmentation() -> str:
       out += ["| dataset | labelled examples | " + " | ".join(labels) + " |",
               "|" + "---|" * (len(labels) + 2)]
     for n in dict.fromkeys(r["n"] for r in summary["rows"]):
-      cells = [_seeds_cell(r["accuracy"], summary["num_seeds"])
+      cells = [_over_seeds(r["accuracy"], summary["num_seeds"], count_all=False)
                for r in summary["rows"] if r["n"] == n]
       out.append(f"| {DATASET_NAMES[dataset]} | {n} | " + " | ".join(cells) + " |")
   return "\n".join(out)
@@ -313,15 +317,6 @@ def _gan_accuracy(run: str) -> dict | None:
                if line.get("source") == "gan_accuracy"), None)
 
 
-def _over_seeds(values: list[float], num_seeds: int, fmt: str = "{:.1f}") -> str:
-  """``mean ± std (n seeds)`` of per-seed figures, saying how many of ``num_seeds`` are in."""
-  stats = sweep.mean_std(values)
-  text = fmt.format(stats["mean"]) + ("" if stats["std"] is None
-                                      else " ± " + fmt.format(stats["std"]))
-  return text + (f" ({len(values)} of {num_seeds} seeds)" if len(values) < num_seeds else
-                 f" ({num_seeds} seed{'s' * (num_seeds > 1)})")
-
-
 def render_reproduction() -> str:
   """Every paper number genjax reproduces, beside genjax's figure (mean ± std over seeds) and
   the committed summary it comes from."""
@@ -339,7 +334,7 @@ def render_reproduction() -> str:
         f"| {anomaly['paper'].split(', Table')[0]}, Table 1 | MNIST, {row['method']}: AUROC (%) "
         f"averaged over the 10 normal classes ({row['steps']} steps per class) | "
         f"{paper:.1f} (10 seeds) | "
-        f"{_over_seeds(per_seed, len(row['seeds'])) if per_seed else 'not trained yet'} | "
+        f"{_over_seeds(per_seed, len(row['seeds']))} | "
         f"[anomaly_mnist.json](results/anomaly_mnist.json) | `{row['config']}` | "
         f"`{anomaly['sweep']}` (each run's command is in the record) |")
   likelihood = _summary("likelihood_mnist")
@@ -355,7 +350,7 @@ def render_reproduction() -> str:
     records = {s: _gan_accuracy(row.run.format(seed=s)) for s in row.seeds}
     records = {s: r for s, r in records.items() if r is not None}
     values = [100 * (1 - r["accuracy"] if row.error else r["accuracy"]) for r in records.values()]
-    ours = _over_seeds(values, len(row.seeds), "{:.2f}%") if values else "not trained yet"
+    ours = _over_seeds(values, len(row.seeds), "{:.2f}%")
     links = ", ".join(f"[seed {s}](results/{row.run.format(seed=s)}/metrics.jsonl)"
                       for s in records) or "–"
     out.append(f"| {row.paper} | {row.setting} | {row.number} | {ours} | {links} | "
