@@ -5,7 +5,9 @@ L-BFGS in JAX. Its objective is scikit-learn's ``LogisticRegression(C=C)`` (mult
 ``C * sum of cross-entropies + ||W||^2 / 2``, the intercept unpenalised), divided by
 ``C * N`` so that the tolerance does not depend on the data size; the tests check the
 solutions agree. It exists because scikit-learn's solver takes minutes per fit on 4096-d
-discriminator features on 2 cores, where the jitted loop takes seconds.
+discriminator features on 2 cores. Here an L-BFGS iteration on [50000, 4096] features takes
+about 0.2 s on a 2-core AVX-512 machine (50 iterations in 14 s, compilation included), so a fit
+capped at 1000 iterations takes a few minutes.
 """
 
 from __future__ import annotations
@@ -54,12 +56,41 @@ def fit_logistic(x, y, *, num_classes: int | None = None, C: float = 1.0,  # pyl
     raise ConfigError(f"labels must be in [0, {k}), got [{y.min()}, {y.max()}]")
   if C <= 0:
     raise ConfigError(f"the probe's C must be > 0, got {C}")
-  onehot = jax.nn.one_hot(y, k)
-  l2 = 1.0 / (2.0 * C * x.shape[0])
+  start = ((init.weights, init.bias) if init is not None else
+           (jnp.zeros((x.shape[1], k)), jnp.zeros((k,))))
+  (w, b), iterations, grad_norm = _lbfgs(start, x, x.T, jax.nn.one_hot(y, k),
+                                         1.0 / (2.0 * C * x.shape[0]), max_iter, tol)
+  return LinearProbe(w, b, iterations, grad_norm)
+
+
+@jax.custom_vjp
+def _project(x, xt, w):
+  """``x @ w``, differentiated in ``w`` only, through ``xt``, a row-major copy of ``x.T``:
+  XLA:CPU's ``x.T @ g`` over the long axis of a [50000, 4096] ``x`` took 1.8 s, ``xt @ g``
+  takes 0.1 s (2-core AVX-512 machine)."""
+  return x @ w
+
+
+def _project_fwd(x, xt, w):
+  return x @ w, xt
+
+
+def _project_bwd(xt, g):
+  return None, None, xt @ g
+
+
+_project.defvjp(_project_fwd, _project_bwd)
+
+
+@jax.jit
+def _lbfgs(params, x, xt, onehot, l2, max_iter, tol):
+  """L-BFGS on the scaled objective. The data are arguments, not constants closed over (a
+  closed-over [50000, 4096] matrix added ~50 s of constant folding to every fit and made each
+  iteration 1.5x slower); every fit of one shape shares one compilation."""
 
   def objective(params):
     w, b = params
-    logits = x @ w + b
+    logits = _project(x, xt, w) + b
     return (jnp.mean(optax.softmax_cross_entropy(logits, onehot)) + l2 * jnp.sum(w * w))
 
   solver = optax.lbfgs()
@@ -76,14 +107,7 @@ def fit_logistic(x, y, *, num_classes: int | None = None, C: float = 1.0,  # pyl
     _, _, grad_norm, i = carry
     return (i < max_iter) & (grad_norm >= tol)
 
-  @jax.jit
-  def run(params):
-    carry = (params, solver.init(params), jnp.inf, 0)
-    params, state, _, i = jax.lax.while_loop(not_done, step, carry)
-    _, grad = value_and_grad(params, state=state)
-    return params, i, optax.tree.norm(grad)
-
-  start = ((init.weights, init.bias) if init is not None else
-           (jnp.zeros((x.shape[1], k)), jnp.zeros((k,))))
-  (w, b), iterations, grad_norm = run(start)
-  return LinearProbe(w, b, iterations, grad_norm)
+  carry = (params, solver.init(params), jnp.inf, 0)
+  params, state, _, i = jax.lax.while_loop(not_done, step, carry)
+  _, grad = value_and_grad(params, state=state)
+  return params, i, optax.tree.norm(grad)
