@@ -240,7 +240,8 @@ def test_global_contrast_normalization_and_the_references_class_extremes():
           (-0.778418217980696, 10.457837397569108), (-0.7129780970522351, 12.057777597673047),
           (-0.8280402650205075, 10.581538445782988), (-0.7369959242164307, 10.697039838804978))
   for k in range(10):
-    assert data.gcn_extremes(mnist["image"][mnist["label"] == k]) == pytest.approx(want[k], rel=1e-13)
+    extremes = data.gcn_extremes(mnist["image"][mnist["label"] == k])
+    assert extremes == pytest.approx(want[k], rel=1e-13)
 
 
 # --- runs: pre-training, the encoder it hands on, resume, AUROC --------------------------------
