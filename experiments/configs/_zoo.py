@@ -1,5 +1,5 @@
 """Shared settings of the GAN zoo configs: 28x28 data padded to 32x32 in [-1, 1], batch 64,
-narrow (width 32) DCGAN-style networks so that each run fits minutes on 2 CPU cores, and
+narrow DCGAN-style networks (width 32; SNGAN 64) so that each run fits minutes on 2 CPU cores, and
 classifier-FID/KID against the test split at the end of the run."""
 
 from genjax.config import base_config
