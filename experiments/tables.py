@@ -365,9 +365,44 @@ def render_reproduction() -> str:
   return "\n".join(out)
 
 
-SUMMARY_TABLES = {"reproduction": render_reproduction, "denoising": render_denoising, "feature_learning": render_feature_learning,
-                  "anomaly": render_anomaly, "likelihood": render_likelihood,
-                  "augmentation": render_augmentation}
+def _classifier_figure(family: str, per_seed: dict, num_seeds: int) -> str:
+  """A zoo row's classifier figure: SGAN's test error, InfoGAN's categorical code as a
+  classifier, or the share of a conditional family's samples classified as their label."""
+  key, what = {"sgan": ("accuracy", "test error"),
+               "infogan": ("accuracy", "categorical code, test accuracy")}.get(
+                   family, ("label_accuracy", "samples classified as their label"))
+  values = [100 * (1 - v[key] if family == "sgan" else v[key])
+            for v in per_seed.values() if key in v]
+  return f"{what}: {_over_seeds(values, num_seeds, '{:.2f}%', count_all=False)}" if values else ""
+
+
+def render_zoo(dataset: str) -> str:
+  """The zoo at its committed configs: classifier-FID/KID (mean ± std over seeds), the ratio to
+  DCGAN's FID, seed 0's FID curve, the classifier figures and seed 0's samples."""
+  summary = _summary(f"zoo_{dataset}")
+  rows = summary["rows"]
+  dcgan = next(r for r in rows if r["family"] == "dcgan")["fid"]
+  out = ["| family | config | steps | classifier-FID ↓ | KID ↓ | × DCGAN's FID | FID along "
+         "the run (first seed) | classifier figure | samples |", "|" + "---|" * 9]
+  for row in rows:
+    per_seed, n = row["per_seed"], len(row["seeds"])
+    fid = _over_seeds([v["fid"] for v in per_seed.values()], n, "{:.2f}", count_all=False)
+    kid = _over_seeds([v["kid"] for v in per_seed.values()], n, "{:.2f}", count_all=False)
+    ratio = (f"{row['fid']['mean'] / dcgan['mean']:.1f}×" if row["fid"] and dcgan else "–")
+    first = next(iter(per_seed.values()), None)
+    curve = " → ".join(f"{fid:.1f}" for _, fid in first["curve"]) if first else "–"
+    grid = f"zoo/{row['family']}_{dataset}_s{row['seeds'][0]}.png"
+    samples = f"[png](samples/{grid})" if (HERE / "samples" / grid).exists() else "–"
+    cells = [row["label"], f"`{row['config']}`", str(row["steps"]), fid, kid, ratio, curve,
+             _classifier_figure(row["family"], per_seed, n), samples]
+    out.append("| " + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
+SUMMARY_TABLES = {"reproduction": render_reproduction, "denoising": render_denoising,
+                  "feature_learning": render_feature_learning, "anomaly": render_anomaly,
+                  "likelihood": render_likelihood, "augmentation": render_augmentation,
+                  **{f"zoo_{d}": (lambda d=d: render_zoo(d)) for d in DATASET_NAMES}}
 
 
 def regenerate(text: str) -> str:

@@ -165,3 +165,64 @@ def test_the_reproduction_table_averages_each_finished_seed_over_the_classes(tmp
           "[seed 1](results/infogan_mnist_s1/metrics.jsonl) | `infogan_mnist` |") in infogan
   (sgan,) = [x for x in lines if "Improved Techniques" in x]
   assert "| 0.93 ± 0.07% | 1.00% (1 of 3 seeds) | [seed 0](results/sgan_mnist_s0/" in sgan
+
+
+def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_changes(
+    tmp_path, monkeypatch):
+  from experiments import zoo  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tables, "RUNS", tmp_path)
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path)
+  monkeypatch.setattr(zoo, "SAMPLES", tmp_path / "samples")
+  root = tmp_path / "runs"
+
+  def run(family, seed, fid, last=None, accuracy=None, **extra):
+    workdir = root / zoo.run_name(family, "mnist", seed)
+    (workdir / "samples").mkdir(parents=True)
+    (workdir / "samples" / "samples.png").write_bytes(b"png")
+    last = last or zoo.steps(family, "mnist")
+    lines = [{"step": 1000, "source": "train", "fid": 3 * fid, "kid_mean": 1.0},
+             {"step": last, "source": "train", "fid": fid, "kid_mean": fid / 100, **extra}]
+    if accuracy is not None:
+      lines.append({"source": "gan_accuracy", "step": last, "accuracy": accuracy})
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+  run("dcgan", 0, 20.0)
+  run("dcgan", 1, 30.0)
+  run("sngan", 0, 50.0)
+  run("acgan", 0, 5.0, label_accuracy=0.97)
+  run("sgan", 1, 40.0, accuracy=0.99)
+  run("lsgan", 0, 80.0, last=2000)  # not at its config's last step yet
+  for dataset in ("mnist", "fashion_mnist"):
+    _write(tmp_path / f"zoo_{dataset}.json", zoo.evaluate(root, dataset))
+  lines = {x.split(" | ")[0]: x for x in tables.render_zoo("mnist").splitlines()[2:]}
+  assert lines["| DCGAN"] == (
+      "| DCGAN | `dcgan_mnist` | 3000 | 25.00 ± 7.07 (2 of 3 seeds) | 0.25 ± 0.07 (2 of 3 seeds) "
+      "| 1.0× | 60.0 → 20.0 |  | [png](samples/zoo/dcgan_mnist_s0.png) |")
+  assert "| 2.0× | 150.0 → 50.0 |" in lines["| SNGAN (hinge)"]
+  assert "| samples classified as their label: 97.00% (1 of 3 seeds) |" in lines["| AC-GAN"]
+  assert "| test error: 1.00% (1 of 3 seeds) | – |" in lines["| SGAN (100 labels)"]  # no seed-0 grid
+  assert "| not trained yet | not trained yet | – | – |  | – |" in lines[
+      "| DCGAN + least squares (LSGAN)"]
+  assert (tmp_path / "samples" / "dcgan_mnist_s0.png").read_bytes() == b"png"
+
+  # On another machine: the recorded seeds stay, and train skips them.
+  recorded = json.loads((tmp_path / "zoo_mnist.json").read_text())
+  assert zoo.evaluate(tmp_path / "elsewhere", "mnist") == recorded
+  trained, scored = [], []
+  monkeypatch.setattr(sweep, "train", lambda root, run, config, flags: trained.append(
+      (run, config, flags)))
+  monkeypatch.setattr(zoo.subprocess, "run", lambda argv, **_: scored.append(argv[-1]))
+  zoo.train(tmp_path / "elsewhere", "mnist")
+  assert ("dcgan_mnist_s2", "dcgan_mnist", ("--config.seed=2",)) in trained
+  assert not {"dcgan_mnist_s0", "dcgan_mnist_s1", "sgan_mnist_s1"} & {r for r, _, _ in trained}
+  assert len(trained) == 3 * len(zoo.FAMILIES) - 5
+  assert scored == [f"--workdir={tmp_path / 'elsewhere' / r}" for r in (
+      "infogan_mnist_s0", "sgan_mnist_s0", "infogan_mnist_s1", "infogan_mnist_s2", "sgan_mnist_s2")]
+
+  # A config whose step count changed: its recorded seeds drop out.
+  longer = zoo.steps
+  monkeypatch.setattr(zoo, "steps", lambda family, dataset: longer(family, dataset) + (
+      1000 if family == "dcgan" else 0))
+  rows = {r["family"]: r for r in zoo.evaluate(tmp_path / "elsewhere", "mnist")["rows"]}
+  assert rows["dcgan"]["per_seed"] == {} and rows["dcgan"]["steps"] == 4000
+  assert list(rows["sngan"]["per_seed"]) == ["0"]

@@ -1,0 +1,137 @@
+r"""The GAN zoo trained to convergence (issue 17 §6): every family's committed config, seeds 0-2
+on MNIST and seed 0 on Fashion-MNIST, classifier-FID/KID along the run (every 1000 steps) and
+at its end, beside DCGAN's on the same dataset (the target: every family within 2x of it).
+
+Runs ``<family>_<dataset>_s<seed>``, each the committed config
+``experiments/configs/<family>_<dataset>.py`` with ``--config.seed=S`` and nothing else, so
+that the committed configs are the settings the table reports. InfoGAN and SGAN runs are then
+scored as classifiers (``genjax.cli.gan_accuracy``: the categorical code, the discriminator's
+classes). Seed by seed (every family's seed 0 first); a stopped sweep picks up where it stopped
+(experiments/sweep.py), and the seeds the committed summary records at the config's current
+step count are not trained again. ``evaluate`` writes the summary
+``experiments/results/zoo_<dataset>.json`` (each seed's last evaluation and its curve) and
+copies seed 0's sample grid to ``experiments/samples/zoo/<run>.png``; a recorded seed is
+dropped when its config's step count changes.
+
+  python -m experiments.zoo train --root=RUNS [--datasets=mnist]
+  python -m experiments.zoo evaluate --root=RUNS   # -> experiments/results/zoo_<dataset>.json
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+from experiments import sweep
+
+# (family, label) in the table's order; DCGAN, the yardstick, first
+FAMILIES = (("dcgan", "DCGAN"), ("lsgan", "DCGAN + least squares (LSGAN)"),
+            ("hinge", "DCGAN + hinge"), ("wgan", "WGAN (clipping, n_critic 5)"),
+            ("wgan_gp", "WGAN-GP (λ = 10, n_critic 5)"), ("sngan", "SNGAN (hinge)"),
+            ("sagan", "SAGAN (self-attention, TTUR, EMA)"), ("cgan", "cGAN-projection (hinge)"),
+            ("acgan", "AC-GAN"), ("infogan", "InfoGAN"), ("sgan", "SGAN (100 labels)"))
+CLASSIFIERS = ("infogan", "sgan")  # scored by genjax.cli.gan_accuracy after training
+SAMPLES = sweep.REPO / "experiments" / "samples" / "zoo"
+
+
+def seeds(dataset: str) -> tuple[int, ...]:
+  return (0, 1, 2) if dataset == "mnist" else (0,)
+
+
+def run_name(family: str, dataset: str, seed) -> str:
+  return f"{family}_{dataset}_s{seed}"
+
+
+def steps(family: str, dataset: str) -> int:
+  """The committed config's ``num_steps``: where a run's figures are read."""
+  return importlib.import_module(f"experiments.configs.{family}_{dataset}").get_config().num_steps
+
+
+def overrides(seed) -> tuple[str, ...]:
+  return (f"--config.seed={seed}",)
+
+
+def _lines(workdir: pathlib.Path) -> list[dict]:
+  path = workdir / "metrics.jsonl"
+  return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def final(workdir: pathlib.Path, num_steps: int) -> dict | None:
+  """The run's figures at its last step ``num_steps`` (classifier-FID, KID, and for the
+  CLASSIFIERS their gan_accuracy) with its FID curve; None where it has not got there."""
+  lines = _lines(workdir)
+  evals = [x for x in lines if "fid" in x and x.get("source") == "train"]
+  if not evals or evals[-1]["step"] != num_steps:
+    return None
+  out = {"fid": evals[-1]["fid"], "kid": evals[-1]["kid_mean"],
+         "curve": [[x["step"], x["fid"]] for x in evals]}
+  if "label_accuracy" in evals[-1]:  # conditional families: samples classified as their label
+    out["label_accuracy"] = evals[-1]["label_accuracy"]
+  accuracy = [x for x in lines if x.get("source") == "gan_accuracy" and x["step"] == num_steps]
+  if accuracy:
+    out["accuracy"] = accuracy[-1]["accuracy"]
+  return out
+
+
+def _recorded(dataset: str) -> dict:
+  """``{family: row}`` of the committed summary (see sweep.recorded)."""
+  return {r["family"]: r for r in sweep.recorded("zoo", dataset).get("rows", [])}
+
+
+def _recorded_seeds(row: dict | None, num_steps: int) -> dict:
+  """``{seed: figures}`` a summary row records at ``num_steps`` (none after a config's step
+  count changed)."""
+  if not row or row["steps"] != num_steps:
+    return {}
+  return {int(s): v for s, v in row["per_seed"].items()}
+
+
+def train(root: pathlib.Path, dataset: str) -> None:
+  done = _recorded(dataset)
+  for seed in seeds(dataset):
+    for family, _ in FAMILIES:
+      run, num_steps = run_name(family, dataset, seed), steps(family, dataset)
+      if seed in _recorded_seeds(done.get(family), num_steps) and not (root / run).exists():
+        continue
+      sweep.train(root, run, f"{family}_{dataset}", overrides(seed))
+      if family in CLASSIFIERS and "accuracy" not in (final(root / run, num_steps) or {}):
+        subprocess.run([sys.executable, "-m", "genjax.cli.gan_accuracy",
+                        f"--workdir={root / run}"], cwd=sweep.REPO, check=True)
+
+
+def evaluate(root: pathlib.Path, dataset: str) -> dict:
+  rows, before = [], _recorded(dataset)
+  for family, label in FAMILIES:
+    config, num_steps = f"{family}_{dataset}", steps(family, dataset)
+    per_seed = _recorded_seeds(before.get(family), num_steps)
+    for seed in seeds(dataset):
+      found = final(root / run_name(family, dataset, seed), num_steps)
+      if found is not None:
+        per_seed[seed] = found
+        grid = root / run_name(family, dataset, seed) / "samples" / "samples.png"
+        if seed == min(seeds(dataset)) and grid.exists():
+          SAMPLES.mkdir(parents=True, exist_ok=True)
+          shutil.copyfile(grid, SAMPLES / f"{run_name(family, dataset, seed)}.png")
+    commands = [sweep.command(config, f"RUNS/{run_name(family, dataset, 'S')}", overrides("S"))]
+    if family in CLASSIFIERS:
+      commands.append(f"python -m genjax.cli.gan_accuracy "
+                      f"--workdir=RUNS/{run_name(family, dataset, 'S')}")
+    per_seed = dict(sorted(per_seed.items()))
+    rows.append({"family": family, "label": label, "config": config, "steps": num_steps,
+                 "seeds": list(seeds(dataset)), "commands": commands,
+                 "per_seed": {str(s): v for s, v in per_seed.items()},
+                 "fid": sweep.mean_std([v["fid"] for v in per_seed.values()])})
+  return {"experiment": "the GAN zoo, committed configs", "dataset": dataset,
+          "metric": ("classifier-FID and KID (raw MMD²) of 2048 samples against the test split, "
+                     "experiments/classifiers/<dataset>"),
+          "target": "classifier-FID within 2x of DCGAN's on the same dataset",
+          "sweep": "python -m experiments.zoo train --root=RUNS", "rows": rows}
+
+
+if __name__ == "__main__":
+  sys.exit(sweep.main(sys.argv[1:], doc=__doc__, experiment="zoo", train_dataset=train,
+                      evaluate_dataset=evaluate))
