@@ -68,7 +68,9 @@ def final(workdir: pathlib.Path, num_steps: int) -> dict | None:
   if not evals or evals[-1]["step"] != num_steps:
     return None
   out = {"fid": evals[-1]["fid"], "kid": evals[-1]["kid_mean"],
-         "curve": [[x["step"], x["fid"]] for x in evals]}
+         "curve": [[x["step"], x["fid"]] for x in evals],
+         # the convolution kernels it trained on, and oneDNN's ISA where those were oneDNN's
+         **{k: evals[-1][k] for k in ("conv_kernels", "onednn") if k in evals[-1]}}
   if "label_accuracy" in evals[-1]:  # conditional families: samples classified as their label
     out["label_accuracy"] = evals[-1]["label_accuracy"]
   accuracy = [x for x in lines if x.get("source") == "gan_accuracy" and x["step"] == num_steps]
