@@ -44,7 +44,8 @@ def _quiet_closed_loop_reports() -> None:
   Orbax restores on an event loop that it closes as soon as the restore returns or fails. After
   one array's read fails, the reads still in flight finish later, on TensorStore's threads, and
   hand their (unwanted) results to the closed loop: each prints ``RuntimeError: Event loop is
-  closed`` with a traceback, beside the one-line error that stops the run."""
+  closed`` with a traceback, beside the one-line error that stops the run. Installed before
+  every restore: a read can outlive the failure by less than the time it takes to catch it."""
   previous = sys.unraisablehook
   if getattr(previous, "genjax_quiet", False):
     return
@@ -315,11 +316,11 @@ class Checkpointer:
         f"command to resume")
 
   def read_meta(self, step: int) -> dict:
+    _quiet_closed_loop_reports()
     try:
       return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
           "meta"]
     except Exception as e:  # pylint: disable=broad-except
-      _quiet_closed_loop_reports()
       raise UnreadableCheckpoint(f"the metadata of checkpoint step {step} in {self.directory} "
                                  f"is unreadable ({errors.first_line(e)})") from None
 
@@ -345,7 +346,6 @@ class Checkpointer:
     try:
       state = self._restore_state(step, abstract_state)
     except Exception as e:  # pylint: disable=broad-except
-      _quiet_closed_loop_reports()
       raise UnreadableCheckpoint(f"checkpoint step {step} in {self.directory} is unreadable "
                                  f"({errors.first_line(e)})") from None
     return state, meta
