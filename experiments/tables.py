@@ -25,6 +25,7 @@ from experiments import sweep
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 RUNS = HERE / "results"
+SAMPLES = HERE / "samples"  # the grids the tables link
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +192,7 @@ def render(table: Table) -> str:
     cells.append(", ".join(f"[{name}](results/{run}/metrics.jsonl)"
                            for name, run in zip(names, runs)))
     for grid in row.grids:
-      if not (HERE / "samples" / f"{runs[0]}_{grid}.png").exists():
+      if not (SAMPLES / f"{runs[0]}_{grid}.png").exists():
         raise FileNotFoundError(f"experiments/samples/{runs[0]}_{grid}.png is missing: copy the "
                                 f"run's samples/{grid}.png there")
     cells.append(", ".join(f"[{g}](samples/{runs[0]}_{g}.png)" for g in row.grids))
@@ -392,7 +393,7 @@ def render_zoo(dataset: str) -> str:
     first = next(iter(per_seed.values()), None)
     curve = " → ".join(f"{fid:.1f}" for _, fid in first["curve"]) if first else "–"
     grid = f"zoo/{row['family']}_{dataset}_s{row['seeds'][0]}.png"
-    samples = f"[png](samples/{grid})" if (HERE / "samples" / grid).exists() else "–"
+    samples = f"[png](samples/{grid})" if (SAMPLES / grid).exists() else "–"
     cells = [row["label"], f"`{row['config']}`", str(row["steps"]), fid, kid, ratio, curve,
              _classifier_figure(row["family"], per_seed, n), samples]
     out.append("| " + " | ".join(cells) + " |")

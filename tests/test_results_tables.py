@@ -172,7 +172,8 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
   from experiments import zoo  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(tables, "RUNS", tmp_path)
   monkeypatch.setattr(sweep, "RESULTS", tmp_path)
-  monkeypatch.setattr(zoo, "SAMPLES", tmp_path / "samples")
+  monkeypatch.setattr(tables, "SAMPLES", tmp_path / "samples")
+  monkeypatch.setattr(zoo, "SAMPLES", tmp_path / "samples" / "zoo")
   root = tmp_path / "runs"
 
   def run(family, seed, fid, last=None, accuracy=None, **extra):
@@ -203,7 +204,7 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
   assert "| test error: 1.00% (1 of 3 seeds) | – |" in lines["| SGAN (100 labels)"]  # no seed-0 grid
   assert "| not trained yet | not trained yet | – | – |  | – |" in lines[
       "| DCGAN + least squares (LSGAN)"]
-  assert (tmp_path / "samples" / "dcgan_mnist_s0.png").read_bytes() == b"png"
+  assert (tmp_path / "samples" / "zoo" / "dcgan_mnist_s0.png").read_bytes() == b"png"
 
   # On another machine: the recorded seeds stay, and train skips them.
   recorded = json.loads((tmp_path / "zoo_mnist.json").read_text())
