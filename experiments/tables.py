@@ -379,7 +379,8 @@ def _classifier_figure(family: str, per_seed: dict, num_seeds: int) -> str:
 
 def render_zoo(dataset: str) -> str:
   """The zoo at its committed configs: classifier-FID/KID (mean ± std over seeds), the ratio to
-  DCGAN's FID, seed 0's FID curve, the classifier figures and seed 0's samples."""
+  DCGAN's FID, the first recorded seed's FID curve, the classifier figures and seed 0's
+  samples."""
   summary = _summary(f"zoo_{dataset}")
   rows = summary["rows"]
   dcgan = next(r for r in rows if r["family"] == "dcgan")["fid"]
@@ -391,7 +392,7 @@ def render_zoo(dataset: str) -> str:
     kid = _over_seeds([v["kid"] for v in per_seed.values()], n, "{:.2f}", count_all=False)
     ratio = (f"{row['fid']['mean'] / dcgan['mean']:.1f}×" if row["fid"] and dcgan else "–")
     first = next(iter(per_seed.values()), None)
-    curve = " → ".join(f"{fid:.1f}" for _, fid in first["curve"]) if first else "–"
+    curve = " → ".join(f"{value:.1f}" for _, value in first["curve"]) if first else "–"
     grid = f"zoo/{row['family']}_{dataset}_s{row['seeds'][0]}.png"
     samples = f"[png](samples/{grid})" if (SAMPLES / grid).exists() else "–"
     cells = [row["label"], f"`{row['config']}`", str(row["steps"]), fid, kid, ratio, curve,

@@ -1,6 +1,7 @@
 r"""The GAN zoo trained to convergence (issue 17 §6): every family's committed config, seeds 0-2
-on MNIST and seed 0 on Fashion-MNIST, classifier-FID/KID along the run (every 1000 steps) and
-at its end, beside DCGAN's on the same dataset (the target: every family within 2x of it).
+on MNIST and seed 0 on Fashion-MNIST, classifier-FID/KID about five times along the run and at
+its end (experiments/configs/_zoo.py), beside DCGAN's on the same dataset (the target: every
+family within 2x of it).
 
 Runs ``<family>_<dataset>_s<seed>``, each the committed config
 ``experiments/configs/<family>_<dataset>.py`` with ``--config.seed=S`` and nothing else, so
