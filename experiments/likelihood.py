@@ -15,7 +15,6 @@ the summary. The committed schedule is the first 4 of their 3,280 passes: the ta
 
 from __future__ import annotations
 
-import json
 import pathlib
 import subprocess
 import sys
@@ -47,15 +46,10 @@ def train(root: pathlib.Path, dataset: str) -> None:
     sweep.train(root, run, CONFIG, overrides(objective, k))
 
 
-def _lines(workdir: pathlib.Path) -> list[dict]:
-  path = workdir / "metrics.jsonl"
-  return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _final_nll(workdir: pathlib.Path, steps: int) -> dict | None:
   """The run's 5,000-sample evaluation of its last step: found in its metrics.jsonl, or made
   (and recorded there) by genjax.cli.evaluate; None if the run has not finished."""
-  lines = _lines(workdir)
+  lines = sweep.metric_lines(workdir)
   if not any(x.get("step") == steps and "nll" in x for x in lines):
     return None
   for x in lines:
@@ -73,7 +67,7 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
   for label, run, objective, k in rows():
     final = _final_nll(root / run, steps)
     curve = [{"step": x["step"], "nll": x["nll"], "nll_samples": x["nll_samples"]}
-             for x in _lines(root / run) if "nll" in x and x.get("source") == "train"]
+             for x in sweep.metric_lines(root / run) if "nll" in x and x.get("source") == "train"]
     out.append({"row": label, "objective": objective, "k": k, "run": run,
                 "command": sweep.command(CONFIG, f"RUNS/{run}", overrides(objective, k)),
                 "paper_nll": PAPER[(objective, k)],

@@ -62,6 +62,14 @@ def per_seed(found: dict, previous: dict | None, key: str) -> dict:
           if v is not None or s in before}
 
 
+def metric_lines(workdir: pathlib.Path) -> list[dict]:
+  """The lines of a run's ``metrics.jsonl`` ([] where it has none yet)."""
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
 def mean_std(values: list[float]) -> dict:
   """``mean`` and ``std`` (None for one value) of the seeds' values; {} for none."""
   if not values:

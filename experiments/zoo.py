@@ -21,7 +21,6 @@ dropped when its config's step count changes.
 from __future__ import annotations
 
 import importlib
-import json
 import pathlib
 import shutil
 import subprocess
@@ -56,15 +55,10 @@ def overrides(seed) -> tuple[str, ...]:
   return (f"--config.seed={seed}",)
 
 
-def _lines(workdir: pathlib.Path) -> list[dict]:
-  path = workdir / "metrics.jsonl"
-  return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-
-
 def final(workdir: pathlib.Path, num_steps: int) -> dict | None:
   """The run's figures at its last step ``num_steps`` (classifier-FID, KID, and for the
   CLASSIFIERS their gan_accuracy) with its FID curve; None where it has not got there."""
-  lines = _lines(workdir)
+  lines = sweep.metric_lines(workdir)
   evals = [x for x in lines if "fid" in x and x.get("source") == "train"]
   if not evals or evals[-1]["step"] != num_steps:
     return None
@@ -112,13 +106,14 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
     config, num_steps = f"{family}_{dataset}", steps(family, dataset)
     per_seed = _recorded_seeds(before.get(family), num_steps)
     for seed in seeds(dataset):
-      found = final(root / run_name(family, dataset, seed), num_steps)
+      run = run_name(family, dataset, seed)
+      found = final(root / run, num_steps)
       if found is not None:
         per_seed[seed] = found
-        grid = root / run_name(family, dataset, seed) / "samples" / "samples.png"
-        if seed == min(seeds(dataset)) and grid.exists():
+        grid = root / run / "samples" / "samples.png"
+        if seed == seeds(dataset)[0] and grid.exists():
           SAMPLES.mkdir(parents=True, exist_ok=True)
-          shutil.copyfile(grid, SAMPLES / f"{run_name(family, dataset, seed)}.png")
+          shutil.copyfile(grid, SAMPLES / f"{run}.png")
     commands = [sweep.command(config, f"RUNS/{run_name(family, dataset, 'S')}", overrides("S"))]
     if family in CLASSIFIERS:
       commands.append(f"python -m genjax.cli.gan_accuracy "
