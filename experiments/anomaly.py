@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import pathlib
 import statistics
 import sys
@@ -129,10 +128,7 @@ def train(root: pathlib.Path, dataset: str) -> None:
 def final_eval(workdir: pathlib.Path, steps: int) -> dict | None:
   """The run's (last) anomaly evaluation at its last step ``steps``, or None if it has not got
   there."""
-  path = workdir / "metrics.jsonl"
-  if not path.exists():
-    return None
-  evals = [json.loads(x) for x in path.read_text().splitlines() if '"auroc"' in x]
+  evals = [x for x in sweep.metric_lines(workdir) if "auroc" in x]
   return evals[-1] if evals and evals[-1]["step"] == steps else None
 
 

@@ -152,21 +152,12 @@ def render_feature_learning() -> str:
   return "\n".join(out)
 
 
-def _metric_lines(run: str) -> list[dict] | None:
-  """The lines of a committed run's metrics.jsonl, or None where it is not committed."""
-  path = RUNS / run / "metrics.jsonl"
-  if not path.exists():
-    return None
-  return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
 def last_eval(run: str) -> dict:
   """The last evaluation line of a committed run."""
   path = RUNS / run / "metrics.jsonl"
-  lines = _metric_lines(run)
-  if lines is None:
+  if not path.exists():
     raise FileNotFoundError(f"{path} is missing: copy the run's metrics.jsonl there")
-  evals = [x for x in lines if "num_samples" in x]
+  evals = [x for x in sweep.metric_lines(RUNS / run) if "num_samples" in x]
   if not evals:
     raise ValueError(f"{path} has no evaluation line")
   return evals[-1]
@@ -321,7 +312,7 @@ GAN_ACCURACY = (
 
 def _gan_accuracy(run: str) -> dict | None:
   """The last ``gan_accuracy`` line of a committed run, or None."""
-  return next((line for line in reversed(_metric_lines(run) or [])
+  return next((line for line in reversed(sweep.metric_lines(RUNS / run))
                if line.get("source") == "gan_accuracy"), None)
 
 
