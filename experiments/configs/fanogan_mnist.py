@@ -7,7 +7,8 @@ space with the GAN frozen (Adam(2e-4, 0.5, 0.999), batch 64, as PyTorch-GAN's WG
 public f-AnoGAN re-implementations build on; kappa = 1, the paper's):
 
   python -m genjax.cli.train --config=experiments/configs/wgan_gp_mnist.py \
-      --config.dataset.classes='(3,)' --config.eval.every=0 --workdir=runs/wgan_gp_mnist_3
+      --config.dataset.classes='(3,)' --config.eval.every=0 --workdir=runs/wgan_gp_mnist_3 \
+      --config.model.ngf=32 --config.model.ndf=32
   python -m genjax.cli.train --config=experiments/configs/fanogan_mnist.py \
       --config.dataset.classes='(3,)' --config.frozen.generator=runs/wgan_gp_mnist_3 \
       --config.frozen.discriminator=runs/wgan_gp_mnist_3#discriminator \
