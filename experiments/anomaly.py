@@ -81,15 +81,16 @@ def _class_and_seed(k, seed) -> tuple[str, ...]:
   return (f"--config.dataset.classes=({k},)", f"--config.seed={seed}")
 
 
-# f-AnoGAN's WGAN-GP: the zoo config at the width 32 every recorded run was trained at
-WGAN_GP_WIDTH = ("--config.model.ngf=32", "--config.model.ndf=32")
+# f-AnoGAN's WGAN-GP: the zoo config at the width (32) and length (5000 critic steps) every
+# recorded run was trained at
+WGAN_GP_PINNED = ("--config.model.ngf=32", "--config.model.ndf=32", "--config.num_steps=5000")
 
 
 def prerequisite_overrides(detector: Detector, k, seed) -> tuple[str, ...]:
-  """The flags of a detector's prerequisite run: the class and seed (and for a GAN its width, and
+  """The flags of a detector's prerequisite run: the class and seed (and for a GAN its width and length, and
   no in-loop FID: the test split it would be measured against is not its one class)."""
   return _class_and_seed(k, seed) + (
-      ("--config.eval.every=0", *WGAN_GP_WIDTH) if detector.needs == "wgan_gp" else ())
+      ("--config.eval.every=0", *WGAN_GP_PINNED) if detector.needs == "wgan_gp" else ())
 
 
 def overrides(root: pathlib.Path, dataset: str, detector: Detector, k, seed) -> tuple[str, ...]:

@@ -38,6 +38,14 @@ def subset(n: int) -> tuple[str, ...]:
   return (f"--config.dataset.per_class={n // 10}", "--config.dataset.subset_seed=0")
 
 
+# The generators' AC-GAN config at the 3000 steps they were recorded at (the zoo's is longer now)
+GENERATOR_STEPS = ("--config.num_steps=3000",)
+
+
+def generator_overrides(n: int) -> tuple[str, ...]:
+  return subset(n) + GENERATOR_STEPS
+
+
 def generator_run(dataset: str, n: int) -> str:
   return f"acgan_{dataset}_n{n}"
 
@@ -68,7 +76,7 @@ def train(root: pathlib.Path, dataset: str) -> None:
           or (root / classifier_run(dataset, n, setting, seed)).exists()]
   for n in SIZES:  # the generators that a classifier still to train samples
     if any(t[1:] == (n, "generated") for t in todo):
-      sweep.train(root, generator_run(dataset, n), f"acgan_{dataset}", subset(n))
+      sweep.train(root, generator_run(dataset, n), f"acgan_{dataset}", generator_overrides(n))
   for seed, n, setting in todo:
     sweep.train(root, classifier_run(dataset, n, setting, seed), f"classifier_{dataset}",
                 classifier_overrides(root, dataset, n, setting, seed))
@@ -106,7 +114,7 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
   return {"experiment": "data augmentation", "dataset": dataset,
           "metric": "test accuracy (%) on the whole test split",
           "generator": {n: sweep.command(f"acgan_{dataset}", f"RUNS/{generator_run(dataset, n)}",
-                                         subset(n)) for n in SIZES},
+                                         generator_overrides(n)) for n in SIZES},
           "steps": STEPS, "batch_size": BATCH, "num_seeds": len(SEEDS),
           "sweep": "python -m experiments.augmentation train --root=RUNS", "rows": rows}
 

@@ -60,7 +60,9 @@ class Table:
 
 P2P = "pix2pix_edges2fashion"
 CYC = "cyclegan_colored_mnist"
-W32 = " --config.model.ngf=32 --config.model.ndf=32"  # the zoo's width, SNGAN's before 64
+# the zoo's step count and SNGAN's width before they became 15000 and 64
+S3000 = " --config.num_steps=3000"
+W32 = " --config.model.ngf=32 --config.model.ndf=32" + S3000
 TABLES = {
     "pix2pix": Table(
         columns=(Column("L1 ↓", "l1"), Column("PSNR (dB) ↑", "psnr", "{:.2f}"),
@@ -87,18 +89,19 @@ TABLES = {
                   "acgan_mnist", " --config.num_steps=5000", grids=("samples",),
                   seeds=(0, 1, 2)),
               Row("DCGAN (pytorch/examples widths), MNIST, default kernels, seed 0",
-                  "dcgan_mnist_s0", "dcgan_mnist", grids=("samples",)),
+                  "dcgan_mnist_s0", "dcgan_mnist", S3000, grids=("samples",)),
               Row("SNGAN (hinge), MNIST, width 32, default kernels, seed 0", "sngan_mnist_s0",
                   "sngan_mnist", W32, grids=("samples",)),
               Row("SNGAN (hinge), MNIST, DCGAN's widths (64), default kernels, seed 0",
-                  "sngan_mnist_w64_s0", "sngan_mnist", " --config.eval.every=1000",
+                  "sngan_mnist_w64_s0", "sngan_mnist", S3000 + " --config.eval.every=1000",
                   grids=("samples",)),
               Row("DCGAN (pytorch/examples widths), Fashion-MNIST, default kernels, seed 0",
-                  "dcgan_fashion_mnist_s0", "dcgan_fashion_mnist", grids=("samples",)),
+                  "dcgan_fashion_mnist_s0", "dcgan_fashion_mnist", S3000, grids=("samples",)),
               Row("SNGAN (hinge), Fashion-MNIST, width 32, default kernels, seed 0",
                   "sngan_fashion_mnist_s0", "sngan_fashion_mnist", W32, grids=("samples",)),
               Row("SNGAN (hinge), Fashion-MNIST, DCGAN's widths (64), default kernels, seed 0",
-                  "sngan_fashion_mnist_w64_s0", "sngan_fashion_mnist", " --config.eval.every=1000",
+                  "sngan_fashion_mnist_w64_s0", "sngan_fashion_mnist",
+                  S3000 + " --config.eval.every=1000",
                   grids=("samples",)))),
 }
 
@@ -385,7 +388,8 @@ def render_zoo(dataset: str) -> str:
     first = next(iter(per_seed.values()), None)
     curve = " → ".join(f"{value:.1f}" for _, value in first["curve"]) if first else "–"
     grid = f"zoo/{row['family']}_{dataset}_s{row['seeds'][0]}.png"
-    samples = f"[png](samples/{grid})" if (SAMPLES / grid).exists() else "–"
+    recorded = str(row["seeds"][0]) in per_seed  # a grid of a dropped seed is not shown
+    samples = f"[png](samples/{grid})" if recorded and (SAMPLES / grid).exists() else "–"
     cells = [row["label"], f"`{row['config']}`", str(row["steps"]), fid, kid, ratio, curve,
              _classifier_figure(row["family"], per_seed, n), samples]
     out.append("| " + " | ".join(cells) + " |")

@@ -259,10 +259,10 @@ def test_the_anomaly_sweep_trains_prerequisites_first_and_skips_recorded_detecto
   assert len(runs) == 2 * 10 + 2 * 2 * 10  # then seeds 1 and 2: autoencoder, one-class
   assert runs[20:22] == ["lenet_ae_mnist_c0_s1", "deep_svdd_mnist_c0_s1"]
   gan, flags = tmp_path / "wgan_gp_mnist_c0_s0", trained[1][2]
-  # the recorded GANs' width 32, pinned now that the zoo config has DCGAN's 64
+  # the recorded GANs' width and length, pinned now that the zoo config is wider and longer
   assert trained[0][2] == ("--config.dataset.classes=(0,)", "--config.seed=0",
                            "--config.eval.every=0", "--config.model.ngf=32",
-                           "--config.model.ndf=32")
+                           "--config.model.ndf=32", "--config.num_steps=5000")
   assert f"--config.frozen.generator={gan}" in flags
   assert f"--config.frozen.discriminator={gan}#discriminator" in flags
   assert f"--config.init.from_run={tmp_path / 'lenet_ae_mnist_c0_s1'}" in trained[21][2]

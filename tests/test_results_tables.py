@@ -197,8 +197,8 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
     _write(tmp_path / f"zoo_{dataset}.json", zoo.evaluate(root, dataset))
   lines = {x.split(" | ")[0]: x for x in tables.render_zoo("mnist").splitlines()[2:]}
   assert lines["| DCGAN"] == (
-      "| DCGAN | `dcgan_mnist` | 3000 | 25.00 ± 7.07 (2 of 3 seeds) | 0.25 ± 0.07 (2 of 3 seeds) "
-      "| 1.0× | 60.0 → 20.0 |  | [png](samples/zoo/dcgan_mnist_s0.png) |")
+      f"| DCGAN | `dcgan_mnist` | {zoo.steps('dcgan', 'mnist')} | 25.00 ± 7.07 (2 of 3 seeds) "
+      "| 0.25 ± 0.07 (2 of 3 seeds) | 1.0× | 60.0 → 20.0 |  | [png](samples/zoo/dcgan_mnist_s0.png) |")
   assert "| 2.0× | 150.0 → 50.0 |" in lines["| SNGAN (hinge)"]
   assert "| samples classified as their label: 97.00% (1 of 3 seeds) |" in lines["| AC-GAN"]
   assert "| test error: 1.00% (1 of 3 seeds) | – |" in lines["| SGAN (100 labels)"]  # no seed-0 grid
@@ -224,6 +224,10 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
   longer = zoo.steps
   monkeypatch.setattr(zoo, "steps", lambda family, dataset: longer(family, dataset) + (
       1000 if family == "dcgan" else 0))
-  rows = {r["family"]: r for r in zoo.evaluate(tmp_path / "elsewhere", "mnist")["rows"]}
-  assert rows["dcgan"]["per_seed"] == {} and rows["dcgan"]["steps"] == 4000
+  _write(tmp_path / "zoo_mnist.json", zoo.evaluate(tmp_path / "elsewhere", "mnist"))
+  rows = {r["family"]: r for r in json.loads((tmp_path / "zoo_mnist.json").read_text())["rows"]}
+  assert rows["dcgan"]["per_seed"] == {}
+  assert rows["dcgan"]["steps"] == longer("dcgan", "mnist") + 1000
   assert list(rows["sngan"]["per_seed"]) == ["0"]
+  # ... and so does the grid its seed 0 left in samples/zoo
+  assert tables.render_zoo("mnist").splitlines()[2].endswith("| – |  | – |")

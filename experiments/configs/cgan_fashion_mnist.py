@@ -5,7 +5,7 @@ from experiments.configs._zoo import zoo_config
 
 
 def get_config(dataset="fashion_mnist"):
-  c = zoo_config("cgan", dataset, num_steps=3000, width=32)
+  c = zoo_config("cgan", dataset, num_steps=15000, width=32)
   c.model.num_classes = 10
   c.method.loss = "hinge"
   c.optimizer.learning_rate = 2e-4

@@ -8,7 +8,7 @@ public f-AnoGAN re-implementations build on; kappa = 1, the paper's):
 
   python -m genjax.cli.train --config=experiments/configs/wgan_gp_mnist.py \
       --config.dataset.classes='(3,)' --config.eval.every=0 --workdir=runs/wgan_gp_mnist_3 \
-      --config.model.ngf=32 --config.model.ndf=32
+      --config.model.ngf=32 --config.model.ndf=32 --config.num_steps=5000
   python -m genjax.cli.train --config=experiments/configs/fanogan_mnist.py \
       --config.dataset.classes='(3,)' --config.frozen.generator=runs/wgan_gp_mnist_3 \
       --config.frozen.discriminator=runs/wgan_gp_mnist_3#discriminator \

@@ -6,7 +6,7 @@ from experiments.configs._zoo import zoo_config
 
 
 def get_config(dataset="fashion_mnist"):
-  c = zoo_config("sagan", dataset, num_steps=3000)
+  c = zoo_config("sagan", dataset, num_steps=15000)
   c.model.attention_size = 16
   c.method.loss = "hinge"
   c.method.d_learning_rate = 4e-4

@@ -7,7 +7,7 @@ from experiments.configs._zoo import zoo_config
 
 
 def get_config(dataset="fashion_mnist"):
-  c = zoo_config("sngan", dataset, num_steps=3000)
+  c = zoo_config("sngan", dataset, num_steps=15000)
   c.method.loss = "hinge"
   c.optimizer.learning_rate = 2e-4
   c.optimizer.b1 = 0.5

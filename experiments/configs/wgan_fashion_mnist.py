@@ -6,7 +6,7 @@ from experiments.configs._zoo import zoo_config
 
 
 def get_config(dataset="fashion_mnist"):
-  c = zoo_config("dcgan", dataset, num_steps=5000)
+  c = zoo_config("dcgan", dataset, num_steps=15000)
   c.model.latent_dim = 100
   c.method.loss = "wasserstein"
   c.method.clip_value = 0.01
