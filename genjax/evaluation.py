@@ -218,8 +218,10 @@ class Evaluator:
           for k, v in self._scores(state, jax.device_put(part, self.sharding), images,
                                    *self._frozen).items():
             scores.setdefault(k, []).append(self._gather(v)[:count])
-        if part is not None and "label" in part:
-          scores.setdefault("_labels", []).append(part["label"][:count])
+        labels = part["label"] if part is not None and "label" in part else (
+            self.method.eval_labels(inputs))
+        if labels is not None:
+          scores.setdefault("_labels", []).append(np.asarray(labels)[:count])
         yield images, count
     out = self._embed(batches())
     out.update({k: np.concatenate(v) for k, v in scores.items()})

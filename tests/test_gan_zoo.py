@@ -19,6 +19,7 @@ from genjax.errors import ConfigError
 from genjax.methods import adversarial
 from genjax.methods import gan_parts
 from genjax.metrics import cluster_accuracy
+from tests.conftest import REPO
 from tests.conftest import apply_overrides
 from tests.conftest import tiny_config
 
@@ -249,6 +250,27 @@ def test_conditional_generators_get_labels_and_grids_have_one_row_per_class():
     a = dict(latent, labels=jnp.zeros(8, jnp.int32))
     b = dict(latent, labels=jnp.ones(8, jnp.int32))
     assert not np.allclose(method.eval_generate(state, a), method.eval_generate(state, b))
+
+
+def test_conditional_samples_are_scored_as_their_labels_and_unconditional_ones_not(tmp_path):
+  """The evaluator's label_accuracy of AC-GAN samples (40 in batches of 16: the last one padded)
+  is the MNIST classifier's accuracy on the same samples against the labels they were drawn
+  with; DCGAN's samples have no labels and no label_accuracy."""
+  from genjax import evaluation  # pylint: disable=g-import-not-at-top
+  options = {"dataset.name": "mnist", "eval.num_samples": 40, "eval.num_real": 64,
+             "eval.metrics": "kid", "eval.batch_size": 16, "eval.cache_dir": str(tmp_path)}
+  method, state, _ = make(tiny_zoo("acgan", **options))
+  rng = jax.random.PRNGKey(1)
+  out = evaluation.Evaluator(method.config, method)(state, rng)
+  inputs = [method.eval_inputs(jax.random.fold_in(rng, i), 16, None) for i in (0, 16, 32)]
+  images = np.concatenate([method.eval_generate(state, x) for x in inputs])[:40]
+  labels = np.concatenate([x["labels"] for x in inputs])[:40]
+  classifier = runs.load_classifier(REPO / "experiments" / "classifiers" / "mnist")
+  low, high = method.value_range
+  logits = classifier((images - low) / (high - low))["logits"]
+  assert out["label_accuracy"] == pytest.approx(np.mean(np.argmax(logits, -1) == labels))
+  method, state, _ = make(tiny_zoo("lsgan", **options))
+  assert "label_accuracy" not in evaluation.Evaluator(method.config, method)(state, rng)
 
 
 def test_infogan_grids_vary_one_code_at_a_time():

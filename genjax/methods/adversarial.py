@@ -328,6 +328,9 @@ class Adversarial(Method):
     del condition
     return self.sample_latent(rng, n, None)
 
+  def eval_labels(self, inputs):
+    return inputs["labels"] if self.cond_classes else None
+
   def eval_generate(self, state, latent):
     return self.generate(self.sampler_net(state), latent).astype(jnp.float32)
 

@@ -335,6 +335,12 @@ class Method:
   def eval_generate(self, state: TrainState, inputs: Array, frozen=None) -> Array:
     raise NotImplementedError(f"{type(self).__name__} has no sample-quality evaluation")
 
+  def eval_labels(self, inputs) -> Array | None:
+    """The class each image of ``eval_generate(state, inputs)`` is made to show, for a method
+    conditioned on classes (scored as the extractor's ``label_accuracy``); None otherwise."""
+    del inputs
+    return None
+
   def eval_scores(self, state: TrainState, condition: dict[str, Array],
                   generated: Array, frozen=None) -> dict[str, Array]:
     """Per-example scores of ``generated`` against its ``condition`` (the evaluation split's
