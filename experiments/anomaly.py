@@ -87,8 +87,9 @@ WGAN_GP_PINNED = ("--config.model.ngf=32", "--config.model.ndf=32", "--config.nu
 
 
 def prerequisite_overrides(detector: Detector, k, seed) -> tuple[str, ...]:
-  """The flags of a detector's prerequisite run: the class and seed (and for a GAN its width and length, and
-  no in-loop FID: the test split it would be measured against is not its one class)."""
+  """The flags of a detector's prerequisite run: the class and seed (and for a GAN its width and
+  length, and no in-loop FID: the test split it would be measured against is not its one
+  class)."""
   return _class_and_seed(k, seed) + (
       ("--config.eval.every=0", *WGAN_GP_PINNED) if detector.needs == "wgan_gp" else ())
 
