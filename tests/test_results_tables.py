@@ -191,6 +191,10 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
   run("dcgan", 1, 30.0)
   run("sngan", 0, 50.0)
   run("acgan", 0, 5.0, label_accuracy=0.97)
+  run("cgan", 0, 4.0)  # trained before the evaluator scored labels, then evaluated again
+  with (root / "cgan_mnist_s0" / "metrics.jsonl").open("a") as f:
+    f.write(json.dumps({"step": zoo.steps("cgan", "mnist"), "source": "evaluate", "fid": 4.0,
+                        "label_accuracy": 0.99}) + "\n")
   run("sgan", 1, 40.0, accuracy=0.99)
   run("lsgan", 0, 80.0, last=2000)  # not at its config's last step yet
   for dataset in ("mnist", "fashion_mnist"):
@@ -201,6 +205,8 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
       "| 0.25 ± 0.07 (2 of 3 seeds) | 1.0× | 60.0 → 20.0 |  | [png](samples/zoo/dcgan_mnist_s0.png) |")
   assert "| 2.0× | 150.0 → 50.0 |" in lines["| SNGAN (hinge)"]
   assert "| samples classified as their label: 97.00% (1 of 3 seeds) |" in lines["| AC-GAN"]
+  assert "| samples classified as their label: 99.00% (1 of 3 seeds) |" in lines[
+      "| cGAN-projection (hinge)"]
   assert "| test error: 1.00% (1 of 3 seeds) | – |" in lines["| SGAN (100 labels)"]  # no seed-0 grid
   assert "| not trained yet | not trained yet | – | – |  | – |" in lines[
       "| DCGAN + least squares (LSGAN)"]
@@ -216,7 +222,7 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
   zoo.train(tmp_path / "elsewhere", "mnist")
   assert ("dcgan_mnist_s2", "dcgan_mnist", ("--config.seed=2",)) in trained
   assert not {"dcgan_mnist_s0", "dcgan_mnist_s1", "sgan_mnist_s1"} & {r for r, _, _ in trained}
-  assert len(trained) == 3 * len(zoo.FAMILIES) - 5
+  assert len(trained) == 3 * len(zoo.FAMILIES) - 6
   assert scored == [f"--workdir={tmp_path / 'elsewhere' / r}" for r in (
       "infogan_mnist_s0", "sgan_mnist_s0", "infogan_mnist_s1", "infogan_mnist_s2", "sgan_mnist_s2")]
 
