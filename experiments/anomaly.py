@@ -83,7 +83,7 @@ def _class_and_seed(k, seed) -> tuple[str, ...]:
 
 # f-AnoGAN's WGAN-GP: the zoo config at the width (32) and length (5000 critic steps) every
 # recorded run was trained at
-WGAN_GP_PINNED = ("--config.model.ngf=32", "--config.model.ndf=32", "--config.num_steps=5000")
+WGAN_GP_PINNED = (*sweep.ZOO_WIDTH_32, "--config.num_steps=5000")
 
 
 def prerequisite_overrides(detector: Detector, k, seed) -> tuple[str, ...]:

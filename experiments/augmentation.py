@@ -38,12 +38,9 @@ def subset(n: int) -> tuple[str, ...]:
   return (f"--config.dataset.per_class={n // 10}", "--config.dataset.subset_seed=0")
 
 
-# The generators' AC-GAN config at the 3000 steps they were recorded at (the zoo's is longer now)
-GENERATOR_STEPS = ("--config.num_steps=3000",)
-
-
 def generator_overrides(n: int) -> tuple[str, ...]:
-  return subset(n) + GENERATOR_STEPS
+  """The generators' AC-GAN config at the 3000 steps they were recorded at."""
+  return subset(n) + sweep.ZOO_3000_STEPS
 
 
 def generator_run(dataset: str, n: int) -> str:

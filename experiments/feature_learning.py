@@ -31,21 +31,19 @@ from experiments import sweep
 
 NUM_TRAIN = 50000  # the probe's training images; the rest of the training split validates C
 C_GRID = (0.01, 0.1, 1.0)
-# The GAN rows were measured at 3000 steps, before the zoo's configs took 15000; the SNGAN rows
-# also at the zoo's width 32, before SNGAN's config took DCGAN's 64.
-STEPS_3000 = ("--config.num_steps=3000",)
-WIDTH_32 = ("--config.model.ngf=32", "--config.model.ndf=32")
 
 
 def representations(dataset: str) -> list[tuple[str, str | None, str, tuple[str, ...]]]:
   """(label, run name or None for pixels, config, overrides) of ``dataset``'s rows."""
   dae = ("--config.method.corruption=gaussian", "--config.method.corruption_level=0.3")
+  # the GAN rows were measured at 3000 steps, the SNGAN rows also at width 32 (sweep.ZOO_*)
   return [("raw pixels", None, "", ()),
           ("AE code", f"ae_{dataset}", f"ae_{dataset}", ()),
           ("DAE code (Gaussian 0.3)", f"dae_{dataset}_gaussian_0.3", f"dae_{dataset}", dae),
           ("VAE posterior mean", f"vae_{dataset}", f"vae_{dataset}", ()),
-          ("DCGAN discriminator", f"dcgan_{dataset}", f"dcgan_{dataset}", STEPS_3000),
-          ("SNGAN discriminator", f"sngan_{dataset}", f"sngan_{dataset}", WIDTH_32 + STEPS_3000)]
+          ("DCGAN discriminator", f"dcgan_{dataset}", f"dcgan_{dataset}", sweep.ZOO_3000_STEPS),
+          ("SNGAN discriminator", f"sngan_{dataset}", f"sngan_{dataset}",
+           sweep.ZOO_WIDTH_32 + sweep.ZOO_3000_STEPS)]
 
 
 def _recorded_rows(dataset: str) -> dict:

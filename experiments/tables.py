@@ -61,8 +61,8 @@ class Table:
 P2P = "pix2pix_edges2fashion"
 CYC = "cyclegan_colored_mnist"
 # the zoo's step count and SNGAN's width before they became 15000 and 64
-S3000 = " --config.num_steps=3000"
-W32 = " --config.model.ngf=32 --config.model.ndf=32" + S3000
+S3000 = " " + " ".join(sweep.ZOO_3000_STEPS)
+W32 = " " + " ".join(sweep.ZOO_WIDTH_32) + S3000
 TABLES = {
     "pix2pix": Table(
         columns=(Column("L1 ↓", "l1"), Column("PSNR (dB) ↑", "psnr", "{:.2f}"),
