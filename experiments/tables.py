@@ -299,11 +299,11 @@ GAN_ACCURACY = (
     GanAccuracyRow(
         "Chen et al., InfoGAN, NeurIPS 2016 (the MNIST experiment)",
         "MNIST: the 10-way categorical code as a classifier (test accuracy, codes matched to the "
-        "digits one-to-one), 6000 steps", "≈ 95% (5% error)",
+        "digits one-to-one), 10000 steps", "≈ 95% (5% error)",
         "infogan_mnist", "infogan_mnist_s{seed}", (0, 1, 2), False,
         "python -m genjax.cli.train --config=experiments/configs/infogan_mnist.py "
-        "--workdir=WORKDIR --config.seed=S --config.num_steps=6000; python -m "
-        "genjax.cli.gan_accuracy --workdir=WORKDIR"),
+        "--workdir=WORKDIR --config.seed=S; python -m genjax.cli.gan_accuracy "
+        "--workdir=WORKDIR"),
     GanAccuracyRow(
         "Salimans et al., Improved Techniques for Training GANs, NeurIPS 2016, Table 1",
         "MNIST, 100 labels, feature matching: test error of the discriminator (48,000 steps)",
