@@ -26,8 +26,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "experiments" / "results"
 DATASETS = ("mnist", "fashion_mnist")
 TRAIN = "genjax.cli.train"  # the training command's module
-# The zoo's step count and width before its configs took 15000 steps (experiments/configs/_zoo.py)
-# and SNGAN DCGAN's width 64: the records made before then pin them.
+# The zoo's length and SNGAN's width before they became 15000 steps and DCGAN's 64
+# (experiments/configs/_zoo.py): the records made before then pin them in their commands.
 ZOO_3000_STEPS = ("--config.num_steps=3000",)
 ZOO_WIDTH_32 = ("--config.model.ngf=32", "--config.model.ndf=32")
 
