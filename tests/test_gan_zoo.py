@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 from genjax import config as config_lib
 from genjax import data
@@ -17,6 +18,7 @@ from genjax import runs
 from genjax.data import augment
 from genjax.errors import ConfigError
 from genjax.methods import adversarial
+from genjax.methods import base as methods_base
 from genjax.methods import gan_parts
 from genjax.metrics import cluster_accuracy
 from tests.conftest import REPO
@@ -150,6 +152,26 @@ def test_weight_clipping_and_ttur():
   leaves = jax.tree.leaves(state.params["discriminator"])
   assert max(float(jnp.abs(x).max()) for x in leaves) <= 0.01 + 1e-7
   assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(state.params["generator"])) > 0.01
+
+
+def test_wgan_rmsprop_is_torch_rmsprop():
+  """WGAN's optimizer against torch.optim.RMSprop (the reference's) on gradients of ~1e-5 to
+  1e-3, where eps inside the root (optax's default) would shrink the steps."""
+  c = tiny_zoo("wgan")
+  tx = methods_base.make_optimizer(c.optimizer, c.optimizer.learning_rate)
+  rng = np.random.default_rng(0)
+  p0 = rng.normal(size=64).astype(np.float32) * 1e-2
+  scales = np.logspace(-5, -3, 64).astype(np.float32)
+  ref = torch.nn.Parameter(torch.from_numpy(p0.copy()))
+  opt = torch.optim.RMSprop([ref], lr=c.optimizer.learning_rate, alpha=c.optimizer.b2)
+  params, opt_state = jnp.asarray(p0), tx.init(jnp.asarray(p0))
+  for _ in range(5):
+    g = rng.normal(size=64).astype(np.float32) * scales
+    ref.grad = torch.from_numpy(g.copy())
+    opt.step()
+    updates, opt_state = tx.update(jnp.asarray(g), opt_state, params)
+    params = params + updates
+  np.testing.assert_allclose(params - p0, ref.detach().numpy() - p0, rtol=1e-4, atol=1e-9)
 
 
 @pytest.mark.parametrize("penalty", ["r1", "r2"])

@@ -84,7 +84,9 @@ def make_optimizer(opt, schedule: optax.Schedule) -> optax.GradientTransformatio
   elif opt.name == "adamw":
     tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
   elif opt.name == "rmsprop":  # WGAN's optimizer; b2 is the squared-gradient decay
-    tx = optax.rmsprop(schedule, decay=opt.b2, eps=opt.eps)
+    # torch.optim.RMSprop's update, g / (sqrt(v) + eps): optax's default puts eps inside the
+    # root, which shrinks the steps of weights whose gradients are ~1e-4 (WGAN's clipped critic)
+    tx = optax.rmsprop(schedule, decay=opt.b2, eps=opt.eps, eps_in_sqrt=False)
   else:
     tx = optax.sgd(schedule, momentum=opt.b1 or None)
   if opt.grad_clip_norm:
