@@ -66,7 +66,8 @@ def test_every_zoo_config_trains_through_the_one_method(name):
   assert isinstance(method, adversarial.Adversarial)
   step = jax.jit(method.step)
   start = state
-  for _ in range(c.method.n_critic):  # one generator update
+  turns = jnp.broadcast_to(method.critic.generator_turn(jnp.arange(1000)), (1000,))
+  for _ in range(int(np.argmax(np.asarray(turns))) + 1):  # up to the first generator update
     state, metrics = step(state, next(batches))
   metrics = jax.device_get(metrics)
   assert all(np.isfinite(v) for v in metrics.values()), metrics
@@ -141,6 +142,37 @@ def test_n_critic_updates_the_generator_every_nth_step_only():
     state, _ = step(state, next(batches))
     assert changed(d_before, state.params["discriminator"])
     assert changed(g_before, state.params["generator"]) == (i == 2)
+
+
+def _reference_generator_turns(n_critic, burst, first, every, num_steps):
+  """The reference WGAN loop (Diters = burst for the first `first` and every `every`-th
+  generator update): the critic steps after which the generator is updated."""
+  turns, step, g = set(), 0, 0
+  while True:
+    step += burst if g < first or g % every == 0 else n_critic
+    if step > num_steps:
+      return turns
+    turns.add(step - 1)
+    g += 1
+
+
+@pytest.mark.parametrize("n_critic,burst", [(5, (100, 25, 500)), (2, (4, 3, 6)), (1, (3, 1, 1))])
+def test_critic_burst_follows_the_reference_loop(n_critic, burst):
+  mc = tiny_zoo("wgan", **{"method.n_critic": n_critic, "method.critic_burst": burst}).method
+  num_steps = 60000 if burst[0] == 100 else 400
+  turn = gan_parts.Critic(mc, (None, None), None).generator_turn(jnp.arange(num_steps))
+  want = _reference_generator_turns(n_critic, *burst, num_steps)
+  assert set(np.flatnonzero(np.asarray(turn)).tolist()) == want
+
+
+def test_critic_burst_holds_the_generator_during_the_burst():
+  c = tiny_zoo("wgan", **{"method.n_critic": 1, "method.critic_burst": (3, 1, 4)})
+  method, state, batches = make(c)
+  step = jax.jit(method.step)
+  for i in range(5):  # generator updates 0 (a burst: steps 0-2), 1 (step 3), 2 (step 4)
+    g_before = state.params["generator"]
+    state, _ = step(state, next(batches))
+    assert changed(g_before, state.params["generator"]) == (i >= 2), i
 
 
 def test_weight_clipping_and_ttur():
@@ -350,6 +382,8 @@ def test_infogan_accuracy_uses_the_hungarian_mapping():
     ("method.penalty", "l2", "config.method.penalty must be one of none, gp, r1, r2, got 'l2'"),
     ("method.n_critic", 0, "config.method.n_critic must be an integer >= 1"),
     ("method.penalty_every", 0, "config.method.penalty_every must be an integer >= 1"),
+    ("method.critic_burst", (100, 25), r"critic_burst must be \(\) or \(n, first, every\)"),
+    ("method.critic_burst", (100, 600, 500), "with first <= every, got"),
     ("method.clip_value", -0.1, "config.method.clip_value must be >= 0"),
     ("method.diffaugment", "color,flip", "config.method.diffaugment: unknown DiffAugment"),
     ("method.loss", "relativistic", "config.method.loss must be one of non_saturating, minimax, "

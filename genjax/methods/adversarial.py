@@ -14,7 +14,8 @@ of their own. The discriminator's side (the loss pair, DiffAugment, penalties, c
   with its weight scaled by that interval (lazy regularisation); ``clip_value`` clips the
   discriminator's weights after each update (WGAN).
 * ``n_critic``: one step is one discriminator update on one batch; the generator is updated on
-  every ``n_critic``-th step (so ``num_steps`` counts discriminator updates).
+  every ``n_critic``-th step (so ``num_steps`` counts discriminator updates); ``critic_burst``
+  gives some generator updates more discriminator steps (the reference WGAN code's schedule).
 * ``d_learning_rate`` sets the discriminator's own learning rate (TTUR).
 * ``diffaugment`` applies the same family of differentiable augmentations to real and fake
   inputs of the discriminator (genjax.data.augment); penalties see the augmented inputs.
@@ -305,7 +306,7 @@ class Adversarial(Method):
       g_params, g_opt = self.update(state, "generator", g_grads)
       return g_params, g_opt, new_d_buffers, g_loss
 
-    if mc.n_critic == 1:
+    if mc.n_critic == 1 and not mc.critic_burst:
       g_params, g_opt, d_buffers, g_loss = generator_step()
     else:
       def critic_only():  # loss_g as measured by the discriminator before its update

@@ -32,6 +32,10 @@ Array = jax.Array
 CRITIC_DEFAULTS = dict(
     d_learning_rate=0.0,  # discriminator learning rate (TTUR); 0 = optimizer.learning_rate
     n_critic=1,  # discriminator updates per generator update (one per step)
+    # (n, first, every): n discriminator updates for each of the first `first` generator updates
+    # and for every `every`-th one, n_critic otherwise (the reference WGAN code's Diters
+    # schedule is (100, 25, 500)); () = n_critic throughout
+    critic_burst=(),
     penalty="none",  # 'none' or a key of losses.PENALTIES (gp: WGAN-GP, r1, r2)
     penalty_weight=10.0,  # lambda of the gradient penalty, gamma of R1/R2
     penalty_every=1,  # lazy regularisation: the penalty every N steps, weighted by N
@@ -47,6 +51,11 @@ def validate_critic(config) -> None:
   for key in ("n_critic", "penalty_every"):
     if not isinstance(m[key], int) or isinstance(m[key], bool) or m[key] < 1:
       raise ConfigError(f"config.method.{key} must be an integer >= 1, got {m[key]!r}")
+  burst = tuple(m.critic_burst)
+  if burst and (len(burst) != 3 or not all(isinstance(v, int) and v >= 1 for v in burst)
+                or burst[1] > burst[2]):
+    raise ConfigError("config.method.critic_burst must be () or (n, first, every), integers "
+                      f">= 1 with first <= every, got {burst!r}")
   for key in ("d_learning_rate", "penalty_weight", "clip_value"):
     if not m[key] >= 0:
       raise ConfigError(f"config.method.{key} must be >= 0, got {m[key]}")
@@ -107,9 +116,20 @@ class Critic:
     return params, opt_state, loss, aux
 
   def generator_turn(self, step: Array) -> Array | bool:
-    """Whether the generator is updated on this step (every ``n_critic``-th)."""
+    """Whether the generator is updated on this step: every ``n_critic``-th, or as
+    ``critic_burst`` schedules it (a function of the step alone, so resuming needs no counter)."""
     n = self.mc.n_critic
-    return True if n == 1 else step % n == n - 1
+    if not self.mc.critic_burst:
+      return True if n == 1 else step % n == n - 1
+    burst, first, every = self.mc.critic_burst
+    # generator updates 0..first-1 take `burst` steps each, first..every-1 take n each, then
+    # each period of `every` updates takes burst + (every - 1) * n steps, its burst first
+    opening = first * burst
+    ramp = opening + (every - first) * n
+    r = (step - ramp) % (burst + (every - 1) * n)
+    return jnp.where(step < opening, step % burst == burst - 1,
+                     jnp.where(step < ramp, (step - opening) % n == n - 1,
+                               (r == burst - 1) | ((r >= burst) & ((r - burst) % n == n - 1))))
 
 
 @dataclasses.dataclass

@@ -130,8 +130,9 @@ class Translation(Method):
     errors.check_config_choice("method.gan_mode", m.gan_mode, GAN_MODES)
     errors.check_config_choice("method.update_order", m.update_order, ORDERS)
     gan_parts.validate_critic(config)
-    if m.n_critic != 1:
-      raise ConfigError("config.method.n_critic must be 1 for image-to-image translation")
+    if m.n_critic != 1 or m.critic_burst:
+      raise ConfigError("config.method.n_critic must be 1 (and critic_burst ()) for "
+                        "image-to-image translation")
     for key in ("gan_weight", "lambda_L1", "lambda_perceptual", "lambda_A", "lambda_B",
                 "lambda_identity", "d_loss_scale"):
       if not m[key] >= 0:
