@@ -30,7 +30,7 @@ from experiments import sweep
 
 # (family, label) in the table's order; DCGAN, the yardstick, first
 FAMILIES = (("dcgan", "DCGAN"), ("lsgan", "DCGAN + least squares (LSGAN)"),
-            ("hinge", "DCGAN + hinge"), ("wgan", "WGAN (clipping, n_critic 5)"),
+            ("hinge", "DCGAN + hinge"), ("wgan", "WGAN (clipping, n_critic 5 + bursts)"),
             ("wgan_gp", "WGAN-GP (λ = 10, n_critic 5)"), ("sngan", "SNGAN (hinge)"),
             ("sagan", "SAGAN (self-attention, TTUR, EMA)"), ("cgan", "cGAN-projection (hinge)"),
             ("acgan", "AC-GAN"), ("infogan", "InfoGAN"), ("sgan", "SGAN (100 labels)"))
