@@ -10,12 +10,11 @@ were tuned at, where they are already several times under DCGAN's FID. The recor
 
 Every family but InfoGAN and SGAN (which keep their papers' schedules) makes 15000 generator
 updates, as ``dcgan_<dataset>``: 15000 steps (16 epochs at batch 64) for the families with one
-discriminator step per update, 75000 critic steps for WGAN-GP (5 per update) and 80000 for WGAN
-(5 per update, 100 in its bursts); at 15000 critic steps their MNIST FIDs were 5x and 19x
-DCGAN's. DCGAN's MNIST classifier-FID falls 76.7 ->
-10.4 -> 7.9 -> 4.1 at steps 1000, 5000, 10000, 15000 and moves within 4.06-4.68 over its last
-three evaluations (experiments/results/zoo_mnist.json). The records made at 3000 (5000 for the
-WGANs) steps pin it with ``--config.num_steps``."""
+discriminator step per update, 75000 critic steps for WGAN-GP (5 per update) and 80000 for WGAN (5
+per update, 100 in its bursts); at 15000 critic steps their MNIST FIDs were 5x and 19x DCGAN's.
+DCGAN's MNIST classifier-FID falls 76.7 -> 10.4 -> 7.9 -> 4.1 at steps 1000, 5000, 10000, 15000 and
+moves within 4.06-4.68 over its last three evaluations (experiments/results/zoo_mnist.json). The
+records made at 3000 (5000 for the WGANs) steps pin it with ``--config.num_steps``."""
 
 from genjax.config import base_config
 
