@@ -306,14 +306,14 @@ class Adversarial(Method):
       g_params, g_opt = self.update(state, "generator", g_grads)
       return g_params, g_opt, new_d_buffers, g_loss
 
-    if mc.n_critic == 1 and not mc.critic_burst:
+    turn = critic.generator_turn(state.step)
+    if turn is True:  # every step (a static schedule): no cond
       g_params, g_opt, d_buffers, g_loss = generator_step()
     else:
       def critic_only():  # loss_g as measured by the discriminator before its update
         loss = self.generator_loss(jax.lax.stop_gradient(out_f), out_r, ctx)
         return state.params["generator"], state.opt_state["generator"], d_buffers, loss
-      g_params, g_opt, d_buffers, g_loss = jax.lax.cond(
-          critic.generator_turn(state.step), generator_step, critic_only)
+      g_params, g_opt, d_buffers, g_loss = jax.lax.cond(turn, generator_step, critic_only)
 
     squash = jax.nn.sigmoid if mc.loss in _SIGMOID_LOSSES else (lambda v: v)
     metrics = {"loss_d": d_loss, "loss_g": g_loss,

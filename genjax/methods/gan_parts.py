@@ -117,7 +117,8 @@ class Critic:
 
   def generator_turn(self, step: Array) -> Array | bool:
     """Whether the generator is updated on this step: every ``n_critic``-th, or as
-    ``critic_burst`` schedules it (a function of the step alone, so resuming needs no counter)."""
+    ``critic_burst`` schedules it (a function of the step alone, so resuming needs no counter);
+    the Python ``True`` where every step is one."""
     n = self.mc.n_critic
     if not self.mc.critic_burst:
       return True if n == 1 else step % n == n - 1
