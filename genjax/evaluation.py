@@ -292,6 +292,9 @@ class Evaluator:
     if "is" in self.metrics:
       probs = jax.nn.softmax(jnp.asarray(fake["logits"], jnp.float32), axis=-1)
       out["is_mean"], out["is_std"] = statistics.inception_score(np.asarray(probs))
+    if "modes" in self.metrics:
+      out["class_kl"], out["class_fractions"] = statistics.class_balance(real["logits"],
+                                                                         fake["logits"])
     if "pr" in self.metrics:
       out["precision"], out["recall"] = statistics.precision_recall(r, f)
     if "dc" in self.metrics:

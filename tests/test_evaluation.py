@@ -37,7 +37,7 @@ def projection_extractor(dim=16):
 def make(family, tmp_path, **overrides):
   c = tiny_config(family, **{"eval.cache_dir": str(tmp_path / "cache"), "eval.num_samples": 64,
                              "eval.num_real": 128, "eval.batch_size": 24,
-                             "eval.metrics": "fid,kid,is,pr,dc", "dataset.split": "train",
+                             "eval.metrics": "fid,kid,is,modes,pr,dc", "dataset.split": "train",
                              "eval.split": "test", **overrides})
   config_lib.validate(c)
   method = runs.build_method(c)
@@ -67,6 +67,9 @@ def test_evaluator_reports_every_metric_with_its_counts(tmp_path, monkeypatch, f
   probs = scipy.special.softmax(near[:, :10].astype(np.float64), axis=-1)
   assert (out["is_mean"], out["is_std"]) == pytest.approx(statistics.inception_score(probs),
                                                           rel=1e-5)
+  assert (out["class_kl"], out["class_fractions"]) == statistics.class_balance(
+      ev.real_features()["logits"], near[:, :10])
+  assert out["class_kl"] > 0 and sum(out["class_fractions"]) == pytest.approx(1.0)
   assert (out["precision"], out["recall"]) == statistics.precision_recall(r, near)
   assert (out["density"], out["coverage"]) == statistics.density_coverage(r, near)
   assert statistics.precision_recall(r, near) != statistics.precision_recall(near, r)

@@ -247,6 +247,21 @@ def test_inception_score_closed_forms():
     metrics.inception_score(uniform[:5], splits=10)
 
 
+def test_class_balance_closed_forms():
+  real = np.eye(4)[np.array([0, 1, 2, 3] * 25)]  # the classes in equal shares
+  kl, fractions = metrics.class_balance(real, real[::-1] * 3.0)  # logits: only the argmax counts
+  assert kl == pytest.approx(0.0, abs=1e-15) and fractions == [0.25] * 4
+  kl, fractions = metrics.class_balance(real, np.eye(4)[[2] * 10])  # one mode: log(1 / p_2)
+  assert kl == pytest.approx(math.log(4), rel=1e-12) and fractions == [0, 0, 1, 0]
+  skewed = np.eye(4)[np.array([0] * 50 + [1] * 30 + [2] * 20)]  # class 3 dropped
+  kl, _ = metrics.class_balance(real, skewed)
+  assert kl == pytest.approx(0.5 * math.log(2) + 0.3 * math.log(1.2) + 0.2 * math.log(0.8),
+                             rel=1e-12)
+  assert metrics.class_balance(skewed, np.eye(4)[[3]])[0] == math.inf  # a class the data lacks
+  with pytest.raises(ConfigError, match="dimensions differ"):
+    metrics.class_balance(real, np.eye(3))
+
+
 def test_inception_score_matches_torch_fidelity():
   metric_isc = _reference_module("torch_fidelity.metric_isc")
   import torch  # pylint: disable=g-import-not-at-top

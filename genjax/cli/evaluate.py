@@ -14,7 +14,7 @@ from genjax.errors import report_json
 
 flags.DEFINE_string("workdir", None, "A training run's workdir (holding checkpoints/).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
-flags.DEFINE_string("metrics", None, "Comma-separated: fid, kid, is, pr, dc, auroc, nll "
+flags.DEFINE_string("metrics", None, "Comma-separated: fid, kid, is, modes, pr, dc, auroc, nll "
                     "(default: the run's config.eval.metrics).")
 flags.DEFINE_integer("num_samples", None, "Generated samples (default: config.eval.num_samples).")
 flags.DEFINE_string("extractor", None, "classifier or inception (default: the run's).")

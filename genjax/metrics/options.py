@@ -12,8 +12,9 @@ from genjax import errors
 from genjax.errors import ConfigError
 
 EXTRACTORS = ("classifier", "inception")
-# the metrics of generated samples, on an extractor's features
-SAMPLE_METRICS = ("fid", "kid", "is", "pr", "dc")
+# the metrics of generated samples, on an extractor's features (modes: the spread of the
+# samples over the extractor's classes against the real split's, statistics.class_balance)
+SAMPLE_METRICS = ("fid", "kid", "is", "modes", "pr", "dc")
 # auroc: anomaly detection, the method's anomaly scores of the whole eval split ranked with
 # config.dataset.classes as the normal classes; nll: the eval split's -log p(x) estimated by
 # importance sampling (VAEs); neither needs a feature extractor
@@ -25,7 +26,8 @@ def defaults() -> dict[str, Any]:
   return dict(
       every=0,  # evaluate every N steps and at the end (0 = only with genjax.cli.evaluate)
       on_stop=False,  # evaluate also when a stop signal ends the run (after it has saved)
-      metrics="fid,kid",  # any of fid, kid, is (Inception/classifier score), pr, dc, auroc, nll
+      # any of fid, kid, is (Inception/classifier score), modes, pr, dc, auroc, nll
+      metrics="fid,kid",
       nll_samples=5000,  # importance samples per example of the nll metric (IWAE bound)
       num_samples=2048,  # generated samples per evaluation
       num_real=10000,  # real examples (at most the split's size)

@@ -1,4 +1,4 @@
-"""Sample-quality statistics on feature vectors: FID, KID, Inception Score, PRDC.
+"""Sample-quality statistics on feature vectors: FID, KID, Inception Score, class balance, PRDC.
 
 Everything here runs on the host in float64 (numpy/scipy); inputs may be jax or numpy arrays of
 shape ``[num_samples, dim]``. Feature extraction lives elsewhere: these functions only see the
@@ -242,6 +242,18 @@ def inception_score(probs: ArrayLike, splits: int = 10) -> tuple[float, float]:
     kl = scipy.special.rel_entr(part, part.mean(axis=0, keepdims=True)).sum(axis=1)
     scores.append(np.exp(kl.mean()))
   return float(np.mean(scores)), float(np.std(scores))
+
+
+def class_balance(real_logits: ArrayLike, fake_logits: ArrayLike) -> tuple[float, list[float]]:
+  """How the samples spread over the classifier's classes (mode dropping and imbalance):
+  ``KL(q || p)`` in nats between ``q``, the fraction of samples the classifier assigns to each
+  class (argmax), and ``p``, the same for the real examples, with ``q``'s fractions. 0 when
+  the samples are spread like the data; ``log(1 / p_c)`` when they all fall in class ``c``. A
+  class the real examples never get makes ``KL`` infinite if a sample falls in it."""
+  r, f = _features(real_logits, "real logits"), _features(fake_logits, "fake logits")
+  _same_dim(r, f)
+  p, q = (np.bincount(np.argmax(x, axis=1), minlength=x.shape[1]) / x.shape[0] for x in (r, f))
+  return float(scipy.special.rel_entr(q, p).sum()), q.tolist()
 
 
 # --- precision, recall, density, coverage ------------------------------------------------------
