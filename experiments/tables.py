@@ -362,13 +362,17 @@ def render_reproduction() -> str:
 
 def _classifier_figure(family: str, per_seed: dict, num_seeds: int) -> str:
   """A zoo row's classifier figure: SGAN's test error, InfoGAN's categorical code as a
-  classifier, or the share of a conditional family's samples classified as their label."""
+  classifier, the share of a conditional family's samples classified as their label, or else
+  how far its samples' class shares are from the data's (KL, the ``modes`` metric)."""
   key, what = {"sgan": ("accuracy", "test error"),
                "infogan": ("accuracy", "categorical code, test accuracy")}.get(
                    family, ("label_accuracy", "samples classified as their label"))
-  values = [100 * (1 - v[key] if family == "sgan" else v[key])
+  if not any(key in v for v in per_seed.values()):
+    key, what = "class_kl", "class shares' KL to the data's"
+  values = [(1 - v[key] if family == "sgan" else v[key]) * (1 if key == "class_kl" else 100)
             for v in per_seed.values() if key in v]
-  return f"{what}: {_over_seeds(values, num_seeds, '{:.2f}%', count_all=False)}" if values else ""
+  form = "{:.3f} nats" if key == "class_kl" else "{:.2f}%"
+  return f"{what}: {_over_seeds(values, num_seeds, form, count_all=False)}" if values else ""
 
 
 def render_zoo(dataset: str) -> str:

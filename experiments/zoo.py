@@ -66,11 +66,13 @@ def final(workdir: pathlib.Path, num_steps: int) -> dict | None:
          "curve": [[x["step"], x["fid"]] for x in evals],
          # the convolution kernels it trained on, and oneDNN's ISA where those were oneDNN's
          **{k: evals[-1][k] for k in ("conv_kernels", "onednn") if k in evals[-1]}}
-  # conditional families: samples classified as their label, by the run's last evaluation or
-  # by a later ``genjax.cli.evaluate`` of the same checkpoint (the same samples)
-  labelled = [x for x in lines if "label_accuracy" in x and x["step"] == num_steps]
-  if labelled:
-    out["label_accuracy"] = labelled[-1]["label_accuracy"]
+  # conditional families: samples classified as their label; every family: the spread of its
+  # samples over the classes (the ``modes`` metric); by the run's last evaluation or by a later
+  # ``genjax.cli.evaluate`` of the same checkpoint (the same samples)
+  for key in ("label_accuracy", "class_kl"):
+    found = [x for x in lines if key in x and x["step"] == num_steps]
+    if found:
+      out[key] = found[-1][key]
   accuracy = [x for x in lines if x.get("source") == "gan_accuracy" and x["step"] == num_steps]
   if accuracy:
     out["accuracy"] = accuracy[-1]["accuracy"]

@@ -196,6 +196,9 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
     f.write(json.dumps({"step": zoo.steps("cgan", "mnist"), "source": "evaluate", "fid": 4.0,
                         "label_accuracy": 0.99}) + "\n")
   run("sgan", 1, 40.0, accuracy=0.99)
+  with (root / "sngan_mnist_s0" / "metrics.jsonl").open("a") as f:  # modes, evaluated later
+    for step, kl in ((1000, 0.5), (zoo.steps("sngan", "mnist"), 0.0123)):
+      f.write(json.dumps({"step": step, "source": "evaluate", "class_kl": kl}) + "\n")
   run("lsgan", 0, 80.0, last=2000)  # not at its config's last step yet
   for dataset in ("mnist", "fashion_mnist"):
     _write(tmp_path / f"zoo_{dataset}.json", zoo.evaluate(root, dataset))
@@ -203,7 +206,8 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
   assert lines["| DCGAN"] == (
       f"| DCGAN | `dcgan_mnist` | {zoo.steps('dcgan', 'mnist')} | 25.00 ± 7.07 (2 of 3 seeds) "
       "| 0.25 ± 0.07 (2 of 3 seeds) | 1.0× | 60.0 → 20.0 |  | [png](samples/zoo/dcgan_mnist_s0.png) |")
-  assert "| 2.0× | 150.0 → 50.0 |" in lines["| SNGAN (hinge)"]
+  assert ("| 2.0× | 150.0 → 50.0 | class shares' KL to the data's: 0.012 nats (1 of 3 seeds) |"
+          in lines["| SNGAN (hinge)"])
   assert "| samples classified as their label: 97.00% (1 of 3 seeds) |" in lines["| AC-GAN"]
   assert "| samples classified as their label: 99.00% (1 of 3 seeds) |" in lines[
       "| cGAN-projection (hinge)"]

@@ -36,5 +36,5 @@ def zoo_config(family: str, dataset: str, num_steps: int, *, width: int = 64):
   # its end; the evaluation reads the state and draws its own key: it leaves the trajectory as is
   c.eval.every = max(1000, num_steps // 5)
   c.eval.num_samples = 2048
-  c.eval.metrics = "fid,kid"
+  c.eval.metrics = "fid,kid,modes"
   return c
