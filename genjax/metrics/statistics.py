@@ -245,11 +245,12 @@ def inception_score(probs: ArrayLike, splits: int = 10) -> tuple[float, float]:
 
 
 def class_balance(real_logits: ArrayLike, fake_logits: ArrayLike) -> tuple[float, list[float]]:
-  """How the samples spread over the classifier's classes (mode dropping and imbalance):
-  ``KL(q || p)`` in nats between ``q``, the fraction of samples the classifier assigns to each
-  class (argmax), and ``p``, the same for the real examples, with ``q``'s fractions. 0 when
-  the samples are spread like the data; ``log(1 / p_c)`` when they all fall in class ``c``. A
-  class the real examples never get makes ``KL`` infinite if a sample falls in it."""
+  """How the samples spread over the classifier's classes (mode dropping and imbalance).
+
+  Returns ``KL(q || p)`` in nats and ``q``, where ``q`` is the fraction of the samples the
+  classifier assigns to each class (argmax of ``fake_logits``) and ``p`` the same for the real
+  examples. The KL is 0 when the samples are spread like the data and ``log(1 / p_c)`` when they
+  all fall in class ``c``; a sample in a class no real example gets makes it infinite."""
   r, f = _features(real_logits, "real logits"), _features(fake_logits, "fake logits")
   _same_dim(r, f)
   p, q = (np.bincount(np.argmax(x, axis=1), minlength=x.shape[1]) / x.shape[0] for x in (r, f))
