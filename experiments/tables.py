@@ -368,10 +368,10 @@ def _classifier_figure(family: str, per_seed: dict, num_seeds: int) -> str:
                "infogan": ("accuracy", "categorical code, test accuracy")}.get(
                    family, ("label_accuracy", "samples classified as their label"))
   if not any(key in v for v in per_seed.values()):
-    key, what = "class_kl", "class shares' KL to the data's"
-  values = [(1 - v[key] if family == "sgan" else v[key]) * (1 if key == "class_kl" else 100)
+    key, what = "class_kl", "class shares' KL to the data's (10⁻³ nats)"
+  values = [(1 - v[key] if family == "sgan" else v[key]) * (1000 if key == "class_kl" else 100)
             for v in per_seed.values() if key in v]
-  form = "{:.3f} nats" if key == "class_kl" else "{:.2f}%"
+  form = "{:.2f}" if key == "class_kl" else "{:.2f}%"
   return f"{what}: {_over_seeds(values, num_seeds, form, count_all=False)}" if values else ""
 
 
