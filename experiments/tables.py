@@ -360,18 +360,25 @@ def render_reproduction() -> str:
   return "\n".join(out)
 
 
+_PERCENT = "{:.2f}%"
+# a zoo row's classifier figure: (key in its per-seed record, label, scale of the value, format)
+_FAMILY_FIGURES = {"sgan": ("accuracy", "test error", lambda a: 100 * (1 - a), _PERCENT),
+                   "infogan": ("accuracy", "categorical code, test accuracy",
+                               lambda a: 100 * a, _PERCENT)}
+_LABEL_FIGURE = ("label_accuracy", "samples classified as their label", lambda a: 100 * a,
+                 _PERCENT)
+_MODES_FIGURE = ("class_kl", "class shares' KL to the data's (10⁻³ nats)", lambda kl: 1000 * kl,
+                 "{:.2f}")
+
+
 def _classifier_figure(family: str, per_seed: dict, num_seeds: int) -> str:
   """A zoo row's classifier figure: SGAN's test error, InfoGAN's categorical code as a
   classifier, the share of a conditional family's samples classified as their label, or else
   how far its samples' class shares are from the data's (KL, the ``modes`` metric)."""
-  key, what = {"sgan": ("accuracy", "test error"),
-               "infogan": ("accuracy", "categorical code, test accuracy")}.get(
-                   family, ("label_accuracy", "samples classified as their label"))
+  key, what, scale, form = _FAMILY_FIGURES.get(family, _LABEL_FIGURE)
   if not any(key in v for v in per_seed.values()):
-    key, what = "class_kl", "class shares' KL to the data's (10⁻³ nats)"
-  values = [(1 - v[key] if family == "sgan" else v[key]) * (1000 if key == "class_kl" else 100)
-            for v in per_seed.values() if key in v]
-  form = "{:.2f}" if key == "class_kl" else "{:.2f}%"
+    key, what, scale, form = _MODES_FIGURE
+  values = [scale(v[key]) for v in per_seed.values() if key in v]
   return f"{what}: {_over_seeds(values, num_seeds, form, count_all=False)}" if values else ""
 
 
