@@ -8,11 +8,11 @@ Runs ``<family>_<dataset>_s<seed>``, each the committed config
 that the committed configs are the settings the table reports. InfoGAN and SGAN runs are then
 scored as classifiers (``genjax.cli.gan_accuracy``: the categorical code, the discriminator's
 classes). Seed by seed (every family's seed 0 first); a stopped sweep picks up where it stopped
-(experiments/sweep.py), and the seeds the committed summary records at the config's current
-step count are not trained again. ``evaluate`` writes the summary
+(experiments/sweep.py), and the seeds the committed summary records under the config's current
+settings are not trained again. ``evaluate`` writes the summary
 ``experiments/results/zoo_<dataset>.json`` (each seed's last evaluation and its curve) and
-copies seed 0's sample grid to ``experiments/samples/zoo/<run>.png``; a recorded seed is
-dropped when its config's step count changes.
+copies seed 0's sample grid to ``experiments/samples/zoo/<run>.png``. Each row records its
+config's :func:`settings`; a recorded seed is dropped when they change.
 
   python -m experiments.zoo train --root=RUNS [--datasets=mnist]
   python -m experiments.zoo evaluate --root=RUNS   # -> experiments/results/zoo_<dataset>.json
@@ -21,12 +21,14 @@ dropped when its config's step count changes.
 from __future__ import annotations
 
 import importlib
+import json
 import pathlib
 import shutil
 import subprocess
 import sys
 
 from experiments import sweep
+from genjax.config import base_config
 
 # (family, label) in the table's order; DCGAN, the yardstick, first
 FAMILIES = (("dcgan", "DCGAN"), ("lsgan", "DCGAN + least squares (LSGAN)"),
@@ -46,9 +48,35 @@ def run_name(family: str, dataset: str, seed) -> str:
   return f"{family}_{dataset}_s{seed}"
 
 
+def _config(family: str, dataset: str):
+  return importlib.import_module(f"experiments.configs.{family}_{dataset}").get_config()
+
+
 def steps(family: str, dataset: str) -> int:
   """The committed config's ``num_steps``: where a run's figures are read."""
-  return importlib.import_module(f"experiments.configs.{family}_{dataset}").get_config().num_steps
+  return _config(family, dataset).num_steps
+
+
+# what moves neither a run's trajectory nor its final figures
+_BOOKKEEPING = ("seed", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+                "eval.every")
+
+
+def settings(family: str, dataset: str) -> dict:
+  """``{dotted key: value}``: where the committed config departs from its model's defaults
+  (``genjax.config.base_config``), less bookkeeping; what a recorded seed was trained with.
+  Keys added to the defaults later leave it as it is; a changed setting drops the seeds."""
+  def flat(d, prefix=""):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        yield from flat(v, f"{prefix}{k}.")
+      else:
+        yield f"{prefix}{k}", v
+  config = _config(family, dataset)
+  defaults = dict(flat(base_config(config.model.name).to_dict()))
+  out = {k: v for k, v in flat(config.to_dict())
+         if k not in _BOOKKEEPING and (k not in defaults or defaults[k] != v)}
+  return json.loads(json.dumps(out))  # as the summary stores it (tuples as lists)
 
 
 def overrides(seed) -> tuple[str, ...]:
@@ -84,10 +112,10 @@ def _recorded(dataset: str) -> dict:
   return {r["family"]: r for r in sweep.recorded("zoo", dataset).get("rows", [])}
 
 
-def _recorded_seeds(row: dict | None, num_steps: int) -> dict:
-  """``{seed: figures}`` a summary row records at ``num_steps`` (none after a config's step
-  count changed)."""
-  if not row or row["steps"] != num_steps:
+def _recorded_seeds(row: dict | None, family: str, dataset: str) -> dict:
+  """``{seed: figures}`` a summary row records under the config's current :func:`settings`
+  (none after they changed)."""
+  if not row or row.get("settings") != settings(family, dataset):
     return {}
   return {int(s): v for s, v in row["per_seed"].items()}
 
@@ -97,7 +125,7 @@ def train(root: pathlib.Path, dataset: str) -> None:
   for seed in seeds(dataset):
     for family, _ in FAMILIES:
       run, num_steps = run_name(family, dataset, seed), steps(family, dataset)
-      if seed in _recorded_seeds(done.get(family), num_steps) and not (root / run).exists():
+      if seed in _recorded_seeds(done.get(family), family, dataset) and not (root / run).exists():
         continue
       sweep.train(root, run, f"{family}_{dataset}", overrides(seed))
       if family in CLASSIFIERS and "accuracy" not in (final(root / run, num_steps) or {}):
@@ -109,7 +137,7 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
   rows, before = [], _recorded(dataset)
   for family, label in FAMILIES:
     config, num_steps = f"{family}_{dataset}", steps(family, dataset)
-    per_seed = _recorded_seeds(before.get(family), num_steps)
+    per_seed = _recorded_seeds(before.get(family), family, dataset)
     for seed in seeds(dataset):
       run = run_name(family, dataset, seed)
       found = final(root / run, num_steps)
@@ -125,6 +153,7 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
                       f"--workdir=RUNS/{run_name(family, dataset, 'S')}")
     per_seed = dict(sorted(per_seed.items()))
     rows.append({"family": family, "label": label, "config": config, "steps": num_steps,
+                 "settings": settings(family, dataset),
                  "seeds": list(seeds(dataset)), "commands": commands,
                  "per_seed": {str(s): v for s, v in per_seed.items()},
                  "fid": sweep.mean_std([v["fid"] for v in per_seed.values()])})

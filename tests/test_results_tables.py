@@ -167,7 +167,7 @@ def test_the_reproduction_table_averages_each_finished_seed_over_the_classes(tmp
   assert "| 0.93 ± 0.07% | 1.00% (1 of 3 seeds) | [seed 0](results/sgan_mnist_s0/" in sgan
 
 
-def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_changes(
+def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_settings_change(
     tmp_path, monkeypatch):
   from experiments import zoo  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(tables, "RUNS", tmp_path)
@@ -230,14 +230,22 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_step_count_chang
   assert scored == [f"--workdir={tmp_path / 'elsewhere' / r}" for r in (
       "infogan_mnist_s0", "sgan_mnist_s0", "infogan_mnist_s1", "infogan_mnist_s2", "sgan_mnist_s2")]
 
-  # A config whose step count changed: its recorded seeds drop out.
-  longer = zoo.steps
-  monkeypatch.setattr(zoo, "steps", lambda family, dataset: longer(family, dataset) + (
-      1000 if family == "dcgan" else 0))
+  # Configs whose settings changed (DCGAN's step count, AC-GAN's generator averaging): their
+  # recorded seeds drop out; bookkeeping (how often it evaluates) leaves them.
+  committed = zoo._config  # pylint: disable=protected-access
+
+  def changed(family, dataset):
+    config = committed(family, dataset)
+    config.num_steps += 1000 if family == "dcgan" else 0
+    config.ema_decay = 0.999 if family == "acgan" else config.ema_decay
+    config.eval.every = 500 if family == "sngan" else config.eval.every
+    return config
+  monkeypatch.setattr(zoo, "_config", changed)
+  assert zoo.settings("acgan", "mnist")["ema_decay"] == 0.999
   _write(tmp_path / "zoo_mnist.json", zoo.evaluate(tmp_path / "elsewhere", "mnist"))
   rows = {r["family"]: r for r in json.loads((tmp_path / "zoo_mnist.json").read_text())["rows"]}
-  assert rows["dcgan"]["per_seed"] == {}
-  assert rows["dcgan"]["steps"] == longer("dcgan", "mnist") + 1000
+  assert rows["dcgan"]["per_seed"] == rows["acgan"]["per_seed"] == {}
+  assert rows["dcgan"]["steps"] == committed("dcgan", "mnist").num_steps + 1000
   assert list(rows["sngan"]["per_seed"]) == ["0"]
   # ... and so does the grid its seed 0 left in samples/zoo
   assert tables.render_zoo("mnist").splitlines()[2].endswith("| – |  | – |")
