@@ -30,6 +30,9 @@ TRAIN = "genjax.cli.train"  # the training command's module
 # (experiments/configs/_zoo.py): the records made before then pin them in their commands.
 ZOO_3000_STEPS = ("--config.num_steps=3000",)
 ZOO_WIDTH_32 = ("--config.model.ngf=32", "--config.model.ndf=32")
+# SNGAN before its samples came from a generator EMA (2026-12-05): the records made before
+# then pin it off (the discriminator trains the same either way).
+SNGAN_NO_EMA = ("--config.ema_decay=0",)
 
 
 def command(config: str, workdir: str, overrides: tuple[str, ...] = ()) -> str:

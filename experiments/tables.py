@@ -63,6 +63,7 @@ CYC = "cyclegan_colored_mnist"
 # the zoo's step count and SNGAN's width before they became 15000 and 64
 S3000 = " " + " ".join(sweep.ZOO_3000_STEPS)
 W32 = " " + " ".join(sweep.ZOO_WIDTH_32) + S3000
+NO_EMA = " " + " ".join(sweep.SNGAN_NO_EMA)  # SNGAN before its generator EMA
 TABLES = {
     "pix2pix": Table(
         columns=(Column("L1 ↓", "l1"), Column("PSNR (dB) ↑", "psnr", "{:.2f}"),
@@ -91,17 +92,19 @@ TABLES = {
               Row("DCGAN (pytorch/examples widths), MNIST, default kernels, seed 0",
                   "dcgan_mnist_s0", "dcgan_mnist", S3000, grids=("samples",)),
               Row("SNGAN (hinge), MNIST, width 32, default kernels, seed 0", "sngan_mnist_s0",
-                  "sngan_mnist", W32, grids=("samples",)),
+                  "sngan_mnist", W32 + NO_EMA, grids=("samples",)),
               Row("SNGAN (hinge), MNIST, DCGAN's widths (64), default kernels, seed 0",
-                  "sngan_mnist_w64_s0", "sngan_mnist", S3000 + " --config.eval.every=1000",
+                  "sngan_mnist_w64_s0", "sngan_mnist",
+                  S3000 + NO_EMA + " --config.eval.every=1000",
                   grids=("samples",)),
               Row("DCGAN (pytorch/examples widths), Fashion-MNIST, default kernels, seed 0",
                   "dcgan_fashion_mnist_s0", "dcgan_fashion_mnist", S3000, grids=("samples",)),
               Row("SNGAN (hinge), Fashion-MNIST, width 32, default kernels, seed 0",
-                  "sngan_fashion_mnist_s0", "sngan_fashion_mnist", W32, grids=("samples",)),
+                  "sngan_fashion_mnist_s0", "sngan_fashion_mnist", W32 + NO_EMA,
+                  grids=("samples",)),
               Row("SNGAN (hinge), Fashion-MNIST, DCGAN's widths (64), default kernels, seed 0",
                   "sngan_fashion_mnist_w64_s0", "sngan_fashion_mnist",
-                  S3000 + " --config.eval.every=1000",
+                  S3000 + NO_EMA + " --config.eval.every=1000",
                   grids=("samples",)))),
 }
 

@@ -33,7 +33,7 @@ from genjax.config import base_config
 # (family, label) in the table's order; DCGAN, the yardstick, first
 FAMILIES = (("dcgan", "DCGAN"), ("lsgan", "DCGAN + least squares (LSGAN)"),
             ("hinge", "DCGAN + hinge"), ("wgan", "WGAN (clipping, n_critic 5 + bursts)"),
-            ("wgan_gp", "WGAN-GP (λ = 10, n_critic 5)"), ("sngan", "SNGAN (hinge)"),
+            ("wgan_gp", "WGAN-GP (λ = 10, n_critic 5)"), ("sngan", "SNGAN (hinge, EMA)"),
             ("sagan", "SAGAN (self-attention, TTUR, EMA)"), ("cgan", "cGAN-projection (hinge)"),
             ("acgan", "AC-GAN"), ("infogan", "InfoGAN"), ("sgan", "SGAN (100 labels)"))
 CLASSIFIERS = ("infogan", "sgan")  # scored by genjax.cli.gan_accuracy after training
