@@ -112,20 +112,22 @@ def _recorded(dataset: str) -> dict:
   return {r["family"]: r for r in sweep.recorded("zoo", dataset).get("rows", [])}
 
 
-def _recorded_seeds(row: dict | None, family: str, dataset: str) -> dict:
-  """``{seed: figures}`` a summary row records under the config's current :func:`settings`
+def _recorded_seeds(row: dict | None, current: dict) -> dict:
+  """``{seed: figures}`` a summary row records under the config's ``current`` :func:`settings`
   (none after they changed)."""
-  if not row or row.get("settings") != settings(family, dataset):
+  if not row or row.get("settings") != current:
     return {}
   return {int(s): v for s, v in row["per_seed"].items()}
 
 
 def train(root: pathlib.Path, dataset: str) -> None:
-  done = _recorded(dataset)
+  recorded = _recorded(dataset)
+  done = {family: _recorded_seeds(recorded.get(family), settings(family, dataset))
+          for family, _ in FAMILIES}
   for seed in seeds(dataset):
     for family, _ in FAMILIES:
       run, num_steps = run_name(family, dataset, seed), steps(family, dataset)
-      if seed in _recorded_seeds(done.get(family), family, dataset) and not (root / run).exists():
+      if seed in done[family] and not (root / run).exists():
         continue
       sweep.train(root, run, f"{family}_{dataset}", overrides(seed))
       if family in CLASSIFIERS and "accuracy" not in (final(root / run, num_steps) or {}):
@@ -137,7 +139,8 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
   rows, before = [], _recorded(dataset)
   for family, label in FAMILIES:
     config, num_steps = f"{family}_{dataset}", steps(family, dataset)
-    per_seed = _recorded_seeds(before.get(family), family, dataset)
+    current = settings(family, dataset)
+    per_seed = _recorded_seeds(before.get(family), current)
     for seed in seeds(dataset):
       run = run_name(family, dataset, seed)
       found = final(root / run, num_steps)
@@ -153,7 +156,7 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
                       f"--workdir=RUNS/{run_name(family, dataset, 'S')}")
     per_seed = dict(sorted(per_seed.items()))
     rows.append({"family": family, "label": label, "config": config, "steps": num_steps,
-                 "settings": settings(family, dataset),
+                 "settings": current,
                  "seeds": list(seeds(dataset)), "commands": commands,
                  "per_seed": {str(s): v for s, v in per_seed.items()},
                  "fid": sweep.mean_std([v["fid"] for v in per_seed.values()])})
