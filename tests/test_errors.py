@@ -139,13 +139,19 @@ def test_signal_saves_a_checkpoint_then_exits(tmp_path, sig):
   proc = run_main(tmp_path, *TINY_DCGAN_FLAGS, "--config.num_steps=100000",
                   "--config.log_every=1", "--config.checkpoint_every=100000",
                   stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+  seen = []
   for line in proc.stderr:
+    seen.append(line)
+    if " step 2/100000 " in line:  # prints every thread's stack, and training goes on
+      proc.send_signal(signal.SIGUSR1)
     if " step 3/100000 " in line:
       proc.send_signal(sig)
       break
   rest = proc.stderr.read()
   proc.wait(timeout=120)
   assert proc.returncode == 128 + sig, rest[-2000:]
+  dump = "".join(seen) + rest
+  assert "(most recent call first)" in dump and 'genjax/train.py", line' in dump, dump[-2000:]
   steps = committed_steps(tmp_path)
   assert len(steps) == 1 and 3 <= steps[0] < 100000
   assert f"stopped by {signal.Signals(sig).name} at step {steps[0]}; checkpoint saved" in rest

@@ -64,16 +64,28 @@ def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None, pyt
 
 
 def finish(procs, timeout=300, *, check=True):
-  """Their stderr (or log files) once all have exited; ``check``: each with status 0. A process
-  still running after ``timeout`` seconds (a hang) fails the test, and all are killed."""
+  """Their stderr (or log files) once all have exited; ``check``: each with status 0. Processes
+  still running after ``timeout`` seconds (a hang) fail the test with every thread's stack of
+  each (SIGUSR1: ``genjax.cli.train`` registers faulthandler), and all are killed."""
+  deadline, outs = time.monotonic() + timeout, [None] * len(procs)
   try:
-    outs = [p.communicate(timeout=timeout)[1] for p in procs]
-    outs = [out if p.log is None else p.log.read_text() for p, out in zip(procs, outs)]
+    for i, p in enumerate(procs):  # communicate() reads the pipes, so no process blocks on them
+      try:
+        outs[i] = p.communicate(timeout=max(deadline - time.monotonic(), 0.1))[1]
+      except subprocess.TimeoutExpired:
+        pass
+    hung = [i for i, p in enumerate(procs) if p.poll() is None]
+    for i in hung:
+      procs[i].send_signal(signal.SIGUSR1)
+    time.sleep(5 if hung else 0)
   finally:
-    for p in procs:
-      if p.poll() is None:
+    for i, p in enumerate(procs):
+      if p.poll() is None or outs[i] is None:
         p.kill()
-        p.communicate()
+        outs[i] = p.communicate()[1]  # with what an interrupted communicate() had read
+  outs = [out if p.log is None else p.log.read_text() for p, out in zip(procs, outs)]
+  assert not hung, "\n".join(f"process {i} still ran after {timeout}s; its stderr ends:\n"
+                             f"{outs[i][-12000:]}" for i in hung)
   if check:  # every failed process's log: the first to fail is not always process 0
     failed = [f"process {i} exited {p.returncode}:\n{err[-3000:]}"
               for i, (p, err) in enumerate(zip(procs, outs)) if p.returncode != 0]

@@ -6,13 +6,17 @@ r"""Trains a model: the command-line entry point of :func:`genjax.train.train_an
 Rerunning the same command on the same workdir resumes from its newest checkpoint. User errors
 (unknown names, impossible values, missing data, incompatible checkpoints, non-finite losses)
 print one line and exit with status 2; SIGTERM/SIGINT save a checkpoint and exit with 128+signal.
+SIGUSR1 prints every thread's Python stack to stderr and training goes on: where a hung process
+(a multi-process run waiting on a peer) is stuck.
 """
 
 from __future__ import annotations
 
 import difflib
+import faulthandler
 import logging as pylogging
 import re
+import signal
 import sys
 
 from absl import app
@@ -69,6 +73,7 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_quiet_libraries)
+  faulthandler.register(signal.SIGUSR1, all_threads=True)
   try:
     config = FLAGS.config
     config.get("model")  # the config is loaded lazily: touch it
