@@ -66,17 +66,40 @@ def settings(family: str, dataset: str) -> dict:
   """``{dotted key: value}``: where the committed config departs from its model's defaults
   (``genjax.config.base_config``), less bookkeeping; what a recorded seed was trained with.
   Keys added to the defaults later leave it as it is; a changed setting drops the seeds."""
-  def flat(d, prefix=""):
+  config = _config(family, dataset)
+  defaults = _flat(base_config(config.model.name).to_dict())
+  return {k: v for k, v in _flat(config.to_dict()).items()
+          if k not in _BOOKKEEPING and (k not in defaults or defaults[k] != v)}
+
+
+def _flat(tree: dict) -> dict:
+  """``{dotted key: value}`` of a nested config dict, as JSON stores it (tuples as lists)."""
+  def walk(d, prefix=""):
     for k, v in d.items():
       if isinstance(v, dict):
-        yield from flat(v, f"{prefix}{k}.")
+        yield from walk(v, f"{prefix}{k}.")
       else:
         yield f"{prefix}{k}", v
-  config = _config(family, dataset)
-  defaults = dict(flat(base_config(config.model.name).to_dict()))
-  out = {k: v for k, v in flat(config.to_dict())
-         if k not in _BOOKKEEPING and (k not in defaults or defaults[k] != v)}
-  return json.loads(json.dumps(out))  # as the summary stores it (tuples as lists)
+  return json.loads(json.dumps(dict(walk(tree))))
+
+
+def check_trained(workdir: pathlib.Path, family: str, dataset: str, seed: int) -> None:
+  """Raises SystemExit (one line) if ``workdir`` holds a run trained with other settings than
+  the committed config's and ``seed`` (its newest checkpoint's config says): its figures would
+  stand in the row under the wrong settings, and resuming it would mix two. Keys only one of
+  them has (added to the defaults since) and which metrics are recorded are not compared."""
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit())
+  if not steps:
+    return
+  meta = json.loads((workdir / "checkpoints" / str(steps[-1]) / "meta" / "metadata").read_text())
+  trained = _flat(json.loads(meta["config"]))
+  committed = {**_flat(_config(family, dataset).to_dict()), "seed": seed}
+  ignored = {*_BOOKKEEPING, "eval.metrics"} - {"seed"}
+  differ = [f"{k}={trained[k]!r} (expected {committed[k]!r})" for k in sorted(trained)
+            if k in committed and k not in ignored and trained[k] != committed[k]]
+  if differ:
+    raise SystemExit(f"{workdir} was trained with {', '.join(differ)}; move it aside (or "
+                     f"delete it) to train {run_name(family, dataset, seed)} afresh")
 
 
 def overrides(seed) -> tuple[str, ...]:
@@ -129,6 +152,7 @@ def train(root: pathlib.Path, dataset: str) -> None:
       run, num_steps = run_name(family, dataset, seed), steps(family, dataset)
       if seed in done[family] and not (root / run).exists():
         continue
+      check_trained(root / run, family, dataset, seed)
       sweep.train(root, run, f"{family}_{dataset}", overrides(seed))
       if family in CLASSIFIERS and "accuracy" not in (final(root / run, num_steps) or {}):
         subprocess.run([sys.executable, "-m", "genjax.cli.gan_accuracy",
@@ -143,6 +167,7 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
     per_seed = _recorded_seeds(before.get(family), current)
     for seed in seeds(dataset):
       run = run_name(family, dataset, seed)
+      check_trained(root / run, family, dataset, seed)
       found = final(root / run, num_steps)
       if found is not None:
         per_seed[seed] = found

@@ -249,3 +249,50 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_settings_change(
   assert list(rows["sngan"]["per_seed"]) == ["0"]
   # ... and so does the grid its seed 0 left in samples/zoo
   assert tables.render_zoo("mnist").splitlines()[2].endswith("| – |  | – |")
+
+
+def test_the_zoo_refuses_a_run_trained_with_other_settings_than_its_config(tmp_path,
+                                                                            monkeypatch):
+  """A workdir's newest checkpoint names the config it was trained with: a run of other
+  settings (a config changed since, a seed's workdir under another seed's name) stops
+  ``evaluate`` and ``train`` in one line, before anything is written or resumed."""
+  from experiments import zoo  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path)
+  root = tmp_path / "runs"
+
+  def checkpoint(run, step, **changes):
+    config = zoo._config("sngan", "mnist")  # pylint: disable=protected-access
+    for key, value in changes.items():
+      node, *path = key.split(".")[::-1]
+      section = config
+      for name in reversed(path):
+        section = section[name]
+      section[node] = value
+    meta = root / run / "checkpoints" / str(step) / "meta"
+    meta.mkdir(parents=True)
+    tree = json.loads(config.to_json())
+    tree.pop("tune_malloc")  # a key the run's genjax did not have yet: not compared
+    (meta / "metadata").write_text(json.dumps({"config": json.dumps(tree)}))
+
+  # bookkeeping and the recorded metrics may differ; only the newest checkpoint counts
+  checkpoint("sngan_mnist_s1", 100, ema_decay=0.0)
+  checkpoint("sngan_mnist_s1", 200, seed=1, **{"eval.every": 500, "eval.metrics": "fid,kid",
+                                                "log_every": 7})
+  zoo.check_trained(root / "sngan_mnist_s1", "sngan", "mnist", 1)
+  zoo.check_trained(root / "sngan_mnist_s2", "sngan", "mnist", 2)  # not started: nothing to check
+  checkpoint("sngan_mnist_s0", 300, seed=0, ema_decay=0.0, **{"optimizer.learning_rate": 1.0})
+  trained = []
+  monkeypatch.setattr(sweep, "train", lambda root, run, *_: trained.append(run))
+  for action in ("evaluate", "train"):
+    with pytest.raises(SystemExit) as info:
+      sweep.main([action, f"--root={root}", "--datasets=mnist"], doc="zoo", experiment="zoo",
+                 train_dataset=zoo.train, evaluate_dataset=zoo.evaluate)
+    assert str(info.value) == (
+        f"{root / 'sngan_mnist_s0'} was trained with ema_decay=0.0 (expected 0.999), "
+        f"optimizer.learning_rate=1.0 (expected 0.0002); move it aside (or delete it) to train "
+        f"sngan_mnist_s0 afresh")
+  assert not (tmp_path / "zoo_mnist.json").exists()
+  assert trained == ["dcgan_mnist_s0", "lsgan_mnist_s0", "hinge_mnist_s0", "wgan_mnist_s0",
+                     "wgan_gp_mnist_s0"]  # the families before SNGAN: it resumes nothing
+  with pytest.raises(SystemExit, match="was trained with seed=1 \\(expected 2\\)"):
+    zoo.check_trained(root / "sngan_mnist_s1", "sngan", "mnist", 2)
