@@ -13,8 +13,10 @@ means over the global batch and per-example noise is a slice of one global sampl
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Hashable
 
+from absl import logging
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
@@ -210,12 +212,27 @@ def initialize_distributed(*, coordinator_address: str | None = None,
                       f"process {process_id} of {num_processes}: {first}") from None
 
 
-def barrier(name: str, timeout_s: int = 3600) -> None:
+def barrier(name: str, timeout_s: int = 3600, *, report_after_s: float = 60) -> None:
   """Waits until every process has reached barrier ``name`` (each name once per run); nothing
   with one process. It is the coordination service's barrier, not a collective: it waits as
-  long as ``timeout_s`` (gloo's collectives give up after 30 s) and fails when a process dies."""
-  if jax.process_count() > 1:
+  long as ``timeout_s`` (gloo's collectives give up after 30 s) and fails when a process dies.
+  A process alive but stuck never arrives, and nothing fails for an hour: a wait longer than
+  ``report_after_s`` is logged, and again each time it has doubled."""
+  if jax.process_count() == 1:
+    return
+  arrived = threading.Event()
+
+  def report():
+    waited, then = 0.0, report_after_s
+    while not arrived.wait(then - waited):
+      waited, then = then, 2 * then
+      logging.warning("waited %.0fs at barrier %s for the other processes (one that never "
+                      "arrives is stuck: kill -USR1 <its pid> prints where)", waited, name)
+  threading.Thread(target=report, name=f"genjax-barrier-report-{name}", daemon=True).start()
+  try:
     coordination_client().wait_at_barrier(name, timeout_s * 1000)
+  finally:
+    arrived.set()
 
 
 def coordination_client():

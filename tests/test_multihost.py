@@ -183,6 +183,29 @@ def test_killed_two_process_run_resumes_exactly_past_an_unreadable_checkpoint(tm
   assert_bit_identical(saved_state(workdir, 10), saved_state(tmp_path / "full", 10))
 
 
+def test_a_long_wait_at_a_barrier_is_logged_and_a_short_one_is_not(monkeypatch, caplog):
+  from genjax import parallel  # pylint: disable=g-import-not-at-top
+
+  class Client:  # the coordination service's client; the others arrive after ``seconds``
+    def __init__(self, seconds):
+      self.seconds, self.waits = seconds, []
+
+    def wait_at_barrier(self, name, timeout_ms):
+      self.waits.append((name, timeout_ms))
+      time.sleep(self.seconds)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  line = ("waited {}s at barrier genjax_first_step for the other processes (one that never "
+          "arrives is stuck: kill -USR1 <its pid> prints where)")
+  for seconds, reported in ((2.5, [line.format(1), line.format(2)]), (0.0, [])):
+    client = Client(seconds)
+    monkeypatch.setattr(parallel, "coordination_client", lambda c=client: c)
+    caplog.clear()
+    parallel.barrier("genjax_first_step", timeout_s=7, report_after_s=1)
+    time.sleep(1.2)  # a reporter left running would log meanwhile
+    assert client.waits == [("genjax_first_step", 7000)]
+    assert [r.getMessage() for r in caplog.records] == reported
+
+
 def test_when_a_process_dies_the_others_stop_with_an_error(tmp_path):
   procs = launch(tmp_path, "--config.num_steps=1000000", "--config.log_every=1",
                  "--config.checkpoint_every=1000000", timeout_s=5)
