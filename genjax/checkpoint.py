@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging as pylogging
 import os
+import re
 import sys
 import threading
 from typing import Any
@@ -37,25 +39,50 @@ finally:
   logging.get_absl_logger().disabled = False
 
 
-def _quiet_closed_loop_reports() -> None:
-  """Drops the reports of TensorStore reads that outlive a failed restore, for the rest of the
-  process; any other unraisable exception still goes to the hook that was there before.
+_ORBAX = os.path.join("orbax", "checkpoint", "")
+
+
+def _orbax_read(name: str, filename: str) -> bool:
+  """Whether coroutine ``name`` of ``filename`` is one of Orbax's that read a checkpoint."""
+  return _ORBAX in filename and ("read" in name or "deserialize" in name)
+
+
+class _AbandonedReadTasks(pylogging.Filter):
+  """Drops asyncio's "Task exception was never retrieved" for Orbax's reading tasks."""
+
+  def filter(self, record) -> bool:
+    text = record.getMessage()
+    found = re.search(r"coro=<(\w+)\(\).* defined at (\S+):\d+>", text)
+    return not (text.startswith("Task exception was never retrieved") and found and
+                _orbax_read(*found.groups()))
+
+
+def _quiet_abandoned_reads() -> None:
+  """Drops, for the rest of the process, what the reads of a failed restore report after it;
+  any other report goes where it went before.
 
   Orbax restores on an event loop that it closes as soon as the restore returns or fails. After
-  one array's read fails, the reads still in flight finish later, on TensorStore's threads, and
-  hand their (unwanted) results to the closed loop: each prints ``RuntimeError: Event loop is
-  closed`` with a traceback, beside the one-line error that stops the run. Installed before
-  every restore: a read can outlive the failure by less than the time it takes to catch it."""
+  one array's read fails, the others are abandoned: reads still in flight finish later, on
+  TensorStore's threads, and hand their results to the closed loop (``RuntimeError: Event loop
+  is closed``); the reading coroutines left unfinished raise as they are collected ("Exception
+  ignored in: <coroutine ...>"); tasks that failed unobserved are logged by asyncio ("Task
+  exception was never retrieved"). Each comes with a traceback and TensorStore's spec of the
+  array, beside the one-line error that stops the run (or the one-line warning that skips the
+  checkpoint): up to 100 KB per process for a small model, enough to fill a pipe nobody reads.
+  Installed before every restore: a report can come before the failure is caught."""
   previous = sys.unraisablehook
   if getattr(previous, "genjax_quiet", False):
     return
 
   def hook(unraisable):
-    if not (isinstance(unraisable.exc_value, RuntimeError) and
-            str(unraisable.exc_value) == "Event loop is closed"):
+    code = getattr(unraisable.object, "cr_code", None)
+    closed_loop = (isinstance(unraisable.exc_value, RuntimeError) and
+                   str(unraisable.exc_value) == "Event loop is closed")
+    if not closed_loop and not (code and _orbax_read(code.co_name, code.co_filename)):
       previous(unraisable)
   hook.genjax_quiet = True
   sys.unraisablehook = hook
+  pylogging.getLogger("asyncio").addFilter(_AbandonedReadTasks())
 
 
 def signature(state: Any) -> dict[str, list]:
@@ -316,7 +343,7 @@ class Checkpointer:
         f"command to resume")
 
   def read_meta(self, step: int) -> dict:
-    _quiet_closed_loop_reports()
+    _quiet_abandoned_reads()
     try:
       return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
           "meta"]

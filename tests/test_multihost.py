@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -66,12 +67,23 @@ def launch(workdir, *flags, processes=2, devices=2, timeout_s=10, logs=None, pyt
 def finish(procs, timeout=300, *, check=True):
   """Their stderr (or log files) once all have exited; ``check``: each with status 0. Processes
   still running after ``timeout`` seconds (a hang) fail the test with every thread's stack of
-  each (SIGUSR1: ``genjax.cli.train`` registers faulthandler), and all are killed."""
-  deadline, outs = time.monotonic() + timeout, [None] * len(procs)
+  each (SIGUSR1: ``genjax.cli.train`` registers faulthandler), and all are killed. Every pipe is
+  read meanwhile: a process whose pipe fills stops at its next write (reading process 0's to its
+  end first once hung a run whose process 1 had more to say, while process 0 waited for it)."""
+  outs = [""] * len(procs)
+
+  def drain(i):
+    outs[i] = procs[i].stderr.read()
+    procs[i].stderr.close()
+  readers = [threading.Thread(target=drain, args=(i,), daemon=True)
+             for i, p in enumerate(procs) if p.log is None]
+  for reader in readers:
+    reader.start()
+  deadline = time.monotonic() + timeout
   try:
-    for i, p in enumerate(procs):  # communicate() reads the pipes, so no process blocks on them
+    for p in procs:
       try:
-        outs[i] = p.communicate(timeout=max(deadline - time.monotonic(), 0.1))[1]
+        p.wait(timeout=max(deadline - time.monotonic(), 0.1))
       except subprocess.TimeoutExpired:
         pass
     hung = [i for i, p in enumerate(procs) if p.poll() is None]
@@ -79,10 +91,12 @@ def finish(procs, timeout=300, *, check=True):
       procs[i].send_signal(signal.SIGUSR1)
     time.sleep(5 if hung else 0)
   finally:
-    for i, p in enumerate(procs):
-      if p.poll() is None or outs[i] is None:
+    for p in procs:
+      if p.poll() is None:
         p.kill()
-        outs[i] = p.communicate()[1]  # with what an interrupted communicate() had read
+      p.wait()
+    for reader in readers:
+      reader.join(timeout=60)
   outs = [out if p.log is None else p.log.read_text() for p, out in zip(procs, outs)]
   assert not hung, "\n".join(f"process {i} still ran after {timeout}s; its stderr ends:\n"
                              f"{outs[i][-12000:]}" for i in hung)
