@@ -215,9 +215,9 @@ def initialize_distributed(*, coordinator_address: str | None = None,
 def barrier(name: str, timeout_s: int = 3600, *, report_after_s: float = 60) -> None:
   """Waits until every process has reached barrier ``name`` (each name once per run); nothing
   with one process. It is the coordination service's barrier, not a collective: it waits as
-  long as ``timeout_s`` (gloo's collectives give up after 30 s) and fails when a process dies.
-  A process alive but stuck never arrives, and nothing fails for an hour: a wait longer than
-  ``report_after_s`` is logged, and again each time it has doubled."""
+  long as ``timeout_s`` (some of gloo's collectives give up after 30 s) and fails when a process
+  dies. A process alive but stuck never arrives, and nothing fails for an hour: a wait longer
+  than ``report_after_s`` is logged, and again each time it has doubled."""
   if jax.process_count() == 1:
     return
   arrived = threading.Event()
