@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 from typing import Any
 
 import jax
@@ -65,10 +66,11 @@ def _quiet_abandoned_reads() -> None:
   one array's read fails, the others are abandoned: reads still in flight finish later, on
   TensorStore's threads, and hand their results to the closed loop (``RuntimeError: Event loop
   is closed``); the reading coroutines left unfinished raise as they are collected ("Exception
-  ignored in: <coroutine ...>"); tasks that failed unobserved are logged by asyncio ("Task
-  exception was never retrieved"). Each comes with a traceback and TensorStore's spec of the
-  array, beside the one-line error that stops the run (or the one-line warning that skips the
-  checkpoint): up to 100 KB per process for a small model, enough to fill a pipe nobody reads.
+  ignored in: <coroutine ...>"), and those never started warn ("coroutine ... was never
+  awaited"); tasks that failed unobserved are logged by asyncio ("Task exception was never
+  retrieved"). Most come with a traceback and TensorStore's spec of the array, beside the
+  one-line error that stops the run (or the one-line warning that skips the checkpoint): up to
+  100 KB per process for a small model, enough to fill a pipe nobody reads.
   Installed before every restore: a report can come before the failure is caught."""
   previous = sys.unraisablehook
   if getattr(previous, "genjax_quiet", False):
@@ -83,6 +85,8 @@ def _quiet_abandoned_reads() -> None:
   hook.genjax_quiet = True
   sys.unraisablehook = hook
   pylogging.getLogger("asyncio").addFilter(_AbandonedReadTasks())
+  warnings.filterwarnings("ignore", r"coroutine '\w*(read|deserialize)\w*' was never awaited",
+                          RuntimeWarning)
 
 
 def signature(state: Any) -> dict[str, list]:
