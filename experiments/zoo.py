@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 from experiments import sweep
+from genjax import checkpoint
 from genjax.config import base_config
 
 # (family, label) in the table's order; DCGAN, the yardstick, first
@@ -83,23 +84,32 @@ def _flat(tree: dict) -> dict:
   return json.loads(json.dumps(dict(walk(tree))))
 
 
-def check_trained(workdir: pathlib.Path, family: str, dataset: str, seed: int) -> None:
+def committed(family: str, dataset: str) -> dict:
+  """``{dotted key: value}`` of the committed config, as a run's checkpoint stores it."""
+  return _flat(_config(family, dataset).to_dict())
+
+
+def check_trained(workdir: pathlib.Path, config: dict, seed: int) -> None:
   """Raises SystemExit (one line) if ``workdir`` holds a run trained with other settings than
-  the committed config's and ``seed`` (its newest checkpoint's config says): its figures would
-  stand in the row under the wrong settings, and resuming it would mix two. Keys only one of
-  them has (added to the defaults since) and which metrics are recorded are not compared."""
-  steps = sorted(int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit())
-  if not steps:
+  the committed ``config`` (:func:`committed`) and ``seed`` (its newest checkpoint's config
+  says): its figures would stand in the row under the wrong settings, and resuming it would mix
+  two. Keys only one of them has (added to the defaults since) and which metrics are recorded
+  are not compared."""
+  directory = workdir / "checkpoints"
+  if not directory.is_dir():
     return
-  meta = json.loads((workdir / "checkpoints" / str(steps[-1]) / "meta" / "metadata").read_text())
-  trained = _flat(json.loads(meta["config"]))
-  committed = {**_flat(_config(family, dataset).to_dict()), "seed": seed}
+  with checkpoint.Checkpointer(str(directory), read_only=True) as ckpt:
+    step = ckpt.latest_step()
+    if step is None:
+      return
+    trained = _flat(json.loads(ckpt.read_meta(step)["config"]))
+  expected = {**config, "seed": seed}
   ignored = {*_BOOKKEEPING, "eval.metrics"} - {"seed"}
-  differ = [f"{k}={trained[k]!r} (expected {committed[k]!r})" for k in sorted(trained)
-            if k in committed and k not in ignored and trained[k] != committed[k]]
+  differ = [f"{k}={trained[k]!r} (expected {expected[k]!r})" for k in sorted(trained)
+            if k in expected and k not in ignored and trained[k] != expected[k]]
   if differ:
     raise SystemExit(f"{workdir} was trained with {', '.join(differ)}; move it aside (or "
-                     f"delete it) to train {run_name(family, dataset, seed)} afresh")
+                     f"delete it) to train {workdir.name} afresh")
 
 
 def overrides(seed) -> tuple[str, ...]:
@@ -147,12 +157,13 @@ def train(root: pathlib.Path, dataset: str) -> None:
   recorded = _recorded(dataset)
   done = {family: _recorded_seeds(recorded.get(family), settings(family, dataset))
           for family, _ in FAMILIES}
+  configs = {family: committed(family, dataset) for family, _ in FAMILIES}
   for seed in seeds(dataset):
     for family, _ in FAMILIES:
       run, num_steps = run_name(family, dataset, seed), steps(family, dataset)
       if seed in done[family] and not (root / run).exists():
         continue
-      check_trained(root / run, family, dataset, seed)
+      check_trained(root / run, configs[family], seed)
       sweep.train(root, run, f"{family}_{dataset}", overrides(seed))
       if family in CLASSIFIERS and "accuracy" not in (final(root / run, num_steps) or {}):
         subprocess.run([sys.executable, "-m", "genjax.cli.gan_accuracy",
@@ -165,9 +176,10 @@ def evaluate(root: pathlib.Path, dataset: str) -> dict:
     config, num_steps = f"{family}_{dataset}", steps(family, dataset)
     current = settings(family, dataset)
     per_seed = _recorded_seeds(before.get(family), current)
+    config_flat = committed(family, dataset)
     for seed in seeds(dataset):
       run = run_name(family, dataset, seed)
-      check_trained(root / run, family, dataset, seed)
+      check_trained(root / run, config_flat, seed)
       found = final(root / run, num_steps)
       if found is not None:
         per_seed[seed] = found

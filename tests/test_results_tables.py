@@ -4,10 +4,12 @@ committed metrics files: a figure cannot drift from its run."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from experiments import sweep
 from experiments import tables
+from genjax import checkpoint
 
 
 def test_results_tables_match_their_metrics_files():
@@ -260,7 +262,7 @@ def test_the_zoo_refuses_a_run_trained_with_other_settings_than_its_config(tmp_p
   monkeypatch.setattr(sweep, "RESULTS", tmp_path)
   root = tmp_path / "runs"
 
-  def checkpoint(run, step, **changes):
+  def trained_as(run, step, **changes):
     config = zoo._config("sngan", "mnist")  # pylint: disable=protected-access
     for key, value in changes.items():
       node, *path = key.split(".")[::-1]
@@ -268,19 +270,22 @@ def test_the_zoo_refuses_a_run_trained_with_other_settings_than_its_config(tmp_p
       for name in reversed(path):
         section = section[name]
       section[node] = value
-    meta = root / run / "checkpoints" / str(step) / "meta"
-    meta.mkdir(parents=True)
     tree = json.loads(config.to_json())
     tree.pop("tune_malloc")  # a key the run's genjax did not have yet: not compared
-    (meta / "metadata").write_text(json.dumps({"config": json.dumps(tree)}))
+    with checkpoint.Checkpointer(str(root / run / "checkpoints"), asynchronous=False) as ckpt:
+      ckpt.save(step, {"step": np.zeros((), np.int32)}, {"config": json.dumps(tree)})
 
   # bookkeeping and the recorded metrics may differ; only the newest checkpoint counts
-  checkpoint("sngan_mnist_s1", 100, ema_decay=0.0)
-  checkpoint("sngan_mnist_s1", 200, seed=1, **{"eval.every": 500, "eval.metrics": "fid,kid",
+  trained_as("sngan_mnist_s1", 100, ema_decay=0.0)
+  trained_as("sngan_mnist_s1", 200, seed=1, **{"eval.every": 500, "eval.metrics": "fid,kid",
                                                 "log_every": 7})
-  zoo.check_trained(root / "sngan_mnist_s1", "sngan", "mnist", 1)
-  zoo.check_trained(root / "sngan_mnist_s2", "sngan", "mnist", 2)  # not started: nothing to check
-  checkpoint("sngan_mnist_s0", 300, seed=0, ema_decay=0.0, **{"optimizer.learning_rate": 1.0})
+  config = zoo.committed("sngan", "mnist")
+  zoo.check_trained(root / "sngan_mnist_s1", config, 1)
+  zoo.check_trained(root / "sngan_mnist_s2", config, 2)  # not started: nothing to check
+  # a save under way (an unfinished step's temporary directory) is not the newest checkpoint
+  (root / "sngan_mnist_s1" / "checkpoints" / "300.orbax-checkpoint-tmp-0").mkdir()
+  zoo.check_trained(root / "sngan_mnist_s1", config, 1)
+  trained_as("sngan_mnist_s0", 300, seed=0, ema_decay=0.0, **{"optimizer.learning_rate": 1.0})
   trained = []
   monkeypatch.setattr(sweep, "train", lambda root, run, *_: trained.append(run))
   for action in ("evaluate", "train"):
@@ -295,4 +300,4 @@ def test_the_zoo_refuses_a_run_trained_with_other_settings_than_its_config(tmp_p
   assert trained == ["dcgan_mnist_s0", "lsgan_mnist_s0", "hinge_mnist_s0", "wgan_mnist_s0",
                      "wgan_gp_mnist_s0"]  # the families before SNGAN: it resumes nothing
   with pytest.raises(SystemExit, match="was trained with seed=1 \\(expected 2\\)"):
-    zoo.check_trained(root / "sngan_mnist_s1", "sngan", "mnist", 2)
+    zoo.check_trained(root / "sngan_mnist_s1", config, 2)
