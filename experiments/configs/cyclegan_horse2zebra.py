@@ -8,30 +8,15 @@ generators and two basic PatchGANs with InstanceNorm, batch 1, resize to 286 and
       --workdir=runs/horse2zebra --config.dataset.path=/data/horse2zebra
 """
 
-from genjax.config import base_config
+from experiments.configs._folder import folder_config
 
 EXAMPLES = 1334  # horse2zebra/trainA; an epoch is max(|A|, |B|) / batch steps in the reference
 
 
 def get_config():
-  c = base_config("cyclegan")
-  c.dataset.name = "image_folder"
-  c.dataset.layout = "unaligned"
-  c.dataset.preprocess = "resize_and_crop"
-  c.dataset.load_size = 286
-  c.dataset.crop_size = 256
-  c.dataset.flip = True
+  c = folder_config("cyclegan", "unaligned", EXAMPLES)
   c.method.gan_mode = "lsgan"
   c.method.lambda_L1 = 0.0
   c.method.pool_size = 50
   c.method.update_order = "g_first"
-  c.batch_size = 1
-  epochs = EXAMPLES // c.batch_size
-  c.num_steps = 200 * epochs
-  c.optimizer.schedule = "hold_linear"
-  c.optimizer.hold_steps = 100 * epochs
-  c.num_samples = 8
-  c.sample_every = 10 * epochs
-  c.checkpoint_every = 5 * epochs
-  c.log_every = 100
   return c
