@@ -102,7 +102,12 @@ def check_trained(workdir: pathlib.Path, config: dict, seed: int) -> None:
     step = ckpt.latest_step()
     if step is None:
       return
-    trained = _flat(json.loads(ckpt.read_meta(step)["config"]))
+    try:
+      trained = _flat(json.loads(ckpt.read_meta(step)["config"]))
+    except checkpoint.UnreadableCheckpoint as e:
+      raise SystemExit(f"{e}: move {workdir} aside (or delete it) to train {workdir.name} "
+                       f"afresh, or resume it by hand with --config.resume_skip_corrupt=True"
+                       ) from None
   expected = {**config, "seed": seed}
   ignored = {*_BOOKKEEPING, "eval.metrics"} - {"seed"}
   differ = [f"{k}={trained[k]!r} (expected {expected[k]!r})" for k in sorted(trained)

@@ -301,3 +301,9 @@ def test_the_zoo_refuses_a_run_trained_with_other_settings_than_its_config(tmp_p
                      "wgan_gp_mnist_s0"]  # the families before SNGAN: it resumes nothing
   with pytest.raises(SystemExit, match="was trained with seed=1 \\(expected 2\\)"):
     zoo.check_trained(root / "sngan_mnist_s1", config, 2)
+  # a newest checkpoint whose metadata cannot be read: one line, which says what to do
+  (root / "sngan_mnist_s1" / "checkpoints" / "200" / "meta" / "metadata").write_text("{torn")
+  with pytest.raises(SystemExit) as info:
+    zoo.check_trained(root / "sngan_mnist_s1", config, 1)
+  assert "the metadata of checkpoint step 200" in str(info.value)
+  assert "resume_skip_corrupt" in str(info.value) and "\n" not in str(info.value)
