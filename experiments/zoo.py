@@ -12,7 +12,7 @@ classes). Seed by seed (every family's seed 0 first); a stopped sweep picks up w
 settings are not trained again. ``evaluate`` writes the summary
 ``experiments/results/zoo_<dataset>.json`` (each seed's last evaluation and its curve) and
 copies seed 0's sample grid to ``experiments/samples/zoo/<run>.png``. Each row records its
-config's :func:`settings`; a recorded seed is dropped when they change.
+config's settings (:func:`spec`); a recorded seed is dropped when they change.
 
   python -m experiments.zoo train --root=RUNS [--datasets=mnist]
   python -m experiments.zoo evaluate --root=RUNS   # -> experiments/results/zoo_<dataset>.json
@@ -26,6 +26,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+from typing import NamedTuple
 
 from experiments import sweep
 from genjax import checkpoint
@@ -53,9 +54,11 @@ def _config(family: str, dataset: str):
   return importlib.import_module(f"experiments.configs.{family}_{dataset}").get_config()
 
 
-def steps(family: str, dataset: str) -> int:
-  """The committed config's ``num_steps``: where a run's figures are read."""
-  return _config(family, dataset).num_steps
+class Spec(NamedTuple):
+  """What a family's committed config fixes for the table, from one build of it."""
+  steps: int  # num_steps: where a run's figures are read
+  settings: dict  # {dotted key: value} where it departs from its model's defaults, less bookkeeping
+  committed: dict  # {dotted key: value} of the whole config, as a run's checkpoint stores it
 
 
 # what moves neither a run's trajectory nor its final figures
@@ -63,14 +66,18 @@ _BOOKKEEPING = ("seed", "log_every", "sample_every", "checkpoint_every", "keep_c
                 "eval.every")
 
 
-def settings(family: str, dataset: str) -> dict:
-  """``{dotted key: value}``: where the committed config departs from its model's defaults
-  (``genjax.config.base_config``), less bookkeeping; what a recorded seed was trained with.
-  Keys added to the defaults later leave it as it is; a changed setting drops the seeds."""
+def spec(family: str, dataset: str) -> Spec:
+  """The committed config ``experiments/configs/<family>_<dataset>.py``, built once.
+
+  ``settings`` compares it with ``genjax.config.base_config`` of its model: what a recorded
+  seed was trained with. Keys added to the defaults later leave it as it is; a changed setting
+  drops the seeds. ``committed`` is what :func:`check_trained` holds a workdir's run to."""
   config = _config(family, dataset)
+  flat = _flat(config.to_dict())
   defaults = _flat(base_config(config.model.name).to_dict())
-  return {k: v for k, v in _flat(config.to_dict()).items()
-          if k not in _BOOKKEEPING and (k not in defaults or defaults[k] != v)}
+  settings = {k: v for k, v in flat.items()
+              if k not in _BOOKKEEPING and (k not in defaults or defaults[k] != v)}
+  return Spec(config.num_steps, settings, flat)
 
 
 def _flat(tree: dict) -> dict:
@@ -82,11 +89,6 @@ def _flat(tree: dict) -> dict:
       else:
         yield f"{prefix}{k}", v
   return json.loads(json.dumps(dict(walk(tree))))
-
-
-def committed(family: str, dataset: str) -> dict:
-  """``{dotted key: value}`` of the committed config, as a run's checkpoint stores it."""
-  return _flat(_config(family, dataset).to_dict())
 
 
 def check_trained(workdir: pathlib.Path, config: dict, seed: int) -> None:
@@ -151,8 +153,8 @@ def _recorded(dataset: str) -> dict:
 
 
 def _recorded_seeds(row: dict | None, current: dict) -> dict:
-  """``{seed: figures}`` a summary row records under the config's ``current`` :func:`settings`
-  (none after they changed)."""
+  """``{seed: figures}`` a summary row records under the config's ``current`` settings
+  (:func:`spec`; none after they changed)."""
   if not row or row.get("settings") != current:
     return {}
   return {int(s): v for s, v in row["per_seed"].items()}
@@ -160,15 +162,15 @@ def _recorded_seeds(row: dict | None, current: dict) -> dict:
 
 def train(root: pathlib.Path, dataset: str) -> None:
   recorded = _recorded(dataset)
-  done = {family: _recorded_seeds(recorded.get(family), settings(family, dataset))
+  specs = {family: spec(family, dataset) for family, _ in FAMILIES}
+  done = {family: _recorded_seeds(recorded.get(family), specs[family].settings)
           for family, _ in FAMILIES}
-  configs = {family: committed(family, dataset) for family, _ in FAMILIES}
   for seed in seeds(dataset):
     for family, _ in FAMILIES:
-      run, num_steps = run_name(family, dataset, seed), steps(family, dataset)
+      run, num_steps = run_name(family, dataset, seed), specs[family].steps
       if seed in done[family] and not (root / run).exists():
         continue
-      check_trained(root / run, configs[family], seed)
+      check_trained(root / run, specs[family].committed, seed)
       sweep.train(root, run, f"{family}_{dataset}", overrides(seed))
       if family in CLASSIFIERS and "accuracy" not in (final(root / run, num_steps) or {}):
         subprocess.run([sys.executable, "-m", "genjax.cli.gan_accuracy",
@@ -178,10 +180,8 @@ def train(root: pathlib.Path, dataset: str) -> None:
 def evaluate(root: pathlib.Path, dataset: str) -> dict:
   rows, before = [], _recorded(dataset)
   for family, label in FAMILIES:
-    config, num_steps = f"{family}_{dataset}", steps(family, dataset)
-    current = settings(family, dataset)
+    config, (num_steps, current, config_flat) = f"{family}_{dataset}", spec(family, dataset)
     per_seed = _recorded_seeds(before.get(family), current)
-    config_flat = committed(family, dataset)
     for seed in seeds(dataset):
       run = run_name(family, dataset, seed)
       check_trained(root / run, config_flat, seed)

@@ -182,7 +182,7 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_settings_change(
     workdir = root / zoo.run_name(family, "mnist", seed)
     (workdir / "samples").mkdir(parents=True)
     (workdir / "samples" / "samples.png").write_bytes(b"png")
-    last = last or zoo.steps(family, "mnist")
+    last = last or zoo.spec(family, "mnist").steps
     lines = [{"step": 1000, "source": "train", "fid": 3 * fid, "kid_mean": 1.0},
              {"step": last, "source": "train", "fid": fid, "kid_mean": fid / 100, **extra}]
     if accuracy is not None:
@@ -195,18 +195,19 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_settings_change(
   run("acgan", 0, 5.0, label_accuracy=0.97)
   run("cgan", 0, 4.0)  # trained before the evaluator scored labels, then evaluated again
   with (root / "cgan_mnist_s0" / "metrics.jsonl").open("a") as f:
-    f.write(json.dumps({"step": zoo.steps("cgan", "mnist"), "source": "evaluate", "fid": 4.0,
-                        "label_accuracy": 0.99}) + "\n")
+    f.write(json.dumps({"step": zoo.spec("cgan", "mnist").steps, "source": "evaluate",
+                        "fid": 4.0, "label_accuracy": 0.99}) + "\n")
   run("sgan", 1, 40.0, accuracy=0.99)
   with (root / "sngan_mnist_s0" / "metrics.jsonl").open("a") as f:  # modes, evaluated later
-    for step, kl in ((1000, 0.5), (zoo.steps("sngan", "mnist"), 0.0123)):
+    for step, kl in ((1000, 0.5), (zoo.spec("sngan", "mnist").steps, 0.0123)):
       f.write(json.dumps({"step": step, "source": "evaluate", "class_kl": kl}) + "\n")
   run("lsgan", 0, 80.0, last=2000)  # not at its config's last step yet
   for dataset in ("mnist", "fashion_mnist"):
     _write(tmp_path / f"zoo_{dataset}.json", zoo.evaluate(root, dataset))
   lines = {x.split(" | ")[0]: x for x in tables.render_zoo("mnist").splitlines()[2:]}
   assert lines["| DCGAN"] == (
-      f"| DCGAN | `dcgan_mnist` | {zoo.steps('dcgan', 'mnist')} | 25.00 ± 7.07 (2 of 3 seeds) "
+      f"| DCGAN | `dcgan_mnist` | {zoo.spec('dcgan', 'mnist').steps} "
+      "| 25.00 ± 7.07 (2 of 3 seeds) "
       "| 0.25 ± 0.07 (2 of 3 seeds) | 1.0× | 60.0 → 20.0 |  | [png](samples/zoo/dcgan_mnist_s0.png) |")
   assert ("| 2.0× | 150.0 → 50.0 | class shares' KL to the data's (10⁻³ nats): 12.30 "
           "(1 of 3 seeds) |" in lines["| SNGAN (hinge, EMA)"])
@@ -243,7 +244,7 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_settings_change(
     config.eval.every = 500 if family == "sngan" else config.eval.every
     return config
   monkeypatch.setattr(zoo, "_config", changed)
-  assert zoo.settings("acgan", "mnist")["ema_decay"] == 0.999
+  assert zoo.spec("acgan", "mnist").settings["ema_decay"] == 0.999
   _write(tmp_path / "zoo_mnist.json", zoo.evaluate(tmp_path / "elsewhere", "mnist"))
   rows = {r["family"]: r for r in json.loads((tmp_path / "zoo_mnist.json").read_text())["rows"]}
   assert rows["dcgan"]["per_seed"] == rows["acgan"]["per_seed"] == {}
@@ -279,7 +280,7 @@ def test_the_zoo_refuses_a_run_trained_with_other_settings_than_its_config(tmp_p
   trained_as("sngan_mnist_s1", 100, ema_decay=0.0)
   trained_as("sngan_mnist_s1", 200, seed=1, **{"eval.every": 500, "eval.metrics": "fid,kid",
                                                 "log_every": 7})
-  config = zoo.committed("sngan", "mnist")
+  config = zoo.spec("sngan", "mnist").committed
   zoo.check_trained(root / "sngan_mnist_s1", config, 1)
   zoo.check_trained(root / "sngan_mnist_s2", config, 2)  # not started: nothing to check
   # a save under way (an unfinished step's temporary directory) is not the newest checkpoint
