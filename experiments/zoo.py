@@ -93,7 +93,7 @@ def _flat(tree: dict) -> dict:
 
 def check_trained(workdir: pathlib.Path, config: dict, seed: int) -> None:
   """Raises SystemExit (one line) if ``workdir`` holds a run trained with other settings than
-  the committed ``config`` (:func:`committed`) and ``seed`` (its newest checkpoint's config
+  the committed ``config`` (``spec(...).committed``) and ``seed`` (its newest checkpoint's config
   says): its figures would stand in the row under the wrong settings, and resuming it would mix
   two. Keys only one of them has (added to the defaults since) and which metrics are recorded
   are not compared."""
