@@ -398,7 +398,7 @@ def render_zoo(dataset: str) -> str:
     per_seed, n = row["per_seed"], len(row["seeds"])
     fid = _over_seeds([v["fid"] for v in per_seed.values()], n, "{:.2f}", count_all=False)
     kid = _over_seeds([v["kid"] for v in per_seed.values()], n, "{:.2f}", count_all=False)
-    ratio = (f"{row['fid']['mean'] / dcgan['mean']:.1f}×" if row["fid"] and dcgan else "–")
+    ratio = (f"{row['fid']['mean'] / dcgan['mean']:.2f}×" if row["fid"] and dcgan else "–")
     first = next(iter(per_seed.values()), None)
     curve = " → ".join(f"{value:.1f}" for _, value in first["curve"]) if first else "–"
     grid = f"zoo/{row['family']}_{dataset}_s{row['seeds'][0]}.png"

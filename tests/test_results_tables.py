@@ -208,8 +208,8 @@ def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_settings_change(
   assert lines["| DCGAN"] == (
       f"| DCGAN | `dcgan_mnist` | {zoo.spec('dcgan', 'mnist').steps} "
       "| 25.00 ± 7.07 (2 of 3 seeds) "
-      "| 0.25 ± 0.07 (2 of 3 seeds) | 1.0× | 60.0 → 20.0 |  | [png](samples/zoo/dcgan_mnist_s0.png) |")
-  assert ("| 2.0× | 150.0 → 50.0 | class shares' KL to the data's (10⁻³ nats): 12.30 "
+      "| 0.25 ± 0.07 (2 of 3 seeds) | 1.00× | 60.0 → 20.0 |  | [png](samples/zoo/dcgan_mnist_s0.png) |")
+  assert ("| 2.00× | 150.0 → 50.0 | class shares' KL to the data's (10⁻³ nats): 12.30 "
           "(1 of 3 seeds) |" in lines["| SNGAN (hinge, EMA)"])
   assert "| samples classified as their label: 97.00% (1 of 3 seeds) |" in lines["| AC-GAN"]
   assert "| samples classified as their label: 99.00% (1 of 3 seeds) |" in lines[
