@@ -49,14 +49,17 @@ def first_line(e: BaseException, limit: int = 160) -> str:
   return f"{type(e).__name__}: {line}" if line else type(e).__name__
 
 
-def exit_with(message: str) -> None:
-  """Prints ``genjax: error: <first line of message>`` to stderr and exits with status 2."""
+def exit_with(message: str, before_exit: Callable[[], Any] | None = None) -> None:
+  """Prints ``genjax: error: <first line of message>`` to stderr and exits with status 2, after
+  ``before_exit()`` where given (a multi-process run's :func:`genjax.parallel.leave_together`)."""
   from absl import logging  # pylint: disable=g-import-not-at-top
   print(f"genjax: error: {message.splitlines()[0] if message else ''}", file=sys.stderr,
         flush=True)
   # Exit at once: everything worth keeping is already closed, and a failed Orbax restore leaves
   # reads in flight whose late errors would otherwise print tracebacks after this line.
   logging.flush()
+  if before_exit is not None:
+    before_exit()
   os._exit(2)  # pylint: disable=protected-access
 
 

@@ -14,6 +14,7 @@ means over the global batch and per-example noise is a slice of one global sampl
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Hashable
 
 from absl import logging
@@ -233,6 +234,34 @@ def barrier(name: str, timeout_s: int = 3600, *, report_after_s: float = 60) -> 
     coordination_client().wait_at_barrier(name, timeout_s * 1000)
   finally:
     arrived.set()
+
+
+def leave_together(timeout_s: float, *, grace_s: float = 1.0) -> None:
+  """Called by a process of a multi-process run that stops with an error, before it exits.
+
+  Process 0 hosts the coordination service, and a process whose service vanishes aborts (SIGABRT
+  and a C++ stack instead of its one-line error) even while it is closing down after the same
+  error, as a CI run's process 1 did. So process 0 leaves last: every other
+  process posts that it leaves and exits at once (a synchronous save's failure reaches process 0
+  as that exit); process 0 waits until each has posted, then ``grace_s`` for their exits. It
+  waits at most ``timeout_s`` (``--distributed_timeout``), as long as JAX gives a process that
+  stopped responding: one still training, or dead, is not waited for longer. (A process that
+  outlives another's exit by more than ``timeout_s`` is still stopped by JAX as if that one had
+  died.) Nothing happens with one process, or once the service is gone."""
+  client = coordination_client() if jax.process_count() > 1 else None
+  if client is None:
+    return
+  try:
+    if jax.process_index() != 0:
+      client.key_value_set(f"genjax/leaving/{jax.process_index()}", "1")
+      return
+    deadline = time.monotonic() + timeout_s
+    for i in range(1, jax.process_count()):
+      client.blocking_key_value_get(f"genjax/leaving/{i}",
+                                    max(int(1000 * (deadline - time.monotonic())), 1))
+  except jax.errors.JaxRuntimeError:  # the deadline passed, or the service is gone: leave now
+    return
+  time.sleep(grace_s)
 
 
 def coordination_client():

@@ -36,6 +36,19 @@ def slow_compile(seconds: float, process: int):
   return compile_
 
 
+def slow_close(seconds: float, process: int):
+  """A replacement for ``ocp.CheckpointManager.close`` that sleeps ``seconds`` in process
+  ``process`` the first time it is called: one process slower than the others to close down
+  (after an error, say)."""
+  real, slept = ocp.CheckpointManager.close, []
+
+  def close(self):
+    if jax.process_index() == process and not slept:
+      slept.append(time.sleep(seconds))
+    return real(self)
+  return close
+
+
 def sitecustomize_dir(directory, install: str) -> str:
   """A directory to put on a subprocess's PYTHONPATH: its Python starts by running the
   statement ``install`` after ``import jax, orbax.checkpoint as ocp; from tests import faults``

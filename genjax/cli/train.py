@@ -27,6 +27,7 @@ from ml_collections import config_flags
 
 from genjax import errors
 from genjax.errors import GenjaxError
+from genjax.errors import StepError
 from genjax.errors import exit_with
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (a get_config() module).",
@@ -97,7 +98,9 @@ def main(argv) -> None:
     result = train.train_and_evaluate(config, FLAGS.workdir)
   except GenjaxError as e:
     logging.flush()
-    exit_with(str(e))
+    # A failed step is usually a dead process: process 0 does not wait for it to leave.
+    exit_with(str(e), None if isinstance(e, StepError) else
+              lambda: parallel.leave_together(FLAGS.distributed_timeout))
   if result.signal is not None:
     sys.exit(128 + result.signal)
 
