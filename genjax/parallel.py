@@ -241,13 +241,13 @@ def leave_together(timeout_s: float, *, grace_s: float = 1.0) -> None:
 
   Process 0 hosts the coordination service, and a process whose service vanishes aborts (SIGABRT
   and a C++ stack instead of its one-line error) even while it is closing down after the same
-  error, as a CI run's process 1 did. So process 0 leaves last: every other
-  process posts that it leaves and exits at once (a synchronous save's failure reaches process 0
-  as that exit); process 0 waits until each has posted, then ``grace_s`` for their exits. It
-  waits at most ``timeout_s`` (``--distributed_timeout``), as long as JAX gives a process that
-  stopped responding: one still training, or dead, is not waited for longer. (A process that
-  outlives another's exit by more than ``timeout_s`` is still stopped by JAX as if that one had
-  died.) Nothing happens with one process, or once the service is gone."""
+  error, as a CI run's process 1 did. So process 0 leaves last: every other process posts that
+  it leaves and exits at once (a synchronous save's failure reaches process 0 as that exit);
+  process 0 waits until each has posted, then ``grace_s`` for their exits. It waits at most
+  ``timeout_s`` (``--distributed_timeout``), as long as JAX gives a process that stopped
+  responding: one still training, or dead, is not waited for longer. (A process that outlives
+  another's exit by more than ``timeout_s`` is still stopped by JAX as if that one had died.)
+  Nothing happens with one process, or once the service is gone."""
   client = coordination_client() if jax.process_count() > 1 else None
   if client is None:
     return
