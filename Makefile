@@ -55,9 +55,10 @@ test: $(BIN)/.genjax-test data kernels
 clean:
 	rm -rf runs/demo
 
-# The benchmark suite (genjax vs PyTorch: DCGAN-64 b64, DCGAN-32 b64, VAE b128; fp32 and bf16)
-# on this machine -> benchmarks/results/ (JSON, markdown, README). ~6 min on 2 idle cores; each
-# model first waits (up to 10 min) for other processes to leave the CPU quiet.
+# The benchmark suite (genjax vs PyTorch: DCGAN-64 b64, DCGAN-32 b64, VAE b128; fp32, and bf16
+# where the CPU has bfloat16 instructions) on this machine -> benchmarks/results/ (JSON, markdown,
+# README). ~6 min on 2 idle cores; each model first waits (up to 10 min) for other processes to
+# leave the CPU quiet.
 .PHONY: bench
 bench: $(BIN)/.genjax-test data kernels
 	$(BIN)/python -m benchmarks.run --suite default --wait-quiet 600

@@ -75,7 +75,7 @@ VENDOR_PEAKS = {
 class Options:
   """What to run; the CLI's flags (``benchmarks.run``)."""
   models: list[tuple[str, int]]  # (workload name, global batch)
-  dtypes: list[str]
+  dtypes: list[str] | None  # None: this machine's default (default_dtypes)
   steps: int = 20
   warmup: int = 3
   block: int = 5
@@ -142,6 +142,20 @@ def peer_device(backend: str) -> str | None:
 AVX2_CAP = {"DNNL_MAX_CPU_ISA": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
             "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 XLA_AVX2_FLAG = "--xla_cpu_max_isa=AVX2"
+
+
+def default_dtypes(backend: str, log: Callable[[str], None]) -> list[str]:
+  """The dtypes a run times unless told: float32 and bfloat16, float32 alone on a CPU without
+  bfloat16 instructions (``avx512_bf16``), or capped below them, where the peer's bfloat16 is
+  emulated and genjax's convolutions compute in float32, so the pair would time neither side's
+  bfloat16; it logs why."""
+  if backend != "cpu" or (host.cpu_isa() == "avx512_bf16" and not isa_cap()):
+    return ["float32", "bfloat16"]
+  cap = f" capped at {isa_cap()}" if isa_cap() else ""
+  log(f"bfloat16 skipped: this CPU ({host.cpu_isa()}{cap}) has no bfloat16 instructions, so "
+      "PyTorch emulates bfloat16 and genjax's convolutions compute in float32; --dtypes "
+      "float32,bfloat16 times it anyway")
+  return ["float32"]
 
 
 def isa_cap() -> str | None:
@@ -551,6 +565,8 @@ def run_suite(opts: Options) -> list[dict[str, Any]]:
   """Runs every (model, dtype) of ``opts`` and returns the records."""
   log = opts.log
   backend = jax.default_backend()
+  if opts.dtypes is None:
+    opts = dataclasses.replace(opts, dtypes=default_dtypes(backend, log))
   torch = torch_or_none()
   device = peer_device(backend) if opts.peer else None
   if opts.peer and device is None:

@@ -41,8 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  "(default: the suite's)")
   p.add_argument("--batch", type=int, default=None,
                  help="global batch for every model (default: each model's suite batch)")
-  p.add_argument("--dtypes", type=_csv, default=["float32", "bfloat16"],
-                 help="comma-separated compute dtypes (default float32,bfloat16)")
+  p.add_argument("--dtypes", type=_csv, default=None,
+                 help="comma-separated compute dtypes (default float32,bfloat16; float32 alone "
+                 "on a CPU without bfloat16 instructions, where PyTorch emulates them)")
   p.add_argument("--steps", type=int, default=None, help="timed steps per side (default 20)")
   p.add_argument("--warmup", type=int, default=None, help="untimed steps per side (default 3)")
   p.add_argument("--block", type=int, default=None,
@@ -73,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  help="run the PyTorch peer in pytorch/examples' NCHW-contiguous memory format "
                  "instead of channels_last (the faster one on CPU here)")
   a = p.parse_args(argv)
-  for dtype in a.dtypes:
+  for dtype in a.dtypes or []:
     if dtype not in ("float32", "bfloat16"):
       p.error(f"unknown dtype {dtype!r}; valid: float32, bfloat16")
   for name in a.models or []:

@@ -19,6 +19,7 @@ from flax import nnx
 from benchmarks import harness
 from benchmarks import probe
 from benchmarks import report
+from benchmarks import run as run_cli
 from benchmarks import torch_peers
 from benchmarks import workloads
 from genjax import config as config_lib
@@ -291,6 +292,32 @@ def test_pix2pix_discriminator_statistics_follow_the_reference_order():
   for k, v in peer.networks()["D"].state_dict().items():
     if "running" in k:
       np.testing.assert_allclose(ours[k], v.numpy(), rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("backend,isa,cap,expected", [
+    ("cpu", "avx512_bf16", None, ["float32", "bfloat16"]),
+    ("cpu", "avx512_bf16", "avx2", ["float32"]),  # --max-isa avx2
+    ("cpu", "avx512", None, ["float32"]),
+    ("cpu", "avx2", None, ["float32"]),
+    ("gpu", "avx2", None, ["float32", "bfloat16"]),
+])
+def test_default_dtypes_skip_bfloat16_where_the_cpu_has_no_bfloat16_instructions(
+    monkeypatch, backend, isa, cap, expected):
+  """Without avx512_bf16 PyTorch emulates bfloat16 (a GEMM ~40x slower than float32 on an AVX2
+  EPYC) and genjax's convolutions compute in float32: the default run leaves it out and says
+  why; asked for, it is timed."""
+  monkeypatch.setattr(host, "cpu_isa", lambda: isa)
+  monkeypatch.setattr(harness, "isa_cap", lambda: cap)
+  logged = []
+  assert harness.default_dtypes(backend, logged.append) == expected
+  if expected == ["float32"]:
+    (line,) = logged
+    assert line.startswith(f"bfloat16 skipped: this CPU ({isa}{' capped at avx2' if cap else ''})")
+    assert "--dtypes float32,bfloat16" in line
+  else:
+    assert not logged
+  assert run_cli.parse_args([]).dtypes is None
+  assert run_cli.parse_args(["--dtypes", "bfloat16"]).dtypes == ["bfloat16"]
 
 
 def test_peer_server_times_steps_from_genjax_weights_in_its_own_process():
