@@ -34,6 +34,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # else a parent's (e.g. pytes
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -98,6 +99,31 @@ TINY_DCGAN_FLAGS = ("--config.dataset.name=synthetic", "--config.model.ngf=8",
                     "--config.model.ndf=8", "--config.model.latent_dim=16",
                     "--config.batch_size=16", "--config.num_samples=16",
                     "--config.compilation_cache_dir=", "--config.eval.every=0")
+
+
+# A step's program on 8 devices and on one round differently, and where an input of a ReLU-type
+# activation lies within that rounding of the kink, the two take different sides of it: on a
+# 2-core AVX2-only EPYC, XLA's FMA code for the one-device DAE step (test_parallel) put one
+# BatchNorm output at 5.5e-8 on the other side of 0 from the 8-device programs (which agree to
+# 7e-7 with each other and with the one-device program compiled without FMA,
+# --xla_cpu_max_isa=AVX), and that one flip moved its layer's SGD update by 1.5% of the largest
+# element, and the layers before it by up to 0.5%. A sharding bug (gradients or statistics not
+# all-reduced, another example's noise) moves updates by tens of percent.
+KINK = 0.05
+
+
+def assert_steps_close(got, expected, start, *, rtol: float = 0.0, atol: float = 0.0,
+                       kink: float = KINK, what: str = "") -> None:
+  """Leaf by leaf, the state ``got`` equals ``expected``, both made by one training step from
+  ``start`` (other devices or programs): to ``rtol``/``atol``, plus ``kink`` times the largest
+  change the step made to the leaf (see KINK)."""
+  leaves = jax.tree_util.tree_leaves_with_path(got)
+  expected, start = jax.tree.leaves(expected), jax.tree.leaves(start)
+  assert len(leaves) == len(expected) == len(start) > 0
+  for (path, a), b, s in zip(leaves, expected, start):
+    a, b, s = (np.asarray(v) for v in (a, b, s))
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol + kink * np.abs(b - s).max(),
+                               err_msg=f"{what}{jax.tree_util.keystr(path)}")
 
 
 @pytest.fixture(scope="session", autouse=True)

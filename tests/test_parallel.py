@@ -16,6 +16,7 @@ from genjax import data
 from genjax import parallel
 from genjax import runs
 from genjax.errors import ConfigError
+from tests.conftest import assert_steps_close
 from tests.conftest import NUM_DEVICES
 from tests.conftest import tiny_config
 
@@ -54,13 +55,10 @@ def test_one_step_equals_single_device(case, strategy_name):
   got = jax.device_get(strategy.get_state(new_state))
 
   assert int(got.step) == 1
-  for what in ("params", "buffers"):
-    flat_got = jax.tree_util.tree_leaves_with_path(getattr(got, what))
-    flat_expected = jax.tree_util.tree_leaves(getattr(expected, what))
-    assert len(flat_got) == len(flat_expected) > 0
-    for (path, a), b in zip(flat_got, flat_expected):
-      np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL,
-                                 err_msg=f"{what}{jax.tree_util.keystr(path)}")
+  assert_steps_close(got.params, expected.params, init.params, rtol=RTOL, atol=ATOL,
+                     what="params")
+  assert_steps_close(got.buffers, expected.buffers, init.buffers, rtol=RTOL, atol=ATOL, kink=0,
+                     what="buffers")
   # The step really changed the statistics and parameters (the comparison is not vacuous).
   assert not np.allclose(jax.tree.leaves(got.params)[0], jax.tree.leaves(init.params)[0])
   stats = [x for x in jax.tree.leaves(got.buffers) if x.ndim]
