@@ -313,9 +313,9 @@ def test_one_cyclegan_step_on_8_devices_equals_one_device(strategy_name):
   placed, _ = strategy.compile(method.step)(placed, strategy.put_batch(batch))
   got = jax.device_get(strategy.get_state(placed))
   # Rounding: the 8 devices sum in another order, oneDNN's AVX2 kernels round differently from
-  # its AVX-512 ones (up to 3.2e-6 with oneDNN capped at AVX2), and a LeakyReLU input near its
-  # kink may take the other side (KINK; on an AVX2-only EPYC G_B's updates moved by up to 2.2e-4
-  # of their largest).
+  # its AVX-512 ones (up to 3.2e-6 with oneDNN capped at AVX2), and an activation's input near its
+  # kink may take the other side (KINK). On an AVX2-only EPYC G_B's updates differed by up to
+  # 2.2e-4 of their largest, past rtol and atol.
   for what in ("params", "extra"):
     assert_steps_close(getattr(got, what), getattr(expected, what), getattr(init, what),
                        rtol=1e-4, atol=1e-5, kink=KINK if what == "params" else 0, what=what)
