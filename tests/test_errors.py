@@ -149,8 +149,8 @@ def test_signal_saves_a_checkpoint_then_exits(tmp_path, sig):
       break
   rest = proc.stderr.read()
   proc.wait(timeout=120)
-  assert proc.returncode == 128 + sig, rest[-2000:]
   dump = "".join(seen) + rest
+  assert proc.returncode == 128 + sig, dump[-4000:]
   assert "(most recent call first)" in dump and 'genjax/train.py", line' in dump, dump[-2000:]
   steps = committed_steps(tmp_path)
   assert len(steps) == 1 and 3 <= steps[0] < 100000
