@@ -70,6 +70,7 @@ struct Primitive {
   dnnl::primitive prim;
   memory::desc src, dst, weights_user, weights, scratch;
   dnnl::reorder weights_reorder;  // user -> primitive layout (primitive -> user for kBwdWeights)
+  memory::desc reorder_scratch;
   bool reorder = false;
   // kFwd as a matmul: src and dst are then the (rows, K) and (rows, N) matrices, gemm_weights
   // the (K, N) view of the weights in their HWIO layout.
@@ -193,11 +194,14 @@ std::shared_ptr<Primitive> Build(Kind kind, memory::data_type dt, const memory::
   }
   p->reorder = p->weights != p->weights_user;
   if (p->reorder) {
-    p->weights_reorder = kind == kBwdWeights
-        ? dnnl::reorder(memory(p->weights, eng, DNNL_MEMORY_NONE),
-                        memory(p->weights_user, eng, DNNL_MEMORY_NONE))
-        : dnnl::reorder(memory(p->weights_user, eng, DNNL_MEMORY_NONE),
-                        memory(p->weights, eng, DNNL_MEMORY_NONE));
+    // In the user's scratchpad mode (attr), as the primitive itself: in oneDNN's default library
+    // mode a primitive may run only in the thread that created it (here the trace-time probe's),
+    // never in two at once, and XLA runs these calls on its own threads, two at a time.
+    const bool back = kind == kBwdWeights;
+    dnnl::reorder::primitive_desc pd(eng, back ? p->weights : p->weights_user, eng,
+                                     back ? p->weights_user : p->weights, attr);
+    p->weights_reorder = dnnl::reorder(pd);
+    p->reorder_scratch = pd.scratchpad_desc();
   }
   return p;
 }
@@ -282,7 +286,12 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::AnyB
     void* w_ptr = kind == kBwdWeights ? out.untyped_data() : second.untyped_data();
     memory w_user(p->weights_user, eng, w_ptr);
     memory w = p->reorder ? memory(p->weights, eng) : w_user;
-    if (p->reorder && kind != kBwdWeights) p->weights_reorder.execute(stream, w_user, w);
+    std::unique_ptr<uint8_t[]> reorder_buf(new uint8_t[p->reorder_scratch.get_size()]);
+    auto reorder = [&](const memory& from, const memory& to) {
+      p->weights_reorder.execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
+          {DNNL_ARG_SCRATCHPAD, memory(p->reorder_scratch, eng, reorder_buf.get())}});
+    };
+    if (p->reorder && kind != kBwdWeights) reorder(w_user, w);
     if (p->gemm) {
       const Im2col& g = p->im2col;
       std::unique_ptr<uint8_t[]> cols;
@@ -310,7 +319,7 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer first, ffi::AnyBuffer second, ffi::AnyB
                                {DNNL_ARG_DIFF_DST, memory(p->dst, eng, second.untyped_data())},
                                {DNNL_ARG_DIFF_WEIGHTS, w},
                                {DNNL_ARG_SCRATCHPAD, scratch}});
-      if (p->reorder) p->weights_reorder.execute(stream, w, w_user);
+      if (p->reorder) reorder(w, w_user);
     }
     stream.wait();
   } catch (const std::exception& e) {
