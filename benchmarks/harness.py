@@ -151,8 +151,7 @@ def default_dtypes(backend: str, log: Callable[[str], None]) -> list[str]:
   bfloat16; it logs why."""
   if backend != "cpu" or (host.cpu_isa() == "avx512_bf16" and not isa_cap()):
     return ["float32", "bfloat16"]
-  cap = f" capped at {isa_cap()}" if isa_cap() else ""
-  log(f"bfloat16 skipped: this CPU ({host.cpu_isa()}{cap}) has no bfloat16 instructions, so "
+  log(f"bfloat16 skipped: this CPU ({isa_description()}) has no bfloat16 instructions, so "
       "PyTorch emulates bfloat16 and genjax's convolutions compute in float32; --dtypes "
       "float32,bfloat16 times it anyway")
   return ["float32"]
@@ -164,10 +163,15 @@ def isa_cap() -> str | None:
   return "avx2" if capped and XLA_AVX2_FLAG in os.environ.get("XLA_FLAGS", "") else None
 
 
+def isa_description() -> str:
+  """This CPU's ISA as the run sees it: ``'avx2'``, ``'avx512_bf16 capped at avx2'``, ..."""
+  cap = isa_cap()
+  return host.cpu_isa() + (f" capped at {cap}" if cap else "")
+
+
 def device_description(backend: str) -> str:
   if backend == "cpu":
-    cap = f" capped at {isa_cap()}" if isa_cap() else ""
-    return f"{cpu_name()} ({num_cores()} cores, {host.cpu_isa()}{cap})"
+    return f"{cpu_name()} ({num_cores()} cores, {isa_description()})"
   devices = jax.devices()
   return f"{len(devices)}x {devices[0].device_kind}"
 
