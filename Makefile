@@ -28,8 +28,10 @@ data:
 	@[ -e $(FASHION_MNIST) ] || ($(SUDO) apt-get update -qq && \
 	  $(SUDO) apt-get install -y -qq dataset-fashion-mnist)
 
-# g++ and oneDNN 2.x for genjax's CPU convolution kernels (conv_backend 'auto'/'onednn'; genjax
-# compiles them on first use), from Debian where they are missing.
+# g++ and Debian's oneDNN 2.6 for genjax's CPU convolution kernels (conv_backend 'auto'/'onednn';
+# genjax compiles them on first use), from Debian where they are missing. CPUs without AVX-512
+# build against oneDNN 3.2 from the wheel onednn-devel-cpu-gomp instead (a dependency in
+# pyproject.toml; see genjax/kernels).
 kernels:
 	@[ -e /usr/include/oneapi/dnnl/dnnl.hpp ] && command -v g++ >/dev/null || \
 	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq g++ libdnnl-dev)

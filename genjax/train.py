@@ -177,10 +177,10 @@ def _train(config, workdir, strategy, arrays, method, frozen_weights, warm, ckpt
       position = meta["examples_seen"] // config.batch_size
     logging.info("resumed from %s at step %d", ckpt.directory, start)
     before, now = meta.get("kernels", {}), kernels.record(method.conv_backend, config.dtype)
-    if before and before["conv_kernels"] != now["conv_kernels"]:
+    used = lambda r: " ".join(filter(None, (r.get("conv_kernels"), r.get("onednn"))))
+    if before and used(before) != used(now):  # another backend, oneDNN version or ISA
       logging.warning("the run so far used conv kernels %r, this process uses %r: the same "
-                      "function, rounded differently", before["conv_kernels"],
-                      now["conv_kernels"])
+                      "function, rounded differently", used(before), used(now))
     if meta.get("frozen", {}) != frozen_sources:
       logging.warning("the run so far used the frozen networks %r, this process uses %r",
                       meta.get("frozen", {}), frozen_sources)

@@ -271,8 +271,9 @@ def test_backend_errors_and_fallback(tmp_path, monkeypatch):
   with pytest.raises(errors.KernelError) as e:
     kernels.build()
   assert str(e.value) == ("cannot build genjax's oneDNN kernels (compiler not found): install "
-                          "g++ and oneDNN 2.x (apt-get install g++ libdnnl-dev) or use "
-                          "--config.conv_backend=xla")
+                          "g++ and oneDNN (apt-get install g++; pip install "
+                          "onednn-devel-cpu-gomp==2023.2.0 or apt-get install libdnnl-dev) or "
+                          "use --config.conv_backend=xla")
   assert "\n" not in str(e.value) and not list(tmp_path.glob("*.so"))
   assert kernels.resolve("auto", mesh=mesh) == kernels.XLA
   with pytest.raises(errors.KernelError, match="cannot build"):
@@ -323,10 +324,79 @@ def test_an_unloadable_library_is_one_line_and_auto_falls_back(tmp_path, monkeyp
     return kernels.library_path()
   monkeypatch.setattr(kernels, "build", corrupt_build)
   with pytest.raises(errors.KernelError, match=r"^cannot load genjax's oneDNN kernels \(.*\): "
-                     r"reinstall oneDNN 2.x \(apt-get install libdnnl-dev\) or use "
-                     r"--config.conv_backend=xla$"):
+                     r"reinstall oneDNN \(pip install onednn-devel-cpu-gomp==2023.2.0 or "
+                     r"apt-get install libdnnl-dev\) or use --config.conv_backend=xla$"):
     kernels.resolve("onednn")
   assert kernels.resolve("auto") == kernels.XLA
+
+
+def _fake_onednn(root):
+  header = root / "include" / "oneapi" / "dnnl" / "dnnl_version.h"
+  header.parent.mkdir(parents=True)
+  header.write_text(f"#define DNNL_VERSION_MAJOR 3  // {root.name}\n")
+  (root / "lib").mkdir()
+  (root / "lib" / "libdnnl.so").write_bytes(b"")
+  return root
+
+
+def test_the_onednn_install_follows_the_cpu_and_GENJAX_ONEDNN(tmp_path, monkeypatch):
+  wheel, system = _fake_onednn(tmp_path / "env"), _fake_onednn(tmp_path / "usr")
+  monkeypatch.setattr(kernels.sysconfig, "get_paths", lambda: {"data": str(wheel)})
+  monkeypatch.setenv("CPATH", str(system / "include"))
+  monkeypatch.delenv("GENJAX_ONEDNN", raising=False)
+  isa = {"isa": "avx2"}
+  monkeypatch.setattr(kernels.host, "cpu_isa", lambda: isa["isa"])
+
+  def source(**env):
+    for k, v in env.items():
+      monkeypatch.setenv(k, v)
+    install = kernels.onednn()
+    return install.source, install.include, install.lib
+
+  # No AVX-512: the wheel's oneDNN 3.2, linked with a run path to its lib dir; AVX-512: the
+  # system's; GENJAX_ONEDNN overrides both.
+  assert source() == ("wheel", wheel / "include", wheel / "lib")
+  assert f"-Wl,-rpath,{wheel / 'lib'}" in kernels.onednn().flags()
+  wheel_library = kernels.library_path()
+  for isa["isa"] in ("avx512", "avx512_bf16"):
+    assert source() == ("system", system / "include", None)
+  assert kernels.onednn().flags() == ["-ldnnl"]
+  assert kernels.library_path() != wheel_library  # each install has a library of its own
+  assert source(GENJAX_ONEDNN="wheel")[0] == "wheel"
+  isa["isa"] = "avx2"
+  assert source(GENJAX_ONEDNN="system")[0] == "system"
+  assert source(GENJAX_ONEDNN="auto")[0] == "wheel"
+
+  # Where the preferred one is missing, the other; where a named one is missing, one line.
+  (wheel / "lib" / "libdnnl.so").unlink()
+  assert source()[0] == "system"
+  with pytest.raises(errors.KernelError, match=r"^GENJAX_ONEDNN=wheel: no oneDNN there \(pip "
+                     r"install onednn-devel-cpu-gomp==2023.2.0\)$"):
+    source(GENJAX_ONEDNN="wheel")
+  with pytest.raises(errors.ConfigError,
+                     match=r"^unknown GENJAX_ONEDNN 'whl'; valid: auto, wheel, system$"):
+    source(GENJAX_ONEDNN="whl")
+
+
+@pytest.mark.parametrize("source", ["wheel", "system"])
+def test_each_onednn_install_builds_and_computes(source, tmp_path):
+  """Both installs this machine has build the same kernels, which compute (in a process of its
+  own: the library loads once per process)."""
+  # pylint: disable-next=protected-access
+  install = kernels._wheel() if source == "wheel" else kernels._system()
+  if install is None:
+    pytest.skip(f"no {source} oneDNN here")
+  env = {**os.environ, "GENJAX_KERNEL_DIR": str(tmp_path), "GENJAX_ONEDNN": source,
+         "XLA_FLAGS": xla_flags()}
+  proc = subprocess.run([sys.executable, "-c", _CONV_RUNS + "print(kernels.info())"], env=env,
+                        capture_output=True, text=True, timeout=900, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  value, info = proc.stdout.strip().splitlines()[-2:]
+  assert float(value) == 27.0
+  version = install.version_header().decode()
+  major = next(line.split()[2] for line in version.splitlines()
+               if line.startswith("#define DNNL_VERSION_MAJOR"))
+  assert info.startswith(f"oneDNN {major}."), info
 
 
 def _fake_compiler(path, version, sleep=0):
@@ -453,3 +523,14 @@ def test_oneDNN_capped_at_avx2_trains_bfloat16_in_float32(tmp_path):
   meta = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), keep=1).read_meta(2)
   assert meta["kernels"]["conv_kernels"] == "onednn-float32"
   assert meta["kernels"]["onednn"].endswith(" avx2")
+
+  # Resumed on oneDNN capped at AVX: the same kernels by name, another ISA, so other rounding
+  # (as a move to another machine or oneDNN version): one warning names both.
+  result = run_main(tmp_path, *TINY_DCGAN_FLAGS, "--config.dtype=bfloat16",
+                    "--config.num_steps=4", "--config.checkpoint_every=2",
+                    env_extra={"ONEDNN_MAX_CPU_ISA": "AVX", "DNNL_MAX_CPU_ISA": "AVX"})
+  assert result.returncode == 0, result.stderr[-2000:]
+  warnings = [line for line in result.stderr.splitlines() if "so far used conv kernels" in line]
+  version = meta["kernels"]["onednn"].removesuffix(" avx2")  # "oneDNN 3.2.0"
+  assert len(warnings) == 1 and (f"'onednn-float32 {version} avx2', this process uses "
+                                 f"'onednn-float32 {version} avx'") in warnings[0]

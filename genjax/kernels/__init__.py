@@ -9,24 +9,25 @@ in one process, and a network built without one runs on XLA's kernels (:data:`XL
 - ``'xla'``: ``lax`` convolutions; transposed convolutions by the phase decomposition (or
   ``lax.conv_transpose``) that the layer's ``impl`` names.
 - ``'onednn'``: every conv and transposed conv of :mod:`genjax.models.layers` is a custom call
-  into oneDNN 2.x primitives (``onednn_conv.cc``: forward, backward-data, backward-weights),
+  into oneDNN primitives (``onednn_conv.cc``: forward, backward-data, backward-weights),
   differentiated (to any order, in reverse mode) by those primitives too (a forward conv with
   at most 16 output pixels and a kernel of 2^21 or more weights, or with a 1x1 output, runs as
   im2col + oneDNN's matmul, which is faster there). On the 2-core AVX-512 CPU here they take
   about half XLA:CPU's time (see benchmarks/results/README.md). CPU only,
   float32 and bfloat16. Under the ``mesh`` strategy each custom call runs on every device's
   shard of the batch (``shard_map``); under ``pmap`` per device. The library is compiled on
-  first use into ``~/.cache/genjax/kernels`` (``GENJAX_KERNEL_DIR``; needs ``g++`` and
-  ``libdnnl-dev``).
+  first use into ``~/.cache/genjax/kernels`` (``GENJAX_KERNEL_DIR``; needs ``g++``), against
+  oneDNN 3.2 from the wheel ``onednn-devel-cpu-gomp`` on CPUs without AVX-512 and Debian's
+  ``libdnnl-dev`` (2.6) on AVX-512 ones (:func:`onednn`; ``GENJAX_ONEDNN=wheel|system``).
 - ``'auto'`` (the config's default): ``'onednn'`` where it builds and loads, else ``'xla'``
   (:func:`resolve` decides, once).
 
-Not every CPU's oneDNN has every primitive in every dtype: Debian's oneDNN 2.6 has no bfloat16
-convolution on CPUs without AVX-512 (AVX2 only). So each primitive is probed once per process,
-when a step is traced (the probe builds and caches the exact primitive the call will run), and
-where the compute dtype's primitive cannot be created the call computes in float32 on oneDNN and
-rounds, or, where that cannot be created either, runs on XLA's kernels. Nothing fails inside a
-step. :func:`oneDNN_dtype` answers for a whole dtype at start-up: ``'auto'`` logs the choice,
+Not every CPU's oneDNN has every primitive in every dtype: neither oneDNN 2.6 nor 3.2 has a
+bfloat16 convolution on CPUs without AVX-512 (AVX2 only). So each primitive is probed once per
+process, when a step is traced (the probe builds and caches the exact primitive the call will
+run), and where the compute dtype's primitive cannot be created the call computes in float32 on
+oneDNN and rounds, or, where that cannot be created either, runs on XLA's kernels. Nothing fails
+inside a step. :func:`oneDNN_dtype` answers for a whole dtype at start-up: ``'auto'`` logs the choice,
 ``'onednn'`` with a dtype it lacks is a :class:`~genjax.errors.ConfigError`, and
 :func:`record` is what runs write into checkpoints, metrics and benchmark JSON.
 
@@ -42,6 +43,7 @@ import functools
 import hashlib
 import os
 import subprocess
+import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -52,7 +54,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from genjax import errors
+from genjax import errors, host
 
 BACKENDS = ("auto", "xla", "onednn")
 SOURCE = Path(__file__).with_name("onednn_conv.cc")
@@ -144,27 +146,83 @@ def _compiler_identity(cxx: str) -> str:
   return f"{cxx}: {lines[0] if lines else proc.returncode}"
 
 
-def _onednn_header() -> bytes:
-  """oneDNN's version header as the compiler would find it (b"" where it is not found)."""
+# --- which oneDNN the library is built against ----------------------------------------------
+#
+# Two installs can provide it: the wheel ``onednn-devel-cpu-gomp`` (oneDNN 3.2 on GNU OpenMP, a
+# dependency of genjax on x86-64 Linux: its headers and libdnnl.so.3 land in the environment's
+# include/ and lib/) and the system's (Debian's ``libdnnl-dev``, oneDNN 2.6, or one on CPATH).
+# ``GENJAX_ONEDNN=wheel|system`` picks one. By default CPUs without AVX-512 take the wheel's:
+# on the 2-core AVX2-only EPYC its brgemm convolutions (2.6 has none for AVX2) took genjax from
+# 0.72-0.95x of PyTorch's training speed to 0.93-1.06x (benchmarks/results/README.md); AVX-512
+# CPUs keep the system's, measured there (the wheel's is not yet). Each falls back to the other
+# where it is missing.
+ONEDNN_SOURCES = ("auto", "wheel", "system")
+WHEEL = "onednn-devel-cpu-gomp==2023.2.0"
+
+
+class OneDNN(NamedTuple):
+  """An install of oneDNN: ``source`` is ``'wheel'`` or ``'system'``; ``include`` holds
+  ``oneapi/dnnl/dnnl.hpp`` (None: none found, the build then says so); ``lib`` is the wheel's
+  library dir, linked with a run path to it (None: the linker's default dirs)."""
+  source: str
+  include: Path | None
+  lib: Path | None = None
+
+  def version_header(self) -> bytes:
+    header = self.include and self.include / "oneapi" / "dnnl" / "dnnl_version.h"
+    return header.read_bytes() if header and header.exists() else b""
+
+  def flags(self) -> list[str]:
+    """The compiler's arguments for it (include dir, library and its run path)."""
+    if self.lib is None:
+      return ["-ldnnl"]  # the compiler's own include dirs and CPATH hold the headers
+    return ["-I", str(self.include), "-L", str(self.lib), f"-Wl,-rpath,{self.lib}", "-ldnnl"]
+
+
+def _wheel() -> OneDNN | None:
+  data = Path(sysconfig.get_paths()["data"])  # where pip puts a wheel's data files
+  include, lib = data / "include", data / "lib"
+  if (include / "oneapi" / "dnnl" / "dnnl_version.h").exists() and (lib / "libdnnl.so").exists():
+    return OneDNN("wheel", include, lib)
+  return None
+
+
+def _system() -> OneDNN | None:
   dirs = [*filter(None, os.environ.get("CPATH", "").split(os.pathsep)),
           *filter(None, os.environ.get("CPLUS_INCLUDE_PATH", "").split(os.pathsep)),
           "/usr/local/include", "/usr/include"]
   for d in dirs:
-    header = Path(d) / "oneapi" / "dnnl" / "dnnl_version.h"
-    if header.exists():
-      return header.read_bytes()
-  return b""
+    if (Path(d) / "oneapi" / "dnnl" / "dnnl_version.h").exists():
+      return OneDNN("system", Path(d))
+  return None
+
+
+def onednn() -> OneDNN:
+  """The oneDNN install the library is built against (see ``GENJAX_ONEDNN`` above)."""
+  choice = os.environ.get("GENJAX_ONEDNN", "auto")
+  errors.check_choice("GENJAX_ONEDNN", choice, ONEDNN_SOURCES, errors.ConfigError)
+  if choice == "auto":
+    order = (_system, _wheel) if host.cpu_isa().startswith("avx512") else (_wheel, _system)
+  else:
+    order = (_wheel,) if choice == "wheel" else (_system,)
+  found = next((install for find in order if (install := find()) is not None), None)
+  if found is None and choice != "auto":
+    raise errors.KernelError(
+        f"GENJAX_ONEDNN={choice}: no oneDNN there ("
+        + (f"pip install {WHEEL}" if choice == "wheel" else "apt-get install libdnnl-dev") + ")")
+  return found or OneDNN("system", None)
 
 
 def library_path() -> Path:
   """Where the compiled library lives: keyed by the source, jaxlib's FFI headers, the compiler
-  (its ``--version``), its flags and oneDNN's version header."""
+  (its ``--version``), its flags, and oneDNN's install and version header."""
   include = Path(jax.ffi.include_dir())
+  install = onednn()
   digest = hashlib.sha256(SOURCE.read_bytes())
   digest.update((include / "xla/ffi/api/api.h").read_bytes())
   digest.update(_compiler_identity(_compiler()).encode())
-  digest.update(" ".join(CXX_FLAGS).encode())
-  digest.update(_onednn_header())
+  digest.update(" ".join([*CXX_FLAGS, *install.flags()]).encode())
+  digest.update(install.version_header())
   root = Path(os.environ.get("GENJAX_KERNEL_DIR", "~/.cache/genjax/kernels")).expanduser()
   return root / f"onednn_conv-{digest.hexdigest()[:16]}.so"
 
@@ -175,12 +233,12 @@ def build() -> Path:
   if out.exists():
     return out
   out.parent.mkdir(parents=True, exist_ok=True)
-  fix = ("install g++ and oneDNN 2.x (apt-get install g++ libdnnl-dev) or use "
-         "--config.conv_backend=xla")
+  fix = (f"install g++ and oneDNN (apt-get install g++; pip install {WHEEL} or apt-get "
+         f"install libdnnl-dev) or use --config.conv_backend=xla")
   with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
     tmp_out = Path(tmp) / out.name
     cmd = [_compiler(), *CXX_FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE), "-o",
-           str(tmp_out), "-ldnnl"]
+           str(tmp_out), *onednn().flags()]
     try:
       proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     except FileNotFoundError:
@@ -212,9 +270,9 @@ def _load() -> ctypes.CDLL:
       path = build()
       try:
         lib = ctypes.cdll.LoadLibrary(str(path))
-      except OSError as e:  # e.g. libdnnl.so.2 removed since oneDNN's headers were installed
+      except OSError as e:  # e.g. libdnnl.so removed since oneDNN's headers were installed
         raise errors.KernelError(f"cannot load genjax's oneDNN kernels ({e}): reinstall oneDNN "
-                                 f"2.x (apt-get install libdnnl-dev) or use "
+                                 f"(pip install {WHEEL} or apt-get install libdnnl-dev) or use "
                                  f"--config.conv_backend=xla") from None
     for kind, symbol in _TARGETS.items():
       jax.ffi.register_ffi_target(f"genjax_onednn_conv_{kind}",

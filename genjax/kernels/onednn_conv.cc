@@ -1,4 +1,4 @@
-// oneDNN 2.x convolutions as XLA FFI custom calls: genjax's conv_backend='onednn' on CPU.
+// oneDNN 2.x/3.x convolutions as XLA FFI custom calls: genjax's conv_backend='onednn' on CPU.
 //
 // Three handlers cover both convolutions and transposed convolutions (a transposed conv is the
 // input-gradient of the conv that maps its output space back to its input space):
