@@ -396,10 +396,16 @@ extern "C" void GenjaxOnednnInfo(char* out, int64_t len) {
     case dnnl::cpu_isa::sse41: isa = "sse41"; break;
     case dnnl::cpu_isa::avx: isa = "avx"; break;
     case dnnl::cpu_isa::avx2: isa = "avx2"; break;
+    case dnnl::cpu_isa::avx2_vnni: isa = "avx2_vnni"; break;
     case dnnl::cpu_isa::avx512_core: isa = "avx512_core"; break;
     case dnnl::cpu_isa::avx512_core_vnni: isa = "avx512_core_vnni"; break;
     case dnnl::cpu_isa::avx512_core_bf16: isa = "avx512_core_bf16"; break;
     case dnnl::cpu_isa::avx512_core_amx: isa = "avx512_core_amx"; break;
+#if DNNL_VERSION_MAJOR >= 3
+    case dnnl::cpu_isa::avx2_vnni_2: isa = "avx2_vnni_2"; break;
+    case dnnl::cpu_isa::avx512_core_fp16: isa = "avx512_core_fp16"; break;
+    case dnnl::cpu_isa::avx512_core_amx_fp16: isa = "avx512_core_amx_fp16"; break;
+#endif
     default: break;
   }
   std::snprintf(out, len, "oneDNN %d.%d.%d %s", v->major, v->minor, v->patch, isa);
