@@ -358,7 +358,8 @@ def test_the_onednn_install_follows_the_cpu_and_GENJAX_ONEDNN(tmp_path, monkeypa
   assert source() == ("wheel", wheel / "include", wheel / "lib")
   assert f"-Wl,-rpath,{wheel / 'lib'}" in kernels.onednn().flags()
   wheel_library = kernels.library_path()
-  for isa["isa"] in ("avx512", "avx512_bf16"):
+  for cpu in ("avx512", "avx512_bf16"):
+    isa["isa"] = cpu
     assert source() == ("system", system / "include", None)
   assert kernels.onednn().flags() == ["-ldnnl"]
   assert kernels.library_path() != wheel_library  # each install has a library of its own
