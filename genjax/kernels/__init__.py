@@ -27,8 +27,8 @@ bfloat16 convolution on CPUs without AVX-512 (AVX2 only). So each primitive is p
 process, when a step is traced (the probe builds and caches the exact primitive the call will
 run), and where the compute dtype's primitive cannot be created the call computes in float32 on
 oneDNN and rounds, or, where that cannot be created either, runs on XLA's kernels. Nothing fails
-inside a step. :func:`oneDNN_dtype` answers for a whole dtype at start-up: ``'auto'`` logs the choice,
-``'onednn'`` with a dtype it lacks is a :class:`~genjax.errors.ConfigError`, and
+inside a step. :func:`oneDNN_dtype` answers for a whole dtype at start-up: ``'auto'`` logs the
+choice, ``'onednn'`` with a dtype it lacks is a :class:`~genjax.errors.ConfigError`, and
 :func:`record` is what runs write into checkpoints, metrics and benchmark JSON.
 
 Both backends compute the same function with the same parameters; they differ in rounding only.
@@ -158,6 +158,7 @@ def _compiler_identity(cxx: str) -> str:
 # where it is missing.
 ONEDNN_SOURCES = ("auto", "wheel", "system")
 WHEEL = "onednn-devel-cpu-gomp==2023.2.0"
+_VERSION_HEADER = Path("oneapi", "dnnl", "dnnl_version.h")  # below an install's include dir
 
 
 class OneDNN(NamedTuple):
@@ -169,7 +170,7 @@ class OneDNN(NamedTuple):
   lib: Path | None = None
 
   def version_header(self) -> bytes:
-    header = self.include and self.include / "oneapi" / "dnnl" / "dnnl_version.h"
+    header = self.include and self.include / _VERSION_HEADER
     return header.read_bytes() if header and header.exists() else b""
 
   def flags(self) -> list[str]:
@@ -182,7 +183,7 @@ class OneDNN(NamedTuple):
 def _wheel() -> OneDNN | None:
   data = Path(sysconfig.get_paths()["data"])  # where pip puts a wheel's data files
   include, lib = data / "include", data / "lib"
-  if (include / "oneapi" / "dnnl" / "dnnl_version.h").exists() and (lib / "libdnnl.so").exists():
+  if (include / _VERSION_HEADER).exists() and (lib / "libdnnl.so").exists():
     return OneDNN("wheel", include, lib)
   return None
 
@@ -192,7 +193,7 @@ def _system() -> OneDNN | None:
           *filter(None, os.environ.get("CPLUS_INCLUDE_PATH", "").split(os.pathsep)),
           "/usr/local/include", "/usr/include"]
   for d in dirs:
-    if (Path(d) / "oneapi" / "dnnl" / "dnnl_version.h").exists():
+    if (Path(d) / _VERSION_HEADER).exists():
       return OneDNN("system", Path(d))
   return None
 
@@ -213,11 +214,12 @@ def onednn() -> OneDNN:
   return found or OneDNN("system", None)
 
 
-def library_path() -> Path:
-  """Where the compiled library lives: keyed by the source, jaxlib's FFI headers, the compiler
-  (its ``--version``), its flags, and oneDNN's install and version header."""
+def library_path(install: OneDNN | None = None) -> Path:
+  """Where the library built against ``install`` (default :func:`onednn`) lives: keyed by the
+  source, jaxlib's FFI headers, the compiler (its ``--version``), its flags, and oneDNN's
+  install and version header."""
   include = Path(jax.ffi.include_dir())
-  install = onednn()
+  install = install or onednn()
   digest = hashlib.sha256(SOURCE.read_bytes())
   digest.update((include / "xla/ffi/api/api.h").read_bytes())
   digest.update(_compiler_identity(_compiler()).encode())
@@ -229,7 +231,8 @@ def library_path() -> Path:
 
 def build() -> Path:
   """Compiles ``onednn_conv.cc`` unless this source's library exists; returns its path."""
-  out = library_path()
+  install = onednn()
+  out = library_path(install)
   if out.exists():
     return out
   out.parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +241,7 @@ def build() -> Path:
   with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
     tmp_out = Path(tmp) / out.name
     cmd = [_compiler(), *CXX_FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE), "-o",
-           str(tmp_out), *onednn().flags()]
+           str(tmp_out), *install.flags()]
     try:
       proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     except FileNotFoundError:
