@@ -116,6 +116,10 @@ def evaluate_dataset(root: pathlib.Path, dataset: str, png: pathlib.Path, *,
                      num_images: int = NUM_IMAGES, num_tuning: int = NUM_TUNING) -> dict:
   """The summary of ``dataset``'s denoising table; writes its sample grid to ``png``."""
   from genjax import reporting  # pylint: disable=g-import-not-at-top
+  missing = [name for *_, name in runs(dataset) if not (root / name / "checkpoints").is_dir()]
+  if missing:  # every row, and the grid, needs its run: nothing is written without them all
+    raise SystemExit(f"no {', '.join(missing)} under {root}: train them first with python -m "
+                     f"experiments.denoising train --root={root} --datasets={dataset}")
   clean = _images(dataset, "test", num_images)
   tuning = _images(dataset, "train", num_tuning)
   peers = _peers()

@@ -17,7 +17,6 @@ the score with the ink over the normal test examples.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -70,11 +69,14 @@ def analyse(root: pathlib.Path, dataset: str) -> dict:
   split = data.load(dataset, "test")
   images, labels = split["image"], np.asarray(split["label"])
   ink = images.reshape(len(images), -1).astype(np.float64).mean(-1) / 255
+  # the committed summary is the record: a run that is not under ``root`` keeps its row
+  recorded = {row["run"]: row for row in sweep.recorded("fanogan_residuals", dataset).get(
+      "rows", ()) if not row.get("missing")}
   rows = []
   for k in anomaly.CLASSES:
     workdir = root / anomaly.run_name(f"fanogan_{dataset}", k, 0)
     if not (workdir / "checkpoints").exists():
-      rows.append({"normal": k, "run": workdir.name, "missing": True})
+      rows.append(recorded.get(workdir.name, {"normal": k, "run": workdir.name, "missing": True}))
       continue
     r = residuals(workdir, images)
     r["relative_image"] = r.pop("sq_error") / np.maximum(r.pop("energy"), 1e-6)
@@ -104,8 +106,10 @@ def main(argv) -> int:
   parser.add_argument("--root", required=True, help="directory holding the anomaly sweep's runs")
   parser.add_argument("--dataset", default="mnist", choices=sweep.DATASETS)
   args = parser.parse_args(argv)
+  if not pathlib.Path(args.root).is_dir():
+    parser.error(f"--root {args.root} is not a directory: it holds the anomaly sweep's runs")
   path = sweep.RESULTS / f"fanogan_residuals_{args.dataset}.json"
-  path.write_text(json.dumps(analyse(pathlib.Path(args.root), args.dataset), indent=1) + "\n")
+  path.write_text(sweep.summary_text(analyse(pathlib.Path(args.root), args.dataset)))
   print(f"wrote {path}", flush=True)
   return 0
 

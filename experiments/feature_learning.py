@@ -46,20 +46,13 @@ def representations(dataset: str) -> list[tuple[str, str | None, str, tuple[str,
            sweep.ZOO_WIDTH_32 + sweep.ZOO_3000_STEPS)]
 
 
-def _recorded_rows(dataset: str) -> dict:
-  """``{command: row}`` of the committed summary's scored runs (see sweep.recorded): a row is
-  the record of the run its command trains, and of no other."""
-  rows = sweep.recorded("feature_learning", dataset).get("rows", [])
-  return {r["command"]: r for r in rows if "test_accuracy" in r and r["command"]}
-
-
 def _command(run: str, config: str, overrides: tuple[str, ...]) -> str:
   return sweep.command(config, "RUNS/" + run, overrides)
 
 
 def train(root: pathlib.Path, dataset: str) -> None:
   """Trains the runs that are not recorded yet (and resumes those under ``root``)."""
-  done = _recorded_rows(dataset)
+  done = sweep.recorded_by_command("feature_learning", dataset, "test_accuracy")
   for _, run, config, overrides in representations(dataset):
     if run is not None and (_command(run, config, overrides) not in done or
                             (root / run).exists()):
@@ -105,7 +98,7 @@ def probe(train_x, train_y, val_x, val_y, test_x, test_y, c_grid=C_GRID) -> dict
 def evaluate_dataset(root: pathlib.Path, dataset: str) -> dict:
   train_images, train_labels = _split(dataset, "train")
   test_images, test_labels = _split(dataset, "test")
-  rows, before = [], _recorded_rows(dataset)
+  rows, before = [], sweep.recorded_by_command("feature_learning", dataset, "test_accuracy")
   for label, run, config, overrides in representations(dataset):
     workdir = None if run is None else root / run
     command = _command(run, config, overrides) if run else None

@@ -7,7 +7,9 @@ its console output appended to ``root/<run>.log``. A stopped sweep picks up wher
 finished run only restores its last checkpoint and returns, an unfinished one resumes exactly.
 Runs stay on the machine that trained them, so the committed summary is the record: on another
 machine ``evaluate`` keeps the seeds it records and adds the runs found under ``root``, and the
-experiments' ``train`` skips recorded runs (:func:`recorded`).
+experiments' ``train`` skips recorded runs (:func:`recorded`); denoising, whose table and grid
+need every run, refuses to evaluate without them all. ``evaluate`` refuses a ``root`` that does
+not exist: a mistyped path would otherwise rewrite the summary from its records alone.
 :func:`main` is their ``train`` / ``evaluate`` command line; ``evaluate`` writes the summary
 ``experiments/results/<experiment>_<dataset>.json`` that experiments/tables.py renders.
 """
@@ -61,6 +63,13 @@ def recorded(experiment: str, dataset: str) -> dict:
   return json.loads(path.read_text()) if path.exists() else {}
 
 
+def recorded_by_command(experiment: str, dataset: str, scored: str) -> dict:
+  """``{command: row}`` of the committed summary's rows that hold ``scored`` (see
+  :func:`recorded`): a row is the record of the run its command trains, and of no other."""
+  rows = recorded(experiment, dataset).get("rows", [])
+  return {r["command"]: r for r in rows if scored in r and r.get("command")}
+
+
 def per_seed(found: dict, previous: dict | None, key: str) -> dict:
   """``{seed: value}``: the runs' ``found`` values (None where a run has not finished), else
   what ``previous`` (a summary cell with ``seeds`` and ``key`` lists) recorded for the seed."""
@@ -75,6 +84,11 @@ def metric_lines(workdir: pathlib.Path) -> list[dict]:
   if not path.exists():
     return []
   return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def summary_text(summary: dict) -> str:
+  """A summary as ``experiments/results/*.json`` holds it."""
+  return json.dumps(summary, indent=1) + "\n"
 
 
 def mean_std(values: list[float]) -> dict:
@@ -96,6 +110,8 @@ def main(argv, *, doc: str, experiment: str, train_dataset: Callable[[pathlib.Pa
   parser.add_argument("--datasets", default=",".join(datasets))
   args = parser.parse_args(argv)
   root = pathlib.Path(args.root)
+  if (args.action == "evaluate" or root.exists()) and not root.is_dir():
+    parser.error(f"--root {root} is not a directory: it holds one workdir per run")
   for dataset in args.datasets.split(","):
     if dataset not in datasets:
       parser.error(f"unknown dataset {dataset!r} for {experiment}; valid: {', '.join(datasets)}")
@@ -103,6 +119,6 @@ def main(argv, *, doc: str, experiment: str, train_dataset: Callable[[pathlib.Pa
       train_dataset(root, dataset)
     else:
       path = RESULTS / f"{experiment}_{dataset}.json"
-      path.write_text(json.dumps(evaluate_dataset(root, dataset), indent=1) + "\n")
+      path.write_text(summary_text(evaluate_dataset(root, dataset)))
       print(f"wrote {path}", flush=True)
   return 0

@@ -3,6 +3,7 @@ their learning-rate schedule and the ``nll`` evaluation (the importance-sampled 
 
 import json
 import math
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -193,7 +194,9 @@ def test_nll_evaluation_is_the_importance_sampled_bound_of_the_split(iwae_run):
   np.testing.assert_allclose(got["elbo"], want.elbo, rtol=1e-5)
 
 
-def test_likelihood_summary_reads_the_final_5000_sample_line(tmp_path):
+def test_likelihood_summary_reads_the_final_5000_sample_line(tmp_path, monkeypatch):
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path / "results")  # nothing recorded
+  (tmp_path / "results").mkdir()
   steps = 12000
   for _, run, objective, k in likelihood_experiment.rows()[:2]:
     (tmp_path / run).mkdir()
@@ -210,6 +213,23 @@ def test_likelihood_summary_reads_the_final_5000_sample_line(tmp_path):
   assert (first["test_nll"], first["paper_nll"], first["nll_samples"]) == (98.0, 86.76, 5000)
   assert second["test_nll"] == 94.0 and [p["step"] for p in second["curve"]] == [3000, steps]
   assert third["missing"] and summary["passes"] == 4
+
+  # the summary is the record: a scored row whose run is not here is kept (unless its command
+  # changed), and train trains only the rows not recorded, resuming those that are here
+  second["command"] += " --config.seed=1"
+  (tmp_path / "results" / "likelihood_mnist.json").write_text(json.dumps(summary))
+  shutil.rmtree(tmp_path / first["run"])
+  shutil.rmtree(tmp_path / second["run"])
+  again = likelihood_experiment.evaluate(tmp_path, "mnist")["rows"]
+  assert again[0] == first and again[1]["missing"] and again[1]["command"] != second["command"]
+  trained = []
+  monkeypatch.setattr(sweep, "train", lambda root, run, *_: trained.append(run))
+  likelihood_experiment.train(tmp_path, "mnist")
+  assert trained == [run for _, run, *_ in likelihood_experiment.rows()[1:]]
+  (tmp_path / first["run"]).mkdir()  # a recorded run that is here resumes
+  trained.clear()
+  likelihood_experiment.train(tmp_path, "mnist")
+  assert trained == [run for _, run, *_ in likelihood_experiment.rows()]
 
 
 def test_anomaly_summary_means_over_seeds_and_marks_missing_runs(tmp_path, monkeypatch):

@@ -7,8 +7,14 @@ import shutil
 import numpy as np
 import pytest
 
+from experiments import anomaly
+from experiments import augmentation
+from experiments import denoising
+from experiments import fanogan_residuals
+from experiments import likelihood
 from experiments import sweep
 from experiments import tables
+from experiments import zoo
 from genjax import checkpoint
 
 
@@ -78,7 +84,6 @@ def test_the_application_tables_render_their_summaries(tmp_path, monkeypatch):
 
 
 def test_the_anomaly_and_likelihood_tables_render_their_summaries(tmp_path, monkeypatch):
-  from experiments import anomaly  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(tables, "RUNS", tmp_path)
   monkeypatch.setattr(sweep, "RESULTS", tmp_path / "nothing recorded")
   root = tmp_path / "runs"
@@ -108,7 +113,6 @@ def test_the_anomaly_and_likelihood_tables_render_their_summaries(tmp_path, monk
 
 
 def test_the_augmentation_table_renders_its_summaries(tmp_path, monkeypatch):
-  from experiments import augmentation  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(tables, "RUNS", tmp_path)
   monkeypatch.setattr(sweep, "RESULTS", tmp_path / "nothing recorded")
   for dataset in ("mnist", "fashion_mnist"):
@@ -128,7 +132,6 @@ def test_the_reproduction_table_averages_each_finished_seed_over_the_classes(tmp
                                                                               monkeypatch):
   """A seed counts once all ten classes have finished: seeds 0 and 1 here (mean over classes
   90.9 and 92.9), not seed 2 (one class)."""
-  from experiments import anomaly  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(tables, "RUNS", tmp_path)
   monkeypatch.setattr(sweep, "RESULTS", tmp_path / "nothing recorded")
   root = tmp_path / "runs"
@@ -171,7 +174,6 @@ def test_the_reproduction_table_averages_each_finished_seed_over_the_classes(tmp
 
 def test_the_zoo_tables_keep_recorded_seeds_until_their_configs_settings_change(
     tmp_path, monkeypatch):
-  from experiments import zoo  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(tables, "RUNS", tmp_path)
   monkeypatch.setattr(sweep, "RESULTS", tmp_path)
   monkeypatch.setattr(tables, "SAMPLES", tmp_path / "samples")
@@ -259,7 +261,6 @@ def test_the_zoo_refuses_a_run_trained_with_other_settings_than_its_config(tmp_p
   """A workdir's newest checkpoint names the config it was trained with: a run of other
   settings (a config changed since, a seed's workdir under another seed's name) stops
   ``evaluate`` and ``train`` in one line, before anything is written or resumed."""
-  from experiments import zoo  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(sweep, "RESULTS", tmp_path)
   root = tmp_path / "runs"
 
@@ -308,3 +309,47 @@ def test_the_zoo_refuses_a_run_trained_with_other_settings_than_its_config(tmp_p
     zoo.check_trained(root / "sngan_mnist_s1", config, 1)
   assert "the metadata of checkpoint step 200" in str(info.value)
   assert "resume_skip_corrupt" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_evaluating_where_no_run_is_rewrites_each_committed_summary_unchanged(tmp_path):
+  """The committed summaries are the records: where none of the runs are (another machine),
+  evaluate keeps every recorded row, so it writes each summary byte for byte as committed. A
+  row it dropped, or a recorded command the code no longer writes, fails here."""
+  for module, experiment, datasets in ((zoo, "zoo", sweep.DATASETS),
+                                       (anomaly, "anomaly", sweep.DATASETS),
+                                       (augmentation, "augmentation", sweep.DATASETS),
+                                       (likelihood, "likelihood", ("mnist",))):
+    for dataset in datasets:
+      assert sweep.summary_text(module.evaluate(tmp_path, dataset)) == (
+          sweep.RESULTS / f"{experiment}_{dataset}.json").read_text(), (experiment, dataset)
+  assert sweep.summary_text(fanogan_residuals.analyse(tmp_path, "mnist")) == (
+      sweep.RESULTS / "fanogan_residuals_mnist.json").read_text()
+
+
+def test_a_sweep_refuses_a_root_that_is_not_a_directory_and_writes_nothing(
+    tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(sweep, "RESULTS", tmp_path / "results")
+  (tmp_path / "results").mkdir()
+  a_file = tmp_path / "runs.txt"
+  a_file.write_text("")
+  never = lambda *_: pytest.fail("ran with a bad root")  # pylint: disable=unnecessary-lambda-assignment
+  # a mistyped root to evaluate would rewrite the summaries from their records alone
+  for argv in (["evaluate", f"--root={tmp_path / 'typo'}"], ["train", f"--root={a_file}"],
+               ["evaluate", f"--root={a_file}"]):
+    with pytest.raises(SystemExit) as info:
+      sweep.main(argv, doc="zoo", experiment="zoo", train_dataset=never, evaluate_dataset=never)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "is not a directory: it holds one workdir per run")
+  with pytest.raises(SystemExit) as info:
+    fanogan_residuals.main([f"--root={tmp_path / 'typo'}"])
+  assert info.value.code == 2 and "is not a directory" in capsys.readouterr().err
+  # the denoising table and its grid need every run: one line naming the missing ones
+  (tmp_path / "dae_mnist_gaussian_0.1" / "checkpoints").mkdir(parents=True)
+  png = tmp_path / "results" / "grid.png"
+  with pytest.raises(SystemExit) as info:
+    denoising.evaluate_dataset(tmp_path, "mnist", png)
+  message = str(info.value)
+  assert message.startswith("no dae_mnist_gaussian_0.2, ") and "\n" not in message
+  assert "dae_mnist_gaussian_0.1" not in message and "--datasets=mnist" in message
+  assert not list((tmp_path / "results").iterdir())
