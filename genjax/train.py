@@ -36,6 +36,7 @@ from genjax import profiling
 from genjax import reporting
 from genjax import runs
 from genjax import errors
+from genjax.errors import ConfigError
 from genjax.errors import NonFiniteError
 from genjax.errors import StepError
 
@@ -121,6 +122,15 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def _make_workdir(workdir: str) -> None:
+  if os.path.isfile(workdir):
+    raise ConfigError(f"--workdir={workdir} is a file, not a directory")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"cannot create --workdir={workdir}: {e.strerror}") from None
+
+
 def train_and_evaluate(config, workdir: str) -> Result:
   """Trains ``config``'s model in ``workdir``, resuming from its newest checkpoint."""
   config_lib.validate(config)
@@ -137,7 +147,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
   frozen_weights = method.attach_frozen(frozen.for_config(config, method))
   warm = frozen.warm_start_source(config)  # checked now; applied to a fresh run only
 
-  os.makedirs(workdir, exist_ok=True)
+  _make_workdir(workdir)
   with contextlib.ExitStack() as cleanup:
     ckpt = cleanup.enter_context(checkpoint.Checkpointer(
         os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,

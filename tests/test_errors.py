@@ -10,6 +10,7 @@ import pytest
 
 from genjax import train
 from genjax.errors import CheckpointError
+from genjax.errors import ConfigError
 from genjax.errors import DataError
 from genjax.errors import NonFiniteError
 from tests.conftest import TINY_DCGAN_FLAGS
@@ -66,6 +67,17 @@ def test_command_line_errors_are_one_line(tmp_path, args, devices, message):
   assert len(lines) == 1 and message in lines[0], out.stderr[-2000:]
   assert "Traceback" not in out.stderr
   assert not (workdir / "checkpoints").exists()
+
+
+def test_a_workdir_that_cannot_be_a_directory_is_one_line(tmp_path):
+  a_file = tmp_path / "run"
+  a_file.write_text("notes")
+  config = tiny_config("ae", num_steps=1)
+  with pytest.raises(ConfigError, match=f"^--workdir={a_file} is a file, not a directory$"):
+    train.train_and_evaluate(config, str(a_file))
+  with pytest.raises(ConfigError, match=f"^cannot create --workdir={a_file}/sub: Not a directory$"):
+    train.train_and_evaluate(config, str(a_file / "sub"))
+  assert a_file.read_text() == "notes"
 
 
 def test_missing_config_file(tmp_path):
