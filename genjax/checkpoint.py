@@ -242,6 +242,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """The steps of the finished checkpoints, oldest first."""
+    return sorted(self.manager.all_steps())
+
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Starts saving (in the background when asynchronous); atomic once finished."""
     self.wait()
@@ -391,12 +395,12 @@ class Checkpointer:
     none left the run starts afresh.
     """
     skipped = False
-    for step in reversed(self.manager.all_steps()):
+    for step in reversed(self.all_steps()):
       try:
         state, meta = self.restore(step, abstract_state, sharding=sharding, model=model)
       except UnreadableCheckpoint as e:
         if not skip_corrupt:
-          older = [str(s) for s in self.manager.all_steps() if s < step]
+          older = [str(s) for s in self.all_steps() if s < step]
           then = (f"resume from the newest readable earlier checkpoint (steps "
                   f"{', '.join(older)})" if older else "start afresh (there is no earlier one)")
           raise UnreadableCheckpoint(

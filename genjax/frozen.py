@@ -37,7 +37,11 @@ from flax import nnx
 from genjax import runs
 from genjax import torch_weights
 from genjax.errors import CheckpointError
+from genjax.errors import ConfigError
 from genjax.models import layers
+
+# the storage dtypes of an export's floating-point arrays (what np.load reads back as floats)
+EXPORT_DTYPES = ("float32", "float16", "float64")
 
 
 @dataclasses.dataclass
@@ -80,6 +84,11 @@ def export(workdir: str, out: str, *, role: str | None = None, dtype: str = "flo
   """Writes network ``role`` of a run (its sampling network by default; EMA weights where kept,
   with its buffers) and the run's config to one ``.npz``: enough to rebuild it with
   :func:`from_export`, without the other networks or the optimizer states."""
+  if dtype not in EXPORT_DTYPES:
+    raise ConfigError(f"cannot store an export as {dtype!r}; choose one of "
+                      f"{', '.join(EXPORT_DTYPES)}")
+  if os.path.isdir(out):
+    raise ConfigError(f"{out} is a folder: give the .npz file to write")
   method, state, config = runs.restore_run(workdir)
   role = role or method.SAMPLE_NET
   if role not in state.params:
@@ -93,9 +102,14 @@ def export(workdir: str, out: str, *, role: str | None = None, dtype: str = "flo
   arrays = {k: v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v
             for k, v in arrays.items()}
   tmp = out + ".tmp.npz"
-  np.savez_compressed(tmp, config=np.array(config.to_json()), role=np.array(role),
-                      step=np.array(int(state.step)), **arrays)
-  os.replace(tmp, out)
+  try:
+    np.savez_compressed(tmp, config=np.array(config.to_json()), role=np.array(role),
+                        step=np.array(int(state.step)), **arrays)
+    os.replace(tmp, out)
+  except OSError as e:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise ConfigError(f"cannot write {out}: {e.strerror}") from None
   return {"out": out, "role": role, "step": int(state.step)}
 
 
@@ -138,7 +152,10 @@ def export_torch(workdir: str, out: str) -> dict:
   if not all(hasattr(net, "torch_layers") for net in nets.values()):
     raise CheckpointError(f"{workdir} holds a {config.model.name!r} run: only Pix2Pix and "
                           f"CycleGAN networks have the reference's PyTorch layout")
-  os.makedirs(out, exist_ok=True)
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"cannot write the .pth files into the folder {out}: {e.strerror}") from None
   files = {}
   for role, net in nets.items():
     files[role] = os.path.join(out, f"latest_net_{role}.pth")

@@ -58,6 +58,10 @@ def restore_run(workdir: str | os.PathLike, step: int | None = None, *,
     step = ckpt.latest_step() if step is None else step
     if step is None:
       raise missing
+    steps = ckpt.all_steps()
+    if step not in steps:
+      raise CheckpointError(f"no checkpoint step {step} in {directory}; it has step"
+                            f"{'s' * (len(steps) > 1)} {', '.join(map(str, steps))}")
     meta = ckpt.read_meta(step)
     if "config" not in meta:
       raise CheckpointError(f"checkpoint step {step} in {directory} holds no config")

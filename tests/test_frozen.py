@@ -19,6 +19,7 @@ from genjax import runs
 from genjax import train
 from genjax.errors import CheckpointError
 from genjax.errors import ConfigError
+from genjax.errors import GenjaxError
 from tests.conftest import REPO
 from tests.conftest import assert_steps_close
 from tests.conftest import run_main
@@ -107,6 +108,31 @@ def test_bad_sources_are_one_line_and_write_nothing(tmp_path, runs_dir):
       train.train_and_evaluate(c, str(tmp_path / "run"))
     assert "\n" not in str(e.value)
   assert not (tmp_path / "run").exists()
+
+
+def test_bad_export_and_restore_requests_are_one_line_and_write_nothing(tmp_path, runs_dir):
+  run = str(runs_dir[0] / "straight")
+  a_file = tmp_path / "notes"
+  a_file.write_text("notes")
+  (tmp_path / "folder").mkdir()
+  cases = [
+      (lambda: frozen.export(run, str(tmp_path / "g.npz"), dtype="int8"),
+       r"^cannot store an export as 'int8'; choose one of float32, float16, float64$"),
+      (lambda: frozen.export(run, str(tmp_path / "folder")),
+       r"^.*folder is a folder: give the \.npz file to write$"),
+      (lambda: frozen.export(run, str(a_file / "g.npz")),
+       r"^cannot write .*notes/g\.npz: Not a directory$"),
+      (lambda: frozen.export_torch(run, str(a_file)),
+       r"^cannot write the \.pth files into the folder .*notes: File exists$"),
+      (lambda: frozen.from_run(run + "@7"),
+       r"^no checkpoint step 7 in .*straight/checkpoints; it has steps 1, 2$"),
+  ]
+  for call, message in cases:
+    with pytest.raises(GenjaxError, match=message) as e:
+      call()
+    assert "\n" not in str(e.value)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "notes"]
+  assert a_file.read_text() == "notes" and not list((tmp_path / "folder").iterdir())
 
 
 def test_perceptual_pix2pix_trains_resumes_exactly_and_checkpoints_no_frozen_weights(runs_dir):
