@@ -24,6 +24,7 @@ from PIL import Image
 from genjax import data
 from genjax import frozen
 from genjax.data import folders
+from genjax.errors import ConfigError
 from genjax.errors import DataError
 from genjax.models import translation_nets
 
@@ -41,23 +42,37 @@ def _progress(done: int, total: int, start: float) -> None:
   sys.stderr.flush()
 
 
+def _input_shape(net: frozen.Network) -> tuple[int, int, int]:
+  """The shape of the images a genjax generator translates: its source domain's."""
+  sources = {g: source for source, _, g, _ in getattr(net.method, "directions", ())}
+  if net.role not in sources:
+    what = (f"the {net.role!r} network of a {net.config.model.name!r} run" if sources else
+            f"a {net.config.model.name!r} network")
+    raise ConfigError(f"{net.source} is {what}: translate takes an image-to-image generator "
+                      f"({', '.join(sources) or 'a Pix2Pix or CycleGAN run'})")
+  return net.method.shapes[sources[net.role]]
+
+
 def translate(weights: str, input_dir: str, output_dir: str, *, load_size: int = -1,
               train_mode: bool = True, batch_size: int = 8, seed: int = 0,
               netG: str = "unet_256", norm: str = "batch", use_dropout: bool = True,  # pylint: disable=invalid-name
               ngf: int = 64, input_nc: int = 3, output_nc: int = 3) -> dict:
   """Translates every image under ``input_dir`` into ``output_dir``; returns a summary."""
+  if batch_size < 1:
+    raise ConfigError(f"--batch_size must be >= 1, got {batch_size}")
   if not os.path.isdir(input_dir):
     raise DataError(f"no input folder {input_dir}")
   paths = folders.image_paths(input_dir)
   if not paths:
     raise DataError(f"no PNG or JPEG images in {input_dir}")
+  if os.path.isfile(output_dir):
+    raise ConfigError(f"--output_dir={output_dir} is a file, not a folder")
   net = frozen.load(weights, train=train_mode, build=lambda: translation_nets.define_G(
       netG, input_nc, output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout,
       rngs=nnx.Rngs(0)))
-  if net.config is not None:  # a genjax run: its channels and value range
-    ds = net.config.dataset
-    size, _, channels = data.image_shapes(ds)["A"]
-    lo, hi = (float(v) for v in ds.value_range)
+  if net.config is not None:  # a genjax run or export: its input domain's shape, value range
+    size, _, channels = _input_shape(net)
+    lo, hi = (float(v) for v in net.config.dataset.value_range)
   else:
     size, channels, (lo, hi) = 256, input_nc, (-1.0, 1.0)
   load_size = size if load_size < 0 else load_size
@@ -74,7 +89,10 @@ def translate(weights: str, input_dir: str, output_dir: str, *, load_size: int =
     keys = jax.random.split(key, images.shape[0])
     return jax.vmap(one)(images, keys)
 
-  os.makedirs(output_dir, exist_ok=True)
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"cannot create --output_dir={output_dir}: {e.strerror}") from None
   key, start, written = jax.random.PRNGKey(seed), time.perf_counter(), []
   for i in range(0, len(paths), batch_size):
     chunk = paths[i:i + batch_size]

@@ -52,6 +52,7 @@ class Network:
   source: str
   method: Any = None
   config: Any = None
+  role: str | None = None  # the genjax method's name for it (None for a PyTorch file)
 
 
 def parse(spec: str) -> tuple[str, int | None, str | None]:
@@ -64,8 +65,7 @@ def parse(spec: str) -> tuple[str, int | None, str | None]:
   return path, None if step is None else int(step), role
 
 
-def _role_module(method, state, role: str | None, source: str, *, train: bool) -> nnx.Module:
-  role = role or method.SAMPLE_NET
+def _role_module(method, state, role: str, source: str, *, train: bool) -> nnx.Module:
   if role not in state.params:
     raise CheckpointError(f"{source} has no network {role!r}; it has {', '.join(state.params)}")
   return method.net(role, state.ema.get(role, state.params[role]), state.buffers[role],
@@ -77,7 +77,9 @@ def from_run(spec: str, *, train: bool = False) -> Network:
   (BatchNorm batch statistics)."""
   path, step, role = parse(spec)
   method, state, config = runs.restore_run(path, step)
-  return Network(_role_module(method, state, role, spec, train=train), spec, method, config)
+  role = role or method.SAMPLE_NET
+  return Network(_role_module(method, state, role, spec, train=train), spec, method, config,
+                 role)
 
 
 def export(workdir: str, out: str, *, role: str | None = None, dtype: str = "float32") -> dict:
@@ -139,7 +141,7 @@ def from_export(path: str, *, train: bool = False) -> Network:
     return jax.tree.unflatten(jax.tree.structure(tree), values)
   module = method.net(role, fill("params", abstract.params[role]),
                       fill("buffers", abstract.buffers[role]), train=train)
-  return Network(module, path, method, config)
+  return Network(module, path, method, config, role)
 
 
 def export_torch(workdir: str, out: str) -> dict:

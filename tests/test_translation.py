@@ -258,7 +258,7 @@ def test_export_torch_translate_and_frozen_sources_agree(tmp_path):
   frozen.export(str(tmp_path / "run"), str(tmp_path / "g.npz"))
 
   edges = data.load("edges2fashion", "test")["A"][:5]
-  write_domain(tmp_path / "in", 0)
+  (tmp_path / "in").mkdir()
   for i, image in enumerate(edges):
     Image.fromarray(image[..., 0]).save(tmp_path / "in" / f"{i}.png")
   outputs = {}
@@ -291,6 +291,41 @@ def test_frozen_sources_fail_in_one_line(tmp_path):
                     f"--input_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}")
   assert result.returncode == 2 and result.stderr.strip().startswith("genjax: error: no ")
   assert not (tmp_path / "out").exists()
+
+
+def test_translate_feeds_each_generator_its_source_domain_and_refuses_other_networks(tmp_path):
+  """CycleGAN on colored_mnist: G_A takes the 1-channel digits, G_B the 3-channel colourings
+  (it used to be fed A's channels); a discriminator, another family's network, a batch size
+  below 1 and an output folder that is a file are one line each, before anything is written."""
+  from genjax import folder_translation  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  run = str(tmp_path / "cyc")
+  train.train_and_evaluate(tiny("cyclegan_colored_mnist", num_steps=1, **SMALL_CYCLEGAN), run)
+  (tmp_path / "in").mkdir()
+  colour = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), np.uint8)
+  for i, image in enumerate(colour):
+    Image.fromarray(image).save(tmp_path / "in" / f"{i}.png")
+  for role, channels in (("G_A", 3), ("G_B", 1)):
+    out = tmp_path / role
+    assert folder_translation.translate(f"{run}#{role}", str(tmp_path / "in"), str(out),
+                                        train_mode=False)["images"] == 3
+    image = np.asarray(Image.open(out / "0.png"))
+    assert image.shape == ((32, 32, 3) if channels == 3 else (32, 32)), (role, image.shape)
+  dcgan = str(tmp_path / "dcgan")
+  train.train_and_evaluate(tiny_config("dcgan", num_steps=1), dcgan)
+  a_file = tmp_path / "out.txt"
+  a_file.write_text("")
+  for weights, kwargs, error, message in (
+      (f"{run}#D_A", {}, ConfigError, r"is the 'D_A' network of a 'cyclegan' run: translate "
+                                      r"takes an image-to-image generator \(G_A, G_B\)$"),
+      (dcgan, {}, ConfigError, r"dcgan is a 'dcgan' network: translate takes an image-to-image "
+                               r"generator \(a Pix2Pix or CycleGAN run\)$"),
+      (run, {"batch_size": 0}, ConfigError, r"^--batch_size must be >= 1, got 0$"),
+      (run, {"output_dir": str(a_file)}, ConfigError, r"out.txt is a file, not a folder$")):
+    with pytest.raises(error, match=message):
+      folder_translation.translate(weights, str(tmp_path / "in"),
+                                   kwargs.pop("output_dir", str(tmp_path / "refused")), **kwargs)
+  assert not (tmp_path / "refused").exists() and a_file.read_text() == ""
 
 
 @pytest.mark.parametrize("strategy_name", ["mesh", "pmap"])
