@@ -40,6 +40,7 @@ from genjax.errors import KernelError
 from genjax.methods import adversarial
 from genjax.metrics import anomaly
 from genjax.metrics import statistics
+from genjax.metrics.options import METRICS
 from genjax.metrics.options import parse_metrics
 from genjax.metrics.options import SAMPLE_METRICS
 
@@ -342,6 +343,9 @@ def evaluate_run(workdir: str, step: int | None = None, **overrides) -> dict[str
   for key, value in overrides.items():
     if value is not None:
       config.eval[key] = value
+  if not parse_metrics(config.eval.metrics):
+    raise ConfigError(f"nothing to evaluate: --metrics names no metric; valid: "
+                      f"{', '.join(METRICS)}")
   config_lib.validate(config)
   # the run's networks on the kernels its config names, as in training (the state is the same)
   method = runs.build_method(config, conv_backend=kernels.resolve(

@@ -149,10 +149,13 @@ def test_in_loop_evaluation_writes_jsonl_and_tensorboard(tmp_path, monkeypatch):
     ("eval.metrics", "fid,lpips", "unknown config.eval.metrics entry 'lpips'"),
     ("eval.extractor", "vgg", "config.eval.extractor must be one of classifier, inception"),
     ("eval.num_samples", 1, "config.eval.num_samples must be >= 2"),
+    ("eval.metrics", " , ", "^config.eval.every=3 evaluates, and config.eval.metrics names no "
+                            "metric: name some of fid, kid, is, modes, pr, dc, auroc, nll, or "
+                            "set eval.every=0$"),
 ])
 def test_eval_config_errors(key, value, match):
   with pytest.raises(ConfigError, match=match):
-    config_lib.validate(tiny_config("dcgan", **{key: value}))
+    config_lib.validate(tiny_config("dcgan", **{key: value, "eval.every": 3}))
 
 
 def test_inception_without_weights_says_where_to_put_them(tmp_path):
@@ -216,6 +219,12 @@ def test_evaluate_run_scores_a_checkpoint_with_its_saved_config(tmp_path, monkey
   for key in ("kid_mean", "kid_std", "is_mean", "is_std"):
     assert out[key] == pytest.approx(lines[0][key], rel=1e-9), key
   assert lines[0]["kid_mean"] != pytest.approx(lines[1]["kid_mean"], rel=1e-3)
+  # no metric to compute: one line, and the run's record is untouched (it was appended a line
+  # without scores, then failed)
+  before = (tmp_path / "run" / "metrics.jsonl").read_text()
+  with pytest.raises(ConfigError, match="^nothing to evaluate: --metrics names no metric; "):
+    evaluation.evaluate_run(str(tmp_path / "run"), metrics="")
+  assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
 
 
 @pytest.mark.parametrize("tool", ["genjax.cli.evaluate", "genjax.cli.gan_accuracy"])

@@ -51,6 +51,9 @@ def parse_metrics(spec: str) -> list[str]:
 
 def validate(config) -> None:
   ec = config.eval
+  if ec.every and not parse_metrics(ec.metrics):
+    raise ConfigError(f"config.eval.every={ec.every} evaluates, and config.eval.metrics names "
+                      f"no metric: name some of {', '.join(METRICS)}, or set eval.every=0")
   if "auroc" in parse_metrics(ec.metrics) and not config.dataset.classes:
     raise ConfigError("config.eval.metrics=auroc ranks the other classes against the normal "
                       "ones: name them with --config.dataset.classes, e.g. '(3,)'")
