@@ -166,6 +166,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   models.get(name)  # unknown family -> lists the valid names
   model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
   _check_keys("model", model_kwargs, models.defaults(name))
+  for key, value in model_kwargs.items():  # a width or a count: never negative
+    if isinstance(models.defaults(name)[key], int) and not isinstance(value, bool):
+      _positive_int(config.model, key, 1 if key in models.SIZES else 0, section="model.")
   method = methods.get(models.get(name).METHOD)
   _check_keys("method", dict(config.method), method.DEFAULTS)
   _check_keys("frozen", dict(config.get("frozen", {})), {slot: "" for slot in method.FROZEN})
@@ -259,6 +262,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _fail(f"config.optimizer.hold_steps is the first stage (one pass) of the 'burda' schedule "
           f"and must be >= 1, with no warm-up; got hold_steps={opt.hold_steps}, "
           f"warmup_steps={opt.warmup_steps}")
+  if not opt.eps > 0 or opt.grad_clip_norm < 0:
+    _fail(f"config.optimizer.eps must be > 0 and grad_clip_norm >= 0 (0: no clipping), got "
+          f"{opt.eps}, {opt.grad_clip_norm}")
   if opt.weight_decay < 0 or (opt.weight_decay and opt.name not in ("adam", "adamw")):
     _fail(f"config.optimizer.weight_decay must be >= 0, and is used by 'adam' and 'adamw' "
           f"only, got {opt.weight_decay} with {opt.name!r}")

@@ -53,6 +53,11 @@ def test_locked_config_rejects_unknown_keys():
     ("ema_decay", 1.0, r"config.ema_decay must be in \[0, 1\)"),
     ("optimizer.name", "lion", "config.optimizer.name must be one of adam"),
     ("optimizer.learning_rate", 0.0, "learning_rate must be > 0"),
+    ("optimizer.eps", -1e-8, r"^config.optimizer.eps must be > 0 and grad_clip_norm >= 0 \(0: no "
+                             r"clipping\), got -1e-08, 0.0$"),
+    ("optimizer.grad_clip_norm", -1.0, r"grad_clip_norm >= 0 \(0: no clipping\), got 1e-08, -1.0"),
+    ("model.ngf", 0, r"^config.model.ngf must be an integer >= 1, got 0$"),  # a ZeroDivisionError
+    ("model.latent_dim", 0, "config.model.latent_dim must be an integer >= 1, got 0"),
     ("dataset.image_size", 16, "cannot pad synthetic"),
     ("dataset.value_range", (1.0, 0.0), "lo < hi"),
     ("method.loss", "nope", "config.method.loss must be one of non_saturating"),
@@ -69,6 +74,13 @@ def test_validation_errors_are_one_line(key, value, match):
   with pytest.raises(ConfigError, match=match) as info:
     config_lib.validate(c)
   assert "\n" not in str(info.value)
+
+
+def test_a_family_count_may_be_zero_and_never_negative():
+  config_lib.validate(tiny_config("infogan", **{"model.num_continuous": 0}))
+  with pytest.raises(ConfigError, match=r"^config.model.num_continuous must be an integer >= 0, "
+                                        r"got -1$"):
+    config_lib.validate(tiny_config("infogan", **{"model.num_continuous": -1}))
 
 
 def test_autoencoder_specific_validation():

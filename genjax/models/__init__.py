@@ -35,6 +35,10 @@ FAMILIES: dict[str, ModuleType] = {"ae": ae, "vae": vae, "dcgan": dcgan,
                                    "deep_svdd": lenet, "lenet_ae": lenet_ae,
                                    "fanogan": fanogan}
 
+# The config.model keys that are a width or a code's size: at least 1 (the family's other
+# integer keys, counts such as InfoGAN's num_continuous, at least 0).
+SIZES = ("ngf", "ndf", "width", "latent_dim", "features", "q_width", "rep_dim", "num_classes")
+
 # Arguments of build() supplied by the launcher rather than by config.model.
 _LAUNCHER_ARGS = ("rngs", "axis_name", "dtype", "input_shape")
 
