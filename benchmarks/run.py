@@ -84,6 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     value = getattr(a, flag)
     if value is not None and value < (0 if flag == "warmup" else 1):
       p.error(f"--{flag} must be positive, got {value}")
+  if a.out is not None:  # made now: a folder that cannot be written would lose the run's timings
+    try:
+      os.makedirs(a.out, exist_ok=True)
+    except OSError as e:
+      p.error(f"--out {a.out} cannot be made ({e.strerror})")
+    if not os.access(a.out, os.W_OK):
+      p.error(f"--out {a.out} is not writable")
   return a
 
 

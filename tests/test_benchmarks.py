@@ -320,6 +320,18 @@ def test_default_dtypes_skip_bfloat16_where_the_cpu_has_no_bfloat16_instructions
   assert run_cli.parse_args(["--dtypes", "bfloat16"]).dtypes == ["bfloat16"]
 
 
+def test_an_out_folder_that_cannot_be_made_is_refused_before_anything_is_timed(tmp_path, capsys):
+  a_file = tmp_path / "results"
+  a_file.write_text("")
+  with pytest.raises(SystemExit) as info:
+    run_cli.parse_args(["--out", str(a_file / "cpu")])
+  assert info.value.code == 2
+  assert capsys.readouterr().err.splitlines()[-1].endswith(
+      f"error: --out {a_file / 'cpu'} cannot be made (Not a directory)")
+  assert run_cli.parse_args(["--out", str(tmp_path / "new")]).out == str(tmp_path / "new")
+  assert (tmp_path / "new").is_dir()
+
+
 def test_peer_server_times_steps_from_genjax_weights_in_its_own_process():
   opts = harness.Options(models=[("vae", 8)], dtypes=["float32"], dry_run=True)
   config = workloads.make_config(workloads.get("vae"), 8, "float32", tiny=True,
