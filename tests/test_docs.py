@@ -1,15 +1,22 @@
 """The README, docs/ and the results pages point at things that exist: every relative link
 resolves to a file (and its #anchor to a heading of that file), every repository path quoted in
 the text exists, every ``python -m`` command (there, in the Makefile and in the code's own
-messages and docstrings) runs a module that exists, and the README links every docs page.
-Moving code or renaming a heading breaks a test, not a reader's click."""
+messages and docstrings) runs a module that exists, every training command written down (there
+and in the committed records) loads a config that validates, and the README links every docs
+page. Moving code or renaming a heading or a config key breaks a test, not a reader's click."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import pathlib
 import re
 
 import pytest
+
+from genjax import config as config_lib
+from genjax.errors import GenjaxError
+from tests.conftest import apply_overrides
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = sorted((REPO / "docs").glob("*.md"))
@@ -95,6 +102,55 @@ def test_commands_run_modules_that_exist():
           for m in missing_modules(p)] == []
 
 
+_TRAIN = re.compile(r"python3? -m genjax\.cli\.train((?:[ \t]+--[^\s\"`;|]+)+)")
+# Every committed record that may quote the command which trained it.
+RECORDS = sorted(p for p in (REPO / "experiments" / "results").rglob("*")
+                 if p.suffix in (".json", ".jsonl"))
+
+
+def train_commands(path: pathlib.Path) -> list[list[str]]:
+  """The flags of each ``python -m genjax.cli.train`` command in ``path`` (lines continued with
+  a backslash joined), less those with a placeholder (``<config>``)."""
+  text = re.sub(r"\\\n\s*", " ", path.read_text())
+  return [m.group(1).split() for m in _TRAIN.finditer(text) if "<" not in m.group(1)]
+
+
+def command_problem(flags: list[str]) -> str | None:
+  """Why the config these flags name would not train (None if it would): its file, each
+  ``--config.key=value`` applied as the command line applies it (the record's seed S and class K
+  read as 0), then genjax's validation."""
+  config = [f.split("=", 1)[1] for f in flags if f.startswith("--config=")]
+  if not config:
+    return "no --config"
+  overrides = {}
+  for flag in flags:
+    if flag.startswith("--config."):
+      key, _, value = flag[len("--config."):].partition("=")
+      value = {"S": "0", "(K,)": "(0,)"}.get(value.strip("'\""), value.strip("'\""))
+      try:
+        overrides[key] = ast.literal_eval(value)
+      except (ValueError, SyntaxError):
+        overrides[key] = value
+  try:
+    c = importlib.import_module(config[0].removesuffix(".py").replace("/", ".")).get_config()
+    apply_overrides(c, overrides)
+    if c.dataset.name == "image_folder" and not c.dataset.path:
+      c.dataset.path = "DIR"  # the user's folder, given on the command line
+    for slot in c.get("frozen", {}):  # the runs it names are trained first, elsewhere
+      c.frozen[slot] = c.frozen[slot] or "RUN"
+    config_lib.validate(c)
+  except (GenjaxError, ImportError, AttributeError, KeyError, TypeError) as e:
+    return f"{type(e).__name__}: {e}"
+  return None
+
+
+def test_every_training_command_written_down_loads_a_config_that_validates():
+  commands = {tuple(f) for p in [*PAGES, *RECORDS] for f in train_commands(p)}
+  assert len(commands) > 80  # the records' commands are found
+  assert {" ".join(c): command_problem(list(c)) for c in sorted(commands)
+          if command_problem(list(c))} == {}
+
+
 def test_readme_links_every_docs_page():
   linked = {(REPO / t.partition("#")[0]).resolve()
             for t in _LINK.findall(_prose(REPO / "README.md"))}
@@ -113,3 +169,14 @@ def test_the_checks_catch_what_they_claim(tmp_path):
   assert broken_links(page) == ["missing.md (no such file)", "other.md#nope (no heading #nope)"]
   assert missing_paths(page) == ["genjax/no_such_module.py"]
   assert missing_modules(page) == ["genjax.main"]
+  page.write_text("python -m genjax.cli.train --config=experiments/configs/dcgan_mnist.py \\\n"
+                  "    --workdir=W --config.seed=S; then\n"
+                  "`python -m genjax.cli.train --config=experiments/configs/<name>.py`\n"
+                  "python -m genjax.cli.train --config=experiments/configs/ae_mnist.py "
+                  "--config.model.widht=8\n")
+  found = train_commands(page)
+  assert found == [["--config=experiments/configs/dcgan_mnist.py", "--workdir=W",
+                    "--config.seed=S"],
+                   ["--config=experiments/configs/ae_mnist.py", "--config.model.widht=8"]]
+  assert command_problem(found[0]) is None
+  assert command_problem(found[1]).startswith("KeyError") and "widht" in command_problem(found[1])
