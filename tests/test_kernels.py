@@ -278,6 +278,13 @@ def test_backend_errors_and_fallback(tmp_path, monkeypatch):
   assert kernels.resolve("auto", mesh=mesh) == kernels.XLA
   with pytest.raises(errors.KernelError, match="cannot build"):
     kernels.resolve("onednn")
+  # A kernel folder that cannot be made: one line too, and 'auto' falls back (was an OSError)
+  (tmp_path / "a_file").write_text("")
+  monkeypatch.setenv("GENJAX_KERNEL_DIR", str(tmp_path / "a_file" / "kernels"))
+  with pytest.raises(errors.KernelError, match=r"^cannot make the kernels' folder .*a_file/kernels "
+                                               r"\(Not a directory\): set GENJAX_KERNEL_DIR to "):
+    kernels.build()
+  assert kernels.resolve("auto", mesh=mesh) == kernels.XLA
 
 
 def test_build_compiles_into_the_kernel_dir_once(tmp_path, monkeypatch):
