@@ -193,10 +193,17 @@ class Evaluator:
         (to_float(x), c) for x, c in (self._padded(images[i:i + self.batch])
                                       for i in range(0, len(images), self.batch)))
     if jax.process_index() == 0:
-      cache.parent.mkdir(parents=True, exist_ok=True)
       tmp = cache.with_suffix(".tmp.npz")
-      np.savez(tmp, **self._real)
-      os.replace(tmp, cache)
+      try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, **self._real)
+        os.replace(tmp, cache)
+      except OSError as e:  # a cache: the evaluation goes on without it
+        if tmp.exists():
+          tmp.unlink()
+        logging.warning("cannot cache the real split's features in %s (%s): they are computed "
+                        "again at the next evaluation; set config.eval.cache_dir to a writable "
+                        "folder", cache.parent, e.strerror)
     return self._real
 
   def fake_features(self, state, rng: jax.Array, n: int) -> dict[str, np.ndarray]:

@@ -110,7 +110,11 @@ class _StopRequest:
 
 def _enable_compilation_cache(path: str | None) -> None:
   if path and jax.config.jax_compilation_cache_dir != path:
-    os.makedirs(path, exist_ok=True)
+    try:
+      os.makedirs(path, exist_ok=True)
+    except OSError as e:
+      raise ConfigError(f"cannot make config.compilation_cache_dir={path} ({e.strerror}): give "
+                        f"a writable folder, or '' to compile afresh in each process") from None
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 

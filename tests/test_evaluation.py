@@ -5,6 +5,7 @@ so these tests check what the evaluator does with features, not the features the
 """
 
 import json
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -121,6 +122,25 @@ def test_a_rank_deficient_fid_stops_training_before_the_first_step(tmp_path, mon
   with pytest.raises(ConfigError, match="rank-deficient"):
     train.train_and_evaluate(c, str(tmp_path / "run"))
   assert not list((tmp_path / "run" / "checkpoints").glob("*"))
+
+
+def test_a_feature_cache_that_cannot_be_written_warns_and_a_compilation_cache_is_one_line(
+    tmp_path, monkeypatch, caplog):
+  monkeypatch.setattr(evaluation, "make_extractor", lambda *_: projection_extractor())
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  c = tiny_config("dcgan", num_steps=2, **{
+      "eval.every": 2, "eval.num_samples": 16, "eval.num_real": 16, "eval.metrics": "fid",
+      "eval.allow_rank_deficient": True, "eval.cache_dir": str(a_file / "cache")})
+  with caplog.at_level(logging.WARNING):
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+  assert "cannot cache the real split's features in" in caplog.text  # and the run finished
+  assert "fid" in json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+  c = tiny_config("dcgan", compilation_cache_dir=str(a_file / "xla"))
+  with pytest.raises(ConfigError, match=r"^cannot make config.compilation_cache_dir=.*a_file/xla "
+                                        r"\(Not a directory\): give a writable folder, or ''"):
+    train.train_and_evaluate(c, str(tmp_path / "run2"))
+  assert not (tmp_path / "run2").exists()
 
 
 def test_in_loop_evaluation_writes_jsonl_and_tensorboard(tmp_path, monkeypatch):
