@@ -73,6 +73,18 @@ def report_json(fn: Callable[..., Any], *args, **kwargs) -> None:
   print(json.dumps(result), flush=True)
 
 
+def make_folder(path: str | os.PathLike, what: str, error: type[GenjaxError] = ConfigError,
+                fix: str = "") -> None:
+  """``os.makedirs(path, exist_ok=True)``, a failure as one line: ``cannot make <what> <path>
+  (<reason>)<fix>``."""
+  if os.path.isfile(path):
+    raise error(f"cannot make {what} {path} (it is a file){fix}")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise error(f"cannot make {what} {path} ({e.strerror}){fix}") from None
+
+
 def check_choice(what: str, value: Any, valid, error: type[Exception] = ValueError, *,
                  listing: str = "valid") -> None:
   """Raises ``error("unknown <what> <value!r>; <listing>: a, b")`` unless ``value`` is in

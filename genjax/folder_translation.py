@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from genjax import data
+from genjax import errors
 from genjax import frozen
 from genjax.data import folders
 from genjax.errors import ConfigError
@@ -65,8 +65,8 @@ def translate(weights: str, input_dir: str, output_dir: str, *, load_size: int =
   paths = folders.image_paths(input_dir)
   if not paths:
     raise DataError(f"no PNG or JPEG images in {input_dir}")
-  if os.path.isfile(output_dir):
-    raise ConfigError(f"--output_dir={output_dir} is a file, not a folder")
+  if os.path.isfile(output_dir):  # before the network is loaded
+    raise ConfigError(f"cannot make --output_dir {output_dir} (it is a file)")
   net = frozen.load(weights, train=train_mode, build=lambda: translation_nets.define_G(
       netG, input_nc, output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout,
       rngs=nnx.Rngs(0)))
@@ -89,10 +89,7 @@ def translate(weights: str, input_dir: str, output_dir: str, *, load_size: int =
     keys = jax.random.split(key, images.shape[0])
     return jax.vmap(one)(images, keys)
 
-  try:
-    os.makedirs(output_dir, exist_ok=True)
-  except OSError as e:
-    raise ConfigError(f"cannot create --output_dir={output_dir}: {e.strerror}") from None
+  errors.make_folder(output_dir, "--output_dir")
   key, start, written = jax.random.PRNGKey(seed), time.perf_counter(), []
   for i in range(0, len(paths), batch_size):
     chunk = paths[i:i + batch_size]

@@ -34,6 +34,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from genjax import errors
 from genjax import runs
 from genjax import torch_weights
 from genjax.errors import CheckpointError
@@ -154,10 +155,7 @@ def export_torch(workdir: str, out: str) -> dict:
   if not all(hasattr(net, "torch_layers") for net in nets.values()):
     raise CheckpointError(f"{workdir} holds a {config.model.name!r} run: only Pix2Pix and "
                           f"CycleGAN networks have the reference's PyTorch layout")
-  try:
-    os.makedirs(out, exist_ok=True)
-  except OSError as e:
-    raise ConfigError(f"cannot write the .pth files into the folder {out}: {e.strerror}") from None
+  errors.make_folder(out, "the .pth files' folder")
   files = {}
   for role, net in nets.items():
     files[role] = os.path.join(out, f"latest_net_{role}.pth")

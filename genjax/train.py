@@ -36,7 +36,6 @@ from genjax import profiling
 from genjax import reporting
 from genjax import runs
 from genjax import errors
-from genjax.errors import ConfigError
 from genjax.errors import NonFiniteError
 from genjax.errors import StepError
 
@@ -110,11 +109,8 @@ class _StopRequest:
 
 def _enable_compilation_cache(path: str | None) -> None:
   if path and jax.config.jax_compilation_cache_dir != path:
-    try:
-      os.makedirs(path, exist_ok=True)
-    except OSError as e:
-      raise ConfigError(f"cannot make config.compilation_cache_dir={path} ({e.strerror}): give "
-                        f"a writable folder, or '' to compile afresh in each process") from None
+    errors.make_folder(path, "config.compilation_cache_dir", fix=": give a writable folder, or "
+                       "'' to compile afresh in each process")
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
@@ -124,15 +120,6 @@ def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.floating)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
-def _make_workdir(workdir: str) -> None:
-  if os.path.isfile(workdir):
-    raise ConfigError(f"--workdir={workdir} is a file, not a directory")
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    raise ConfigError(f"cannot create --workdir={workdir}: {e.strerror}") from None
 
 
 def train_and_evaluate(config, workdir: str) -> Result:
@@ -151,7 +138,7 @@ def train_and_evaluate(config, workdir: str) -> Result:
   frozen_weights = method.attach_frozen(frozen.for_config(config, method))
   warm = frozen.warm_start_source(config)  # checked now; applied to a fresh run only
 
-  _make_workdir(workdir)
+  errors.make_folder(workdir, "--workdir")
   with contextlib.ExitStack() as cleanup:
     ckpt = cleanup.enter_context(checkpoint.Checkpointer(
         os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,

@@ -73,9 +73,10 @@ def test_a_workdir_that_cannot_be_a_directory_is_one_line(tmp_path):
   a_file = tmp_path / "run"
   a_file.write_text("notes")
   config = tiny_config("ae", num_steps=1)
-  with pytest.raises(ConfigError, match=f"^--workdir={a_file} is a file, not a directory$"):
+  with pytest.raises(ConfigError, match=f"^cannot make --workdir {a_file} \\(it is a file\\)$"):
     train.train_and_evaluate(config, str(a_file))
-  with pytest.raises(ConfigError, match=f"^cannot create --workdir={a_file}/sub: Not a directory$"):
+  with pytest.raises(ConfigError,
+                     match=f"^cannot make --workdir {a_file}/sub \\(Not a directory\\)$"):
     train.train_and_evaluate(config, str(a_file / "sub"))
   assert a_file.read_text() == "notes"
 

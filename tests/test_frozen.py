@@ -123,7 +123,7 @@ def test_bad_export_and_restore_requests_are_one_line_and_write_nothing(tmp_path
       (lambda: frozen.export(run, str(a_file / "g.npz")),
        r"^cannot write .*notes/g\.npz: Not a directory$"),
       (lambda: frozen.export_torch(run, str(a_file)),
-       r"^cannot write the \.pth files into the folder .*notes: File exists$"),
+       r"^cannot make the \.pth files' folder .*notes \(it is a file\)$"),
       (lambda: frozen.from_run(run + "@7"),
        r"^no checkpoint step 7 in .*straight/checkpoints; it has steps 1, 2$"),
   ]

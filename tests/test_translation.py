@@ -321,7 +321,7 @@ def test_translate_feeds_each_generator_its_source_domain_and_refuses_other_netw
       (dcgan, {}, ConfigError, r"dcgan is a 'dcgan' network: translate takes an image-to-image "
                                r"generator \(a Pix2Pix or CycleGAN run\)$"),
       (run, {"batch_size": 0}, ConfigError, r"^--batch_size must be >= 1, got 0$"),
-      (run, {"output_dir": str(a_file)}, ConfigError, r"out.txt is a file, not a folder$")):
+      (run, {"output_dir": str(a_file)}, ConfigError, r"out.txt \(it is a file\)$")):
     with pytest.raises(error, match=message):
       folder_translation.translate(weights, str(tmp_path / "in"),
                                    kwargs.pop("output_dir", str(tmp_path / "refused")), **kwargs)

@@ -235,12 +235,9 @@ def build() -> Path:
   out = library_path(install)
   if out.exists():
     return out
-  try:
-    out.parent.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise errors.KernelError(f"cannot make the kernels' folder {out.parent} ({e.strerror}): "
-                             f"set GENJAX_KERNEL_DIR to a writable folder or use "
-                             f"--config.conv_backend=xla") from None
+  errors.make_folder(out.parent, "the kernels' folder", errors.KernelError,
+                     fix=": set GENJAX_KERNEL_DIR to a writable folder or use "
+                         "--config.conv_backend=xla")
   fix = (f"install g++ and oneDNN (apt-get install g++; pip install {WHEEL} or apt-get "
          f"install libdnnl-dev) or use --config.conv_backend=xla")
   with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
