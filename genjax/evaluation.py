@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import time
 from typing import Any, Callable
 
@@ -343,13 +344,26 @@ def _append(workdir: str, line: dict[str, Any]) -> None:
 def evaluate_run(workdir: str, step: int | None = None, **overrides) -> dict[str, Any]:
   """Scores checkpoint ``step`` (newest if None) of ``workdir`` with its saved config, where
   ``overrides`` (``metrics``, ``num_samples``, ... : None keeps the run's) replace keys of its
-  ``config.eval``; returns the results and records them."""
+  ``config.eval``; returns the results and records them. Its errors name an override key as
+  the flag of genjax.cli.evaluate that sets it (``--weights``), not as ``config.eval.weights``."""
   strategy = parallel.make_strategy("mesh")
   _, state, config = runs.restore_run(workdir, step, sharding=strategy.state_sharding())
   step = int(state.step)
   for key, value in overrides.items():
     if value is not None:
       config.eval[key] = value
+  try:
+    return _evaluate_restored(workdir, step, state, config, strategy)
+  except GenjaxError as e:  # name the command's flags (--weights), not the keys they set
+    raise type(e)(_EVAL_KEY.sub(lambda m: f"--{m[1]}" if m[1] in overrides else m[0],
+                                str(e))) from None
+
+
+# a config.eval key as a message names it: config.eval.weights, --config.eval.weights, eval.split
+_EVAL_KEY = re.compile(r"(?:--)?(?:config\.)?\beval\.(\w+)")
+
+
+def _evaluate_restored(workdir: str, step: int, state, config, strategy) -> dict[str, Any]:
   if not parse_metrics(config.eval.metrics):
     raise ConfigError(f"nothing to evaluate: --metrics names no metric; valid: "
                       f"{', '.join(METRICS)}")

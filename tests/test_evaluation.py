@@ -245,6 +245,16 @@ def test_evaluate_run_scores_a_checkpoint_with_its_saved_config(tmp_path, monkey
   with pytest.raises(ConfigError, match="^nothing to evaluate: --metrics names no metric; "):
     evaluation.evaluate_run(str(tmp_path / "run"), metrics="")
   assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+  # the messages name the command's flags (genjax.cli.evaluate passes them all, None where not
+  # given), not the config keys they set
+  flags = dict.fromkeys(("metrics", "num_samples", "extractor", "weights", "split"))
+  monkeypatch.undo()
+  with pytest.raises(ConfigError, match=r"^the inception extractor needs the weight file: set "
+                     r"--weights=/path/to/pt_inception-2015-12-05-6726825d\.pth "):
+    evaluation.evaluate_run(str(tmp_path / "run"), **{**flags, "extractor": "inception"})
+  with pytest.raises(ConfigError, match=r"^--num_samples must be >= 2, got 1$"):
+    evaluation.evaluate_run(str(tmp_path / "run"), **{**flags, "num_samples": 1})
+  assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
 
 
 @pytest.mark.parametrize("tool", ["genjax.cli.evaluate", "genjax.cli.gan_accuracy"])
