@@ -165,9 +165,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   name = config.model.get("name", "")
   models.get(name)  # unknown family -> lists the valid names
   model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
-  _check_keys("model", model_kwargs, models.defaults(name))
+  model_defaults = models.defaults(name)
+  _check_keys("model", model_kwargs, model_defaults)
   for key, value in model_kwargs.items():  # a width or a count: never negative
-    if isinstance(models.defaults(name)[key], int) and not isinstance(value, bool):
+    if isinstance(model_defaults[key], int) and not isinstance(value, bool):
       _positive_int(config.model, key, 1 if key in models.SIZES else 0, section="model.")
   method = methods.get(models.get(name).METHOD)
   _check_keys("method", dict(config.method), method.DEFAULTS)
